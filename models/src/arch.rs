@@ -351,8 +351,14 @@ impl NetSpec {
                         if let Some(p) = tok.strip_prefix('p') {
                             b.pool(number(p, "pool size", spec)?)?;
                         } else if let Some(f) = tok.strip_prefix('f') {
-                            b.dense(number(f, "layer width", spec)?, Activation::Relu, batch_norm)?;
-                        } else if let Some((c, k)) = tok.strip_prefix('c').and_then(|t| t.split_once('k')) {
+                            b.dense(
+                                number(f, "layer width", spec)?,
+                                Activation::Relu,
+                                batch_norm,
+                            )?;
+                        } else if let Some((c, k)) =
+                            tok.strip_prefix('c').and_then(|t| t.split_once('k'))
+                        {
                             let filters = number(c, "filter count", spec)?;
                             let kernel = number(k, "kernel size", spec)?;
                             b.conv(filters, kernel, Activation::Relu)?;
@@ -441,7 +447,11 @@ impl NetSpec {
                 } => format!(
                     "{name} {inputs}→{outputs}{}{}",
                     if *batch_norm { " bn" } else { "" },
-                    if *activation == Activation::Relu { " relu" } else { "" }
+                    if *activation == Activation::Relu {
+                        " relu"
+                    } else {
+                        ""
+                    }
                 ),
                 Layer::Conv2d {
                     name,
@@ -453,7 +463,11 @@ impl NetSpec {
                 } => format!(
                     "{name} {in_channels}→{out_channels}@{kernel}×{kernel}{}{}",
                     if *batch_norm { " bn" } else { "" },
-                    if *activation == Activation::Relu { " relu" } else { "" }
+                    if *activation == Activation::Relu {
+                        " relu"
+                    } else {
+                        ""
+                    }
                 ),
                 Layer::MaxPool { size } => format!("maxpool {size}"),
                 Layer::Flatten => "flatten".into(),

@@ -60,7 +60,10 @@ pub fn parse_idx(path: &Path, bytes: &[u8]) -> Result<IdxArray> {
         reason,
     };
     if bytes.len() < 4 {
-        return Err(not_idx(format!("{} bytes, shorter than the 4-byte magic", bytes.len())));
+        return Err(not_idx(format!(
+            "{} bytes, shorter than the 4-byte magic",
+            bytes.len()
+        )));
     }
     if bytes[0] != 0 || bytes[1] != 0 {
         return Err(not_idx(format!(
@@ -216,7 +219,11 @@ impl Dataset {
 
     /// One more than the largest label: the number of classes this split needs.
     pub fn classes_needed(&self) -> usize {
-        self.labels.iter().copied().max().map_or(0, |m| usize::from(m) + 1)
+        self.labels
+            .iter()
+            .copied()
+            .max()
+            .map_or(0, |m| usize::from(m) + 1)
     }
 }
 
@@ -311,9 +318,10 @@ fn read_sums(dir: &Path) -> Result<Option<Vec<(String, String)>>> {
         }
         let mut parts = line.split_whitespace();
         match (parts.next(), parts.next()) {
-            (Some(d), Some(name)) if d.len() == 64 => {
-                sums.push((d.to_ascii_lowercase(), name.trim_start_matches('*').to_string()))
-            }
+            (Some(d), Some(name)) if d.len() == 64 => sums.push((
+                d.to_ascii_lowercase(),
+                name.trim_start_matches('*').to_string(),
+            )),
             _ => {
                 return Err(Error::BadIdx {
                     path,
@@ -335,8 +343,8 @@ impl Mnist {
             ));
         }
         let sums = read_sums(dir)?;
-        let paths = [TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS]
-            .map(|stem| find(dir, stem));
+        let paths =
+            [TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS].map(|stem| find(dir, stem));
         let [ti, tl, vi, vl] = paths;
         let (ti, tl, vi, vl) = (ti?, tl?, vi?, vl?);
         let (train, train_sha) = Dataset::load(&ti, &tl)?;
@@ -364,10 +372,13 @@ impl Mnist {
                 .iter()
                 .zip(digests.iter().zip(files))
             {
-                let listed = sums.iter().find(|(_, n)| n == stem).ok_or_else(|| Error::BadIdx {
-                    path: dir.join("SHA256SUMS"),
-                    reason: format!("no line for {stem}"),
-                })?;
+                let listed = sums
+                    .iter()
+                    .find(|(_, n)| n == stem)
+                    .ok_or_else(|| Error::BadIdx {
+                        path: dir.join("SHA256SUMS"),
+                        reason: format!("no line for {stem}"),
+                    })?;
                 if listed.0 != **digest {
                     return Err(Error::Checksum {
                         path: path.clone(),
@@ -420,7 +431,9 @@ impl Mnist {
         let cut = self.train.count - val;
         let end = train_limit.map_or(cut, |l| l.min(cut));
         if end == 0 {
-            return Err(Error::Split("--train-limit 0 leaves no training samples".into()));
+            return Err(Error::Split(
+                "--train-limit 0 leaves no training samples".into(),
+            ));
         }
         Ok(Split {
             train: self.train.slice(0, end),
@@ -477,7 +490,10 @@ mod tests {
 
     /// Writes a tiny 4-file dataset (`n` training and `n` test images of 2×3) into `dir`.
     pub(crate) fn write_dataset(dir: &Path, n: u32, gzip: bool) {
-        let images = idx(&[n, 2, 3], &(0..n * 6).map(|i| (i % 256) as u8).collect::<Vec<_>>());
+        let images = idx(
+            &[n, 2, 3],
+            &(0..n * 6).map(|i| (i % 256) as u8).collect::<Vec<_>>(),
+        );
         let labels = idx(&[n], &(0..n).map(|i| (i % 3) as u8).collect::<Vec<_>>());
         for (stem, bytes) in [
             (TRAIN_IMAGES, &images),
@@ -507,7 +523,9 @@ mod tests {
     }
 
     fn err_of(bytes: &[u8]) -> String {
-        parse_idx(Path::new("f.idx"), bytes).unwrap_err().to_string()
+        parse_idx(Path::new("f.idx"), bytes)
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
@@ -526,7 +544,10 @@ mod tests {
     #[test]
     fn rejects_truncated_and_oversized_data() {
         let e = err_of(&idx(&[3, 2], &[1, 2, 3]));
-        assert!(e.contains("f.idx") && e.contains("promises 6 bytes") && e.contains("has 3"), "{e}");
+        assert!(
+            e.contains("f.idx") && e.contains("promises 6 bytes") && e.contains("has 3"),
+            "{e}"
+        );
         assert!(err_of(&idx(&[1], &[1, 2])).contains("1 bytes after"));
     }
 
@@ -544,9 +565,14 @@ mod tests {
 
         fs::remove_file(dir.path().join(TRAIN_LABELS)).unwrap();
         let e = Mnist::load(dir.path()).unwrap_err().to_string();
-        assert!(e.contains("train-labels-idx1-ubyte") && e.contains("missing"), "{e}");
+        assert!(
+            e.contains("train-labels-idx1-ubyte") && e.contains("missing"),
+            "{e}"
+        );
 
-        let e = Mnist::load(&dir.path().join("nope")).unwrap_err().to_string();
+        let e = Mnist::load(&dir.path().join("nope"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("nope") && e.contains("not found"), "{e}");
     }
 
@@ -556,7 +582,10 @@ mod tests {
         write_dataset(dir.path(), 4, false);
         fs::write(dir.path().join(TEST_IMAGES), b"<html>not a dataset</html>").unwrap();
         let e = Mnist::load(dir.path()).unwrap_err().to_string();
-        assert!(e.contains("t10k-images-idx3-ubyte") && e.contains("not an IDX file"), "{e}");
+        assert!(
+            e.contains("t10k-images-idx3-ubyte") && e.contains("not an IDX file"),
+            "{e}"
+        );
         let mut broken = gz(&idx(&[4, 2, 3], &[0; 24]));
         broken.truncate(broken.len() / 2);
         fs::write(dir.path().join(TEST_IMAGES), &broken).unwrap();
@@ -594,7 +623,10 @@ mod tests {
         let tampered = sums.replacen(&sums[..2], "00", 1);
         fs::write(dir.path().join("SHA256SUMS"), tampered).unwrap();
         let e = Mnist::load(dir.path()).unwrap_err().to_string();
-        assert!(e.contains("train-images-idx3-ubyte.gz") && e.contains("does not match"), "{e}");
+        assert!(
+            e.contains("train-images-idx3-ubyte.gz") && e.contains("does not match"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -606,7 +638,11 @@ mod tests {
         assert_eq!((s.train.count, s.val.count, s.test.count), (7, 3, 10));
         assert_eq!(s.val.labels, m.train.labels[7..]);
         assert_eq!(m.split(3, Some(2)).unwrap().train.count, 2);
-        assert!(m.split(10, None).unwrap_err().to_string().contains("--val 10"));
+        assert!(m
+            .split(10, None)
+            .unwrap_err()
+            .to_string()
+            .contains("--val 10"));
     }
 
     #[test]

@@ -42,7 +42,12 @@ impl Evaluation {
 }
 
 /// Evaluates `params` on all of `data`, in batches.
-pub fn evaluate(net: &NetSpec, params: &Params, norm: &Normalization, data: &Dataset) -> Result<Evaluation> {
+pub fn evaluate(
+    net: &NetSpec,
+    params: &Params,
+    norm: &Normalization,
+    data: &Dataset,
+) -> Result<Evaluation> {
     let tensors = net::constants(params)?;
     let classes = net.classes;
     let mut confusion = vec![vec![0u32; classes]; classes];
@@ -64,8 +69,16 @@ pub fn evaluate(net: &NetSpec, params: &Params, norm: &Normalization, data: &Dat
     }
     let samples = data.count;
     Ok(Evaluation {
-        accuracy: if samples == 0 { 0.0 } else { correct as f64 / samples as f64 },
-        loss: if samples == 0 { 0.0 } else { loss_sum / samples as f64 },
+        accuracy: if samples == 0 {
+            0.0
+        } else {
+            correct as f64 / samples as f64
+        },
+        loss: if samples == 0 {
+            0.0
+        } else {
+            loss_sum / samples as f64
+        },
         samples,
         confusion,
     })

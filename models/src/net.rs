@@ -96,7 +96,12 @@ fn one_hot(labels: &Tensor, classes: usize) -> Result<Tensor> {
 }
 
 /// Builds the input batch (normalized pixels, shaped for the first layer) and the labels of samples `indices`.
-pub fn batch(net: &NetSpec, data: &Dataset, norm: &Normalization, indices: &[usize]) -> Result<(Tensor, Tensor)> {
+pub fn batch(
+    net: &NetSpec,
+    data: &Dataset,
+    norm: &Normalization,
+    indices: &[usize],
+) -> Result<(Tensor, Tensor)> {
     let len = data.image_len();
     let mut x = vec![0f32; indices.len() * len];
     for (row, &i) in indices.iter().enumerate() {
@@ -104,14 +109,23 @@ pub fn batch(net: &NetSpec, data: &Dataset, norm: &Normalization, indices: &[usi
     }
     let labels: Vec<u32> = indices.iter().map(|&i| u32::from(data.labels[i])).collect();
     let s = net.input;
-    let x = Tensor::from_vec(x, (indices.len(), s.channels, s.height, s.width), &Device::Cpu)?;
+    let x = Tensor::from_vec(
+        x,
+        (indices.len(), s.channels, s.height, s.width),
+        &Device::Cpu,
+    )?;
     let y = Tensor::from_vec(labels, indices.len(), &Device::Cpu)?;
     Ok((x, y))
 }
 
 /// Runs the network on `x` (`[batch, channels, height, width]`). Returns the logits and, in training mode, the
 /// batch statistics of every batch-norm layer.
-pub fn forward(net: &NetSpec, tensors: &[Tensor], x: &Tensor, mut mode: Mode) -> Result<(Tensor, Vec<BatchStats>)> {
+pub fn forward(
+    net: &NetSpec,
+    tensors: &[Tensor],
+    x: &Tensor,
+    mut mode: Mode,
+) -> Result<(Tensor, Vec<BatchStats>)> {
     let mut h = x.clone();
     let mut next = 0usize; // index into `tensors`
     let mut stats = Vec::new();
@@ -119,7 +133,7 @@ pub fn forward(net: &NetSpec, tensors: &[Tensor], x: &Tensor, mut mode: Mode) ->
     for (li, layer) in net.layers.iter().enumerate() {
         match layer {
             Layer::Flatten => h = h.flatten_from(1)?,
-            Layer::MaxPool { size } => h = h.max_pool2d(*size)?,
+            Layer::MaxPool { size } => h = crate::ops::max_pool2d(&h, *size)?,
             Layer::Dense { activation, .. } | Layer::Conv2d { activation, .. } => {
                 let (w, b) = (&tensors[next], &tensors[next + 1]);
                 next += 2;
@@ -128,8 +142,7 @@ pub fn forward(net: &NetSpec, tensors: &[Tensor], x: &Tensor, mut mode: Mode) ->
                         let s = net.input;
                         h = h.reshape((h.dim(0)?, s.channels, s.height, s.width))?;
                     }
-                    let out_c = w.dim(0)?;
-                    h.conv2d(w, 0, 1, 1, 1)?.broadcast_add(&b.reshape((1, out_c, 1, 1))?)?
+                    crate::ops::conv2d(&h, w, b)?
                 } else {
                     if h.rank() != 2 {
                         h = h.flatten_from(1)?;
@@ -137,8 +150,12 @@ pub fn forward(net: &NetSpec, tensors: &[Tensor], x: &Tensor, mut mode: Mode) ->
                     h.matmul(&w.t()?)?.broadcast_add(b)?
                 };
                 if layer.has_batch_norm() {
-                    let (gamma, beta, rmean, rvar) =
-                        (&tensors[next], &tensors[next + 1], &tensors[next + 2], &tensors[next + 3]);
+                    let (gamma, beta, rmean, rvar) = (
+                        &tensors[next],
+                        &tensors[next + 1],
+                        &tensors[next + 2],
+                        &tensors[next + 3],
+                    );
                     let mean_index = next + 2;
                     next += 4;
                     h = batch_norm(&h, gamma, beta, rmean, rvar, &mode, mean_index, &mut stats)?;
@@ -146,7 +163,8 @@ pub fn forward(net: &NetSpec, tensors: &[Tensor], x: &Tensor, mut mode: Mode) ->
                 if *activation == Activation::Relu {
                     h = h.relu()?;
                 }
-                let hidden_dense = matches!(layer, Layer::Dense { .. }) && Some(li) != last_weighted;
+                let hidden_dense =
+                    matches!(layer, Layer::Dense { .. }) && Some(li) != last_weighted;
                 if let (Mode::Train { dropout, rng }, true) = (&mut mode, hidden_dense) {
                     if *dropout > 0.0 {
                         h = apply_dropout(&h, *dropout, rng)?;
@@ -173,7 +191,10 @@ fn batch_norm(
     let conv = h.rank() == 4;
     let bshape: Vec<usize> = if conv { vec![1, c, 1, 1] } else { vec![1, c] };
     let (mean, var) = match mode {
-        Mode::Eval => (rmean.reshape(bshape.as_slice())?, rvar.reshape(bshape.as_slice())?),
+        Mode::Eval => (
+            rmean.reshape(bshape.as_slice())?,
+            rvar.reshape(bshape.as_slice())?,
+        ),
         Mode::Train { .. } => {
             let mean_over = |t: &Tensor| -> Result<Tensor> {
                 Ok(if conv {
@@ -185,7 +206,11 @@ fn batch_norm(
             let mean = mean_over(h)?;
             let var = mean_over(&h.broadcast_sub(&mean)?.sqr()?)?;
             let n = h.elem_count() / c;
-            let unbias = if n > 1 { n as f64 / (n - 1) as f64 } else { 1.0 };
+            let unbias = if n > 1 {
+                n as f64 / (n - 1) as f64
+            } else {
+                1.0
+            };
             stats.push(BatchStats {
                 running_mean_index: mean_index,
                 mean: mean.flatten_all()?.to_vec1()?,
@@ -194,7 +219,9 @@ fn batch_norm(
             (mean, var)
         }
     };
-    let normed = h.broadcast_sub(&mean)?.broadcast_div(&(var + BN_EPS)?.sqrt()?)?;
+    let normed = h
+        .broadcast_sub(&mean)?
+        .broadcast_div(&(var + BN_EPS)?.sqrt()?)?;
     Ok(normed
         .broadcast_mul(&gamma.reshape(bshape.as_slice())?)?
         .broadcast_add(&beta.reshape(bshape.as_slice())?)?)
@@ -215,7 +242,13 @@ pub fn constants(params: &crate::params::Params) -> Result<Vec<Tensor>> {
     params
         .tensors
         .iter()
-        .map(|p| Ok(Tensor::from_slice(&p.data, p.spec.shape.as_slice(), &Device::Cpu)?))
+        .map(|p| {
+            Ok(Tensor::from_slice(
+                &p.data,
+                p.spec.shape.as_slice(),
+                &Device::Cpu,
+            )?)
+        })
         .collect()
 }
 
@@ -232,11 +265,19 @@ mod tests {
     fn log_softmax_is_stable_for_huge_logits() {
         let x = Tensor::new(&[[1000f32, 0.0, -1000.0], [1e30, 1e30, 0.0]], &Device::Cpu).unwrap();
         let l = log_softmax(&x).unwrap().to_vec2::<f32>().unwrap();
-        assert!(l.iter().flatten().all(|v| v.is_finite() || *v == f32::NEG_INFINITY), "{l:?}");
+        assert!(
+            l.iter()
+                .flatten()
+                .all(|v| v.is_finite() || *v == f32::NEG_INFINITY),
+            "{l:?}"
+        );
         assert!(l[0][0].abs() < 1e-6);
         assert!((l[1][0] - (-std::f32::consts::LN_2)).abs() < 1e-6);
         let labels = Tensor::new(&[0u32, 1], &Device::Cpu).unwrap();
-        let ce = loss(Loss::CrossEntropy, &x, &labels).unwrap().to_scalar::<f32>().unwrap();
+        let ce = loss(Loss::CrossEntropy, &x, &labels)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         assert!((ce - std::f32::consts::LN_2 / 2.0).abs() < 1e-6, "{ce}");
     }
 
@@ -244,7 +285,10 @@ mod tests {
     fn mse_is_the_mean_over_samples_and_classes() {
         let x = Tensor::new(&[[1f32, 0.0], [0.0, 0.0]], &Device::Cpu).unwrap();
         let labels = Tensor::new(&[0u32, 0], &Device::Cpu).unwrap();
-        let l = loss(Loss::Mse, &x, &labels).unwrap().to_scalar::<f32>().unwrap();
+        let l = loss(Loss::Mse, &x, &labels)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         assert!((l - 0.25).abs() < 1e-7);
     }
 }

@@ -54,7 +54,8 @@ pub enum OptimizerKind {
 
 impl OptimizerKind {
     /// All names accepted by `FromStr`.
-    pub const NAMES: &'static [&'static str] = &["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam"];
+    pub const NAMES: &'static [&'static str] =
+        &["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam"];
 
     /// The name, as accepted by `FromStr`.
     pub fn name(&self) -> &'static str {
@@ -96,7 +97,10 @@ impl FromStr for OptimizerKind {
             "momentum" => OptimizerKind::Momentum { beta: 0.9 },
             "nesterov" => OptimizerKind::Nesterov { beta: 0.9 },
             "adagrad" => OptimizerKind::AdaGrad { eps: 1e-10 },
-            "rmsprop" => OptimizerKind::RmsProp { rho: 0.9, eps: 1e-8 },
+            "rmsprop" => OptimizerKind::RmsProp {
+                rho: 0.9,
+                eps: 1e-8,
+            },
             "adam" => OptimizerKind::Adam {
                 beta1: 0.9,
                 beta2: 0.999,
@@ -105,7 +109,10 @@ impl FromStr for OptimizerKind {
             other => {
                 return Err(Error::config(
                     "--optimizer",
-                    format!("unknown optimizer `{other}` (expected one of {})", Self::NAMES.join(", ")),
+                    format!(
+                        "unknown optimizer `{other}` (expected one of {})",
+                        Self::NAMES.join(", ")
+                    ),
                 ))
             }
         })
@@ -126,7 +133,10 @@ pub struct Optimizer {
 impl Optimizer {
     /// A fresh optimizer for tensors of the given lengths.
     pub fn new(kind: OptimizerKind, lens: &[usize]) -> Self {
-        let state = lens.iter().map(|&n| vec![vec![0.0; n]; kind.slots()]).collect();
+        let state = lens
+            .iter()
+            .map(|&n| vec![vec![0.0; n]; kind.slots()])
+            .collect();
         Optimizer {
             kind,
             steps: 0,
@@ -179,7 +189,12 @@ impl Optimizer {
                 let step = lr / c1;
                 let c2_sqrt = c2.sqrt();
                 let (ms, vs) = slots.split_at_mut(1);
-                for (((w, g), m), v) in w.iter_mut().zip(g).zip(ms[0].iter_mut()).zip(vs[0].iter_mut()) {
+                for (((w, g), m), v) in w
+                    .iter_mut()
+                    .zip(g)
+                    .zip(ms[0].iter_mut())
+                    .zip(vs[0].iter_mut())
+                {
                     *m = beta1 * *m + (1.0 - beta1) * g;
                     *v = beta2 * *v + (1.0 - beta2) * g * g;
                     *w -= step * *m / (v.sqrt() / c2_sqrt + eps);
@@ -218,11 +233,17 @@ pub enum Schedule {
 
 impl Schedule {
     /// Names accepted by [`Schedule::parse`].
-    pub const NAMES: &'static [&'static str] = &["constant", "step", "inv-sqrt", "inv-time", "cosine"];
+    pub const NAMES: &'static [&'static str] =
+        &["constant", "step", "inv-sqrt", "inv-time", "cosine"];
 
     /// Parses a schedule name; `decay` sets γ (step, default 0.1), k (inv-time, default 1) or the floor
     /// (cosine, default 0); `every` the step interval (default: a third of the epochs).
-    pub fn parse(name: &str, decay: Option<f64>, every: Option<f64>, epochs: usize) -> Result<Self> {
+    pub fn parse(
+        name: &str,
+        decay: Option<f64>,
+        every: Option<f64>,
+        epochs: usize,
+    ) -> Result<Self> {
         let s = match name {
             "constant" => Schedule::Constant,
             "step" => Schedule::Step {
@@ -239,7 +260,10 @@ impl Schedule {
             other => {
                 return Err(Error::config(
                     "--schedule",
-                    format!("unknown schedule `{other}` (expected one of {})", Self::NAMES.join(", ")),
+                    format!(
+                        "unknown schedule `{other}` (expected one of {})",
+                        Self::NAMES.join(", ")
+                    ),
                 ))
             }
         };
@@ -282,7 +306,12 @@ mod tests {
     /// Minimizes f(w) = ½ Σ aᵢ (wᵢ − 1)² from w = 0 and returns the final loss.
     fn quadratic(kind: OptimizerKind, lr: f32, steps: usize) -> (f32, f32) {
         let a = [1.0f32, 4.0, 0.25];
-        let loss = |w: &[f32]| w.iter().zip(a).map(|(w, a)| 0.5 * a * (w - 1.0).powi(2)).sum::<f32>();
+        let loss = |w: &[f32]| {
+            w.iter()
+                .zip(a)
+                .map(|(w, a)| 0.5 * a * (w - 1.0).powi(2))
+                .sum::<f32>()
+        };
         let mut w = vec![0.0f32; 3];
         let start = loss(&w);
         let mut opt = Optimizer::new(kind, &[3]);
@@ -318,13 +347,19 @@ mod tests {
         let mut o = Optimizer::new("adam".parse().unwrap(), &[2]);
         o.begin_step();
         o.update(0, &mut w, &[1000.0, 0.001], 0.01);
-        assert!((w[0] + 0.01).abs() < 1e-5 && (w[1] + 0.01).abs() < 1e-4, "{w:?}");
+        assert!(
+            (w[0] + 0.01).abs() < 1e-5 && (w[1] + 0.01).abs() < 1e-4,
+            "{w:?}"
+        );
     }
 
     #[test]
     fn unknown_optimizer_is_a_clear_error() {
         let e = "adamw".parse::<OptimizerKind>().unwrap_err().to_string();
-        assert!(e.starts_with("--optimizer: unknown optimizer `adamw`"), "{e}");
+        assert!(
+            e.starts_with("--optimizer: unknown optimizer `adamw`"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -338,7 +373,10 @@ mod tests {
         assert!((s("cosine").lr(1.0, 0.0, 9) - 1.0).abs() < 1e-12);
         assert!((s("cosine").lr(1.0, 4.5, 9) - 0.5).abs() < 1e-12);
         assert!(s("cosine").lr(1.0, 9.0, 9).abs() < 1e-12);
-        assert!(Schedule::parse("warm", None, None, 9).unwrap_err().to_string().contains("--schedule"));
+        assert!(Schedule::parse("warm", None, None, 9)
+            .unwrap_err()
+            .to_string()
+            .contains("--schedule"));
         assert!(Schedule::parse("step", Some(2.0), None, 9).is_err());
     }
 }

@@ -82,12 +82,22 @@ impl Params {
     pub fn views(&self, prefix: &str) -> Vec<(String, F32View<'_>)> {
         self.tensors
             .iter()
-            .map(|p| (format!("{prefix}{}", p.spec.name), F32View::new(&p.spec.shape, &p.data)))
+            .map(|p| {
+                (
+                    format!("{prefix}{}", p.spec.name),
+                    F32View::new(&p.spec.shape, &p.data),
+                )
+            })
             .collect()
     }
 
     /// Reads the tensors `net` needs from `st`, each named `prefix + name`.
-    pub fn from_safetensors(net: &NetSpec, st: &SafeTensors, prefix: &str, path: &Path) -> Result<Params> {
+    pub fn from_safetensors(
+        net: &NetSpec,
+        st: &SafeTensors,
+        prefix: &str,
+        path: &Path,
+    ) -> Result<Params> {
         let tensors = net
             .tensors()
             .into_iter()
@@ -138,7 +148,13 @@ impl safetensors::View for F32View<'_> {
 }
 
 /// Converts a tensor view to f32 after checking its shape against `spec`.
-fn to_f32(view: &TensorView, name: &str, spec: &TensorSpec, arch: &str, path: &Path) -> Result<Vec<f32>> {
+fn to_f32(
+    view: &TensorView,
+    name: &str,
+    spec: &TensorSpec,
+    arch: &str,
+    path: &Path,
+) -> Result<Vec<f32>> {
     if view.shape() != spec.shape.as_slice() {
         return Err(Error::model_file(
             path,
@@ -167,17 +183,20 @@ fn to_f32(view: &TensorView, name: &str, spec: &TensorSpec, arch: &str, path: &P
             .chunks_exact(2)
             .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
             .collect(),
-        other => {
-            return Err(Error::model_file(
-                path,
-                format!("tensor `{name}` has dtype {other:?}; only F32, F64, F16 and BF16 are supported"),
-            ))
-        }
+        other => return Err(Error::model_file(
+            path,
+            format!(
+                "tensor `{name}` has dtype {other:?}; only F32, F64, F16 and BF16 are supported"
+            ),
+        )),
     };
     if let Some(i) = data.iter().position(|v| !v.is_finite()) {
         return Err(Error::model_file(
             path,
-            format!("tensor `{name}` holds a non-finite value ({}) at index {i}", data[i]),
+            format!(
+                "tensor `{name}` holds a non-finite value ({}) at index {i}",
+                data[i]
+            ),
         ));
     }
     Ok(data)
@@ -208,7 +227,10 @@ impl Model {
     /// The safetensors bytes of this model.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         let mut meta = self.metadata.clone();
-        meta.insert(KEY_NET.into(), serde_json::to_string(&self.net).expect("serializable"));
+        meta.insert(
+            KEY_NET.into(),
+            serde_json::to_string(&self.net).expect("serializable"),
+        );
         meta.insert(KEY_ARCH.into(), self.net.arch.clone());
         meta.insert(
             KEY_NORM.into(),
@@ -237,9 +259,8 @@ impl Model {
 
     /// Parses model bytes (`path` names them in errors).
     pub fn from_bytes(bytes: &[u8], path: &Path, arch: Option<&str>) -> Result<Model> {
-        let st = SafeTensors::deserialize(bytes).map_err(|e| {
-            Error::model_file(path, format!("not a safetensors model file ({e})"))
-        })?;
+        let st = SafeTensors::deserialize(bytes)
+            .map_err(|e| Error::model_file(path, format!("not a safetensors model file ({e})")))?;
         let (_, header) = SafeTensors::read_metadata(bytes)
             .map_err(|e| Error::model_file(path, format!("not a safetensors model file ({e})")))?;
         let metadata = header.metadata().clone().unwrap_or_default();
@@ -257,7 +278,10 @@ impl Model {
                     if given != net.arch {
                         return Err(Error::model_file(
                             path,
-                            format!("the file holds a `{}` network but --arch says `{given}`", net.arch),
+                            format!(
+                                "the file holds a `{}` network but --arch says `{given}`",
+                                net.arch
+                            ),
                         ));
                     }
                 }
@@ -265,12 +289,10 @@ impl Model {
                 (net, params)
             }
             (None, Some(arch)) => import_foreign(&st, arch, path)?,
-            (None, None) => {
-                return Err(Error::model_file(
-                    path,
-                    "no slimnet architecture in the metadata; pass --arch (e.g. --arch lenet-300-100)",
-                ))
-            }
+            (None, None) => return Err(Error::model_file(
+                path,
+                "no slimnet architecture in the metadata; pass --arch (e.g. --arch lenet-300-100)",
+            )),
         };
         Ok(Model {
             net,
@@ -341,7 +363,12 @@ fn match_names(st: &SafeTensors, net: &NetSpec, path: &Path) -> Result<Vec<Strin
     if exact {
         return Ok(wanted.into_iter().map(|t| t.name).collect());
     }
-    let mut weights: Vec<String> = st.names().into_iter().filter(|n| n.ends_with(".weight")).map(str::to_string).collect();
+    let mut weights: Vec<String> = st
+        .names()
+        .into_iter()
+        .filter(|n| n.ends_with(".weight"))
+        .map(str::to_string)
+        .collect();
     weights.sort_by_key(|n| natural_key(n));
     let layers = wanted.iter().filter(|t| t.role == Role::Weight).count();
     if weights.len() != layers {
@@ -396,7 +423,10 @@ mod tests {
         let m = Model {
             params: Params::init(&net, 1),
             net,
-            normalization: Normalization { mean: 0.1, std: 0.3 },
+            normalization: Normalization {
+                mean: 0.1,
+                std: 0.3,
+            },
             dataset_sha256: Some("ab".repeat(32)),
             metadata: HashMap::from([("slimnet.metrics".into(), "{}".into())]),
         };
@@ -405,7 +435,8 @@ mod tests {
         assert_eq!(back.net, m.net);
         assert_eq!(back.normalization, m.normalization);
         assert_eq!(back.dataset_sha256, m.dataset_sha256);
-        let e = Model::from_bytes(&m.to_bytes().unwrap(), Path::new("m"), Some("lenet-5")).unwrap_err();
+        let e =
+            Model::from_bytes(&m.to_bytes().unwrap(), Path::new("m"), Some("lenet-5")).unwrap_err();
         assert!(e.to_string().contains("--arch says `lenet-5`"), "{e}");
     }
 
@@ -415,7 +446,12 @@ mod tests {
         let halves: Vec<Vec<u8>> = p
             .tensors
             .iter()
-            .map(|t| t.data.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect())
+            .map(|t| {
+                t.data
+                    .iter()
+                    .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+                    .collect()
+            })
             .collect();
         let f32s: Vec<Vec<u8>> = p
             .tensors
@@ -442,7 +478,14 @@ mod tests {
     #[test]
     fn imports_pytorch_names_and_sequential_positions() {
         let net = lenet();
-        let names = ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias", "fc3.weight", "fc3.bias"];
+        let names = [
+            "fc1.weight",
+            "fc1.bias",
+            "fc2.weight",
+            "fc2.bias",
+            "fc3.weight",
+            "fc3.bias",
+        ];
         let bytes = torch_file(&names, &net, false);
         let e = Model::from_bytes(&bytes, Path::new("t.safetensors"), None).unwrap_err();
         assert!(e.to_string().contains("pass --arch"), "{e}");
@@ -450,25 +493,54 @@ mod tests {
         assert_eq!(m.params, Params::init(&net, 3));
         assert_eq!(m.normalization, Normalization::MNIST);
 
-        let seq = ["net.0.weight", "net.0.bias", "net.2.weight", "net.2.bias", "net.10.weight", "net.10.bias"];
-        let m = Model::from_bytes(&torch_file(&seq, &net, true), Path::new("t"), Some("lenet-300-100")).unwrap();
+        let seq = [
+            "net.0.weight",
+            "net.0.bias",
+            "net.2.weight",
+            "net.2.bias",
+            "net.10.weight",
+            "net.10.bias",
+        ];
+        let m = Model::from_bytes(
+            &torch_file(&seq, &net, true),
+            Path::new("t"),
+            Some("lenet-300-100"),
+        )
+        .unwrap();
         let w = &m.params.get("fc3.weight").unwrap().data;
-        let orig = &Params::init(&net, 3).get("fc3.weight").unwrap().data.clone();
+        let orig = &Params::init(&net, 3)
+            .get("fc3.weight")
+            .unwrap()
+            .data
+            .clone();
         assert!(w.iter().zip(orig).all(|(a, b)| (a - b).abs() < 1e-3));
     }
 
     #[test]
     fn mismatched_tensors_name_the_file_and_tensor() {
         let net = lenet();
-        let names = ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias", "fc3.weight", "fc3.bias"];
+        let names = [
+            "fc1.weight",
+            "fc1.bias",
+            "fc2.weight",
+            "fc2.bias",
+            "fc3.weight",
+            "fc3.bias",
+        ];
         let bytes = torch_file(&names, &net, false);
         let e = Model::from_bytes(&bytes, Path::new("t.safetensors"), Some("lenet-5")).unwrap_err();
         let s = e.to_string();
-        assert!(s.starts_with("t.safetensors:") && s.contains("conv1.weight"), "{s}");
+        assert!(
+            s.starts_with("t.safetensors:") && s.contains("conv1.weight"),
+            "{s}"
+        );
         let e = Model::from_bytes(&bytes, Path::new("t"), Some("mlp:200-100")).unwrap_err();
         assert!(e.to_string().contains("has shape [300, 784]"), "{e}");
         let e = Model::from_bytes(b"garbage", Path::new("g.safetensors"), None).unwrap_err();
-        assert!(e.to_string().contains("g.safetensors: not a safetensors"), "{e}");
+        assert!(
+            e.to_string().contains("g.safetensors: not a safetensors"),
+            "{e}"
+        );
     }
 
     #[test]

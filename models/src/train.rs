@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::eval::evaluate;
 use crate::net::{self, Loss, Mode};
 use crate::optim::{Optimizer, OptimizerKind, Schedule};
-use crate::params::{Params, F32View};
+use crate::params::{F32View, Params};
 use crate::NetSpec;
 use candle_core::{Device, Tensor, Var};
 use rand::seq::SliceRandom;
@@ -83,7 +83,10 @@ impl TrainConfig {
     /// Checks every setting; errors name the flag.
     pub fn validate(&self) -> Result<()> {
         if !(self.lr > 0.0 && self.lr.is_finite()) {
-            return Err(Error::config("--lr", format!("the learning rate must be > 0, got {}", self.lr)));
+            return Err(Error::config(
+                "--lr",
+                format!("the learning rate must be > 0, got {}", self.lr),
+            ));
         }
         if self.epochs == 0 {
             return Err(Error::config("--epochs", "must be at least 1"));
@@ -92,17 +95,31 @@ impl TrainConfig {
             return Err(Error::config("--batch-size", "must be at least 1"));
         }
         if !(0.0..1.0).contains(&self.dropout) {
-            return Err(Error::config("--dropout", format!("must be in [0, 1), got {}", self.dropout)));
+            return Err(Error::config(
+                "--dropout",
+                format!("must be in [0, 1), got {}", self.dropout),
+            ));
         }
         if !(self.l1 >= 0.0 && self.l1.is_finite()) {
-            return Err(Error::config("--l1", format!("must be ≥ 0, got {}", self.l1)));
+            return Err(Error::config(
+                "--l1",
+                format!("must be ≥ 0, got {}", self.l1),
+            ));
         }
         if !(self.l2 >= 0.0 && self.l2.is_finite()) {
-            return Err(Error::config("--l2", format!("must be ≥ 0, got {}", self.l2)));
+            return Err(Error::config(
+                "--l2",
+                format!("must be ≥ 0, got {}", self.l2),
+            ));
         }
         match self.optimizer {
-            OptimizerKind::Momentum { beta } | OptimizerKind::Nesterov { beta } if !(0.0..1.0).contains(&beta) => {
-                Err(Error::config("--momentum", format!("must be in [0, 1), got {beta}")))
+            OptimizerKind::Momentum { beta } | OptimizerKind::Nesterov { beta }
+                if !(0.0..1.0).contains(&beta) =>
+            {
+                Err(Error::config(
+                    "--momentum",
+                    format!("must be in [0, 1), got {beta}"),
+                ))
             }
             _ => Ok(()),
         }
@@ -124,7 +141,8 @@ pub struct StepContext {
 /// `grads[i]` is empty for tensors that are not trained (batch-norm running statistics).
 pub trait Projection {
     /// Edits the gradients before the optimizer uses them (e.g. zero the gradients of pruned weights).
-    fn project_gradients(&mut self, _ctx: &StepContext, _params: &Params, _grads: &mut [Vec<f32>]) {}
+    fn project_gradients(&mut self, _ctx: &StepContext, _params: &Params, _grads: &mut [Vec<f32>]) {
+    }
     /// Edits the parameters after the update (e.g. hold pruned weights at zero, tie weights to centroids).
     fn project_parameters(&mut self, _ctx: &StepContext, _params: &mut Params) {}
 }
@@ -228,10 +246,19 @@ impl Trainer<'_> {
         observer: &mut dyn Observer,
     ) -> Result<Trained> {
         self.config.validate()?;
-        if self.split.train.labels.iter().any(|&l| usize::from(l) >= self.net.classes) {
+        if self
+            .split
+            .train
+            .labels
+            .iter()
+            .any(|&l| usize::from(l) >= self.net.classes)
+        {
             return Err(Error::config(
                 "--model",
-                format!("the data has labels ≥ {}, more classes than the network has outputs", self.net.classes),
+                format!(
+                    "the data has labels ≥ {}, more classes than the network has outputs",
+                    self.net.classes
+                ),
             ));
         }
         let lens: Vec<usize> = init.tensors.iter().map(|p| p.data.len()).collect();
@@ -263,7 +290,11 @@ impl Trainer<'_> {
             if let Some(path) = &self.checkpoint {
                 self.save_checkpoint(path, &state)?;
             }
-            let last = state.history.last().expect("an epoch was just recorded").clone();
+            let last = state
+                .history
+                .last()
+                .expect("an epoch was just recorded")
+                .clone();
             observer.epoch_end(&last, &state.history)?;
         }
         let last_epoch = state.epochs_done;
@@ -293,13 +324,19 @@ impl Trainer<'_> {
         let data = &self.split.train;
         let mut order: Vec<usize> = (0..data.count).collect();
         // One generator per epoch, derived from the seed: resuming at any epoch boundary is exact.
-        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut rng = ChaCha8Rng::seed_from_u64(
+            cfg.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        );
         order.shuffle(&mut rng);
         let steps = data.count.div_ceil(cfg.batch_size);
         observer.epoch_start(epoch, cfg.epochs, steps);
         for (p, v) in state.params.tensors.iter().zip(vars) {
             if let Some(v) = v {
-                v.set(&Tensor::from_slice(&p.data, p.spec.shape.as_slice(), &Device::Cpu)?)?;
+                v.set(&Tensor::from_slice(
+                    &p.data,
+                    p.spec.shape.as_slice(),
+                    &Device::Cpu,
+                )?)?;
             }
         }
         let start = Instant::now();
@@ -322,7 +359,11 @@ impl Trainer<'_> {
                 .zip(vars)
                 .map(|(p, v)| match v {
                     Some(v) => Ok(v.as_tensor().clone()),
-                    None => Ok(Tensor::from_slice(&p.data, p.spec.shape.as_slice(), &Device::Cpu)?),
+                    None => Ok(Tensor::from_slice(
+                        &p.data,
+                        p.spec.shape.as_slice(),
+                        &Device::Cpu,
+                    )?),
                 })
                 .collect::<Result<_>>()?;
             let mode = Mode::Train {
@@ -341,7 +382,11 @@ impl Trainer<'_> {
                 });
             }
             let labels = y.to_vec1::<u32>()?;
-            correct += net::argmax(&logits)?.iter().zip(&labels).filter(|(p, t)| p == t).count();
+            correct += net::argmax(&logits)?
+                .iter()
+                .zip(&labels)
+                .filter(|(p, t)| p == t)
+                .count();
             seen += chunk.len();
             loss_sum += f64::from(loss_value) * chunk.len() as f64;
 
@@ -380,7 +425,11 @@ impl Trainer<'_> {
             projection.project_parameters(&ctx, &mut state.params);
             for (p, v) in state.params.tensors.iter().zip(vars) {
                 if let Some(v) = v {
-                    v.set(&Tensor::from_slice(&p.data, p.spec.shape.as_slice(), &Device::Cpu)?)?;
+                    v.set(&Tensor::from_slice(
+                        &p.data,
+                        p.spec.shape.as_slice(),
+                        &Device::Cpu,
+                    )?)?;
                 }
             }
             observer.step(&StepReport {
@@ -393,7 +442,12 @@ impl Trainer<'_> {
         }
         let seconds = start.elapsed().as_secs_f64();
         let val = if self.split.val.count > 0 {
-            Some(evaluate(self.net, &state.params, &self.normalization, &self.split.val)?)
+            Some(evaluate(
+                self.net,
+                &state.params,
+                &self.normalization,
+                &self.split.val,
+            )?)
         } else {
             None
         };
@@ -435,7 +489,10 @@ impl Trainer<'_> {
             best: state.best.as_ref().map(|(e, a, _)| (*e, *a)),
             history: state.history.clone(),
         };
-        let meta = [("slimnet.checkpoint".to_string(), serde_json::to_string(&info).expect("serializable"))];
+        let meta = [(
+            "slimnet.checkpoint".to_string(),
+            serde_json::to_string(&info).expect("serializable"),
+        )];
         let bytes = safetensors::serialize(views, Some(meta.into_iter().collect()))
             .map_err(|e| Error::model_file(path, format!("cannot serialize checkpoint: {e}")))?;
         crate::atomic::write_atomic(path, &bytes)
@@ -444,14 +501,17 @@ impl Trainer<'_> {
     fn load_checkpoint(&self, path: &Path) -> Result<State> {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         let bad = |reason: String| Error::model_file(path, reason);
-        let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("not a checkpoint ({e})")))?;
-        let (_, header) =
-            SafeTensors::read_metadata(&bytes).map_err(|e| bad(format!("not a checkpoint ({e})")))?;
+        let st =
+            SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("not a checkpoint ({e})")))?;
+        let (_, header) = SafeTensors::read_metadata(&bytes)
+            .map_err(|e| bad(format!("not a checkpoint ({e})")))?;
         let json = header
             .metadata()
             .as_ref()
             .and_then(|m| m.get("slimnet.checkpoint"))
-            .ok_or_else(|| bad("not a slimnet checkpoint (no slimnet.checkpoint metadata)".into()))?;
+            .ok_or_else(|| {
+                bad("not a slimnet checkpoint (no slimnet.checkpoint metadata)".into())
+            })?;
         let info: CheckpointInfo =
             serde_json::from_str(json).map_err(|e| bad(format!("bad checkpoint metadata: {e}")))?;
         if info.net != *self.net {
@@ -466,12 +526,17 @@ impl Trainer<'_> {
         };
         if same_recipe != *self.config {
             return Err(bad(
-                "was written with a different recipe (only --epochs may change when resuming)".into(),
+                "was written with a different recipe (only --epochs may change when resuming)"
+                    .into(),
             ));
         }
         let params = Params::from_safetensors(self.net, &st, "param.", path)?;
         let best = match info.best {
-            Some((epoch, acc)) => Some((epoch, acc, Params::from_safetensors(self.net, &st, "best.", path)?)),
+            Some((epoch, acc)) => Some((
+                epoch,
+                acc,
+                Params::from_safetensors(self.net, &st, "best.", path)?,
+            )),
             None => None,
         };
         let lens: Vec<usize> = params.tensors.iter().map(|p| p.data.len()).collect();
@@ -480,7 +545,9 @@ impl Trainer<'_> {
         for (i, slots) in optimizer.state.iter_mut().enumerate() {
             for (k, slot) in slots.iter_mut().enumerate() {
                 let name = format!("opt.{i}.{k}");
-                let view = st.tensor(&name).map_err(|_| bad(format!("missing tensor `{name}`")))?;
+                let view = st
+                    .tensor(&name)
+                    .map_err(|_| bad(format!("missing tensor `{name}`")))?;
                 if view.data().len() != 4 * slot.len() {
                     return Err(bad(format!("tensor `{name}` has the wrong size")));
                 }
@@ -527,16 +594,30 @@ mod tests {
             labels.push(c as u8);
             for r in 0..4 {
                 for _ in 0..4 {
-                    let base = if r == c || (c == 2 && r == 3) { 200 } else { 30 };
+                    let base = if r == c || (c == 2 && r == 3) {
+                        200
+                    } else {
+                        30
+                    };
                     pixels.push((base + rng.random_range(0..50)) as u8);
                 }
             }
         }
-        Dataset { count, rows: 4, cols: 4, pixels, labels }
+        Dataset {
+            count,
+            rows: 4,
+            cols: 4,
+            pixels,
+            labels,
+        }
     }
 
     fn split() -> Split {
-        Split { train: toy(96, 1), val: toy(30, 2), test: toy(30, 3) }
+        Split {
+            train: toy(96, 1),
+            val: toy(30, 2),
+            test: toy(30, 3),
+        }
     }
 
     fn run(spec: &str, cfg: &TrainConfig, ckpt: Option<PathBuf>, resume: bool) -> Result<Trained> {
@@ -549,7 +630,12 @@ mod tests {
             normalization: Normalization::of(&split.train),
             checkpoint: ckpt,
         };
-        t.run(Params::init(&net, cfg.seed), resume, &mut NoProjection, &mut Silent)
+        t.run(
+            Params::init(&net, cfg.seed),
+            resume,
+            &mut NoProjection,
+            &mut Silent,
+        )
     }
 
     fn cfg(optimizer: &str, lr: f64, epochs: usize) -> TrainConfig {
@@ -566,9 +652,19 @@ mod tests {
 
     #[test]
     fn every_optimizer_reduces_the_training_loss() {
-        for (name, lr) in [("sgd", 0.05), ("momentum", 0.02), ("nesterov", 0.02), ("adagrad", 0.05), ("rmsprop", 0.003), ("adam", 0.005)] {
+        for (name, lr) in [
+            ("sgd", 0.05),
+            ("momentum", 0.02),
+            ("nesterov", 0.02),
+            ("adagrad", 0.05),
+            ("rmsprop", 0.003),
+            ("adam", 0.005),
+        ] {
             let t = run("mlp:16", &cfg(name, lr, 6), None, false).unwrap();
-            let (first, last) = (t.history[0].train_loss, t.history.last().unwrap().train_loss);
+            let (first, last) = (
+                t.history[0].train_loss,
+                t.history.last().unwrap().train_loss,
+            );
             assert!(last < 0.5 * first, "{name}: loss {first} → {last}");
         }
     }
@@ -576,31 +672,63 @@ mod tests {
     #[test]
     fn batch_sizes_from_one_to_the_whole_set_train() {
         for batch in [1, 96] {
-            let c = TrainConfig { batch_size: batch, ..cfg("sgd", if batch == 1 { 0.01 } else { 0.5 }, 5) };
+            let c = TrainConfig {
+                batch_size: batch,
+                ..cfg("sgd", if batch == 1 { 0.01 } else { 0.5 }, 5)
+            };
             let t = run("mlp:8", &c, None, false).unwrap();
-            assert!(t.history.last().unwrap().train_loss < t.history[0].train_loss, "batch {batch}");
+            assert!(
+                t.history.last().unwrap().train_loss < t.history[0].train_loss,
+                "batch {batch}"
+            );
         }
     }
 
     #[test]
     fn regularizers_batch_norm_and_mse_train_cnns_too() {
-        let c = TrainConfig { dropout: 0.2, l1: 1e-4, l2: 1e-3, loss: Loss::Mse, ..cfg("adam", 0.01, 4) };
+        let c = TrainConfig {
+            dropout: 0.2,
+            l1: 1e-4,
+            l2: 1e-3,
+            loss: Loss::Mse,
+            ..cfg("adam", 0.01, 4)
+        };
         let net = NetSpec::parse("cnn:c4k3-p2-f8", Shape::image(4, 4), 3, true).unwrap();
         let split = split();
-        let t = Trainer { net: &net, config: &c, split: &split, normalization: Normalization::of(&split.train), checkpoint: None };
-        let out = t.run(Params::init(&net, 1), false, &mut NoProjection, &mut Silent).unwrap();
+        let t = Trainer {
+            net: &net,
+            config: &c,
+            split: &split,
+            normalization: Normalization::of(&split.train),
+            checkpoint: None,
+        };
+        let out = t
+            .run(Params::init(&net, 1), false, &mut NoProjection, &mut Silent)
+            .unwrap();
         assert!(out.history.last().unwrap().train_loss < out.history[0].train_loss);
         // Running statistics moved away from their initial values.
-        assert!(out.params.get("conv1.bn.running_mean").unwrap().data.iter().any(|&m| m != 0.0));
+        assert!(out
+            .params
+            .get("conv1.bn.running_mean")
+            .unwrap()
+            .data
+            .iter()
+            .any(|&m| m != 0.0));
     }
 
     #[test]
     fn same_seed_same_weights_other_seed_other_weights() {
-        let c = TrainConfig { dropout: 0.1, ..cfg("adam", 0.01, 2) };
+        let c = TrainConfig {
+            dropout: 0.1,
+            ..cfg("adam", 0.01, 2)
+        };
         let a = run("mlp:16", &c, None, false).unwrap();
         let b = run("mlp:16", &c, None, false).unwrap();
         assert_eq!(a.params, b.params);
-        assert_eq!(a.history.iter().map(|m| m.train_loss).collect::<Vec<_>>(), b.history.iter().map(|m| m.train_loss).collect::<Vec<_>>());
+        assert_eq!(
+            a.history.iter().map(|m| m.train_loss).collect::<Vec<_>>(),
+            b.history.iter().map(|m| m.train_loss).collect::<Vec<_>>()
+        );
         let other = run("mlp:16", &TrainConfig { seed: 2, ..c }, None, false).unwrap();
         assert_ne!(a.params, other.params);
     }
@@ -623,18 +751,50 @@ mod tests {
 
     #[test]
     fn divergence_stops_with_advice() {
-        let e = run("mlp:16", &cfg("sgd", 1e30, 2), None, false).unwrap_err().to_string();
+        let e = run("mlp:16", &cfg("sgd", 1e30, 2), None, false)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("diverged") && e.contains("smaller --lr"), "{e}");
     }
 
     #[test]
     fn bad_settings_name_their_flag() {
         for (c, flag) in [
-            (TrainConfig { lr: 0.0, ..cfg("sgd", 0.1, 1) }, "--lr"),
-            (TrainConfig { lr: -1.0, ..cfg("sgd", 0.1, 1) }, "--lr"),
-            (TrainConfig { batch_size: 0, ..cfg("sgd", 0.1, 1) }, "--batch-size"),
-            (TrainConfig { dropout: 1.0, ..cfg("sgd", 0.1, 1) }, "--dropout"),
-            (TrainConfig { epochs: 0, ..cfg("sgd", 0.1, 1) }, "--epochs"),
+            (
+                TrainConfig {
+                    lr: 0.0,
+                    ..cfg("sgd", 0.1, 1)
+                },
+                "--lr",
+            ),
+            (
+                TrainConfig {
+                    lr: -1.0,
+                    ..cfg("sgd", 0.1, 1)
+                },
+                "--lr",
+            ),
+            (
+                TrainConfig {
+                    batch_size: 0,
+                    ..cfg("sgd", 0.1, 1)
+                },
+                "--batch-size",
+            ),
+            (
+                TrainConfig {
+                    dropout: 1.0,
+                    ..cfg("sgd", 0.1, 1)
+                },
+                "--dropout",
+            ),
+            (
+                TrainConfig {
+                    epochs: 0,
+                    ..cfg("sgd", 0.1, 1)
+                },
+                "--epochs",
+            ),
         ] {
             let e = run("mlp:4", &c, None, false).unwrap_err().to_string();
             assert!(e.starts_with(flag), "{e}");
@@ -660,8 +820,16 @@ mod tests {
         let net = NetSpec::parse("mlp:16", Shape::image(4, 4), 3, false).unwrap();
         let split = split();
         let c = cfg("adam", 0.01, 2);
-        let t = Trainer { net: &net, config: &c, split: &split, normalization: Normalization::of(&split.train), checkpoint: None };
-        let out = t.run(Params::init(&net, 1), false, &mut HalfMask, &mut Silent).unwrap();
+        let t = Trainer {
+            net: &net,
+            config: &c,
+            split: &split,
+            normalization: Normalization::of(&split.train),
+            checkpoint: None,
+        };
+        let out = t
+            .run(Params::init(&net, 1), false, &mut HalfMask, &mut Silent)
+            .unwrap();
         let w = &out.params.tensors[0].data;
         assert!(w[..w.len() / 2].iter().all(|&v| v == 0.0));
         assert!(w[w.len() / 2..].iter().all(|&v| v != 0.0));

@@ -1,0 +1,79 @@
+//! `slimnet eval`.
+
+use anyhow::Result;
+use serde_json::json;
+use slimnet_models::fit::check_compatible;
+use slimnet_models::{evaluate, Model};
+use std::path::PathBuf;
+
+/// `slimnet eval` arguments.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Model file (safetensors).
+    pub model: PathBuf,
+    /// Dataset directory (default: the bundled MNIST).
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Architecture of a file without slimnet metadata (e.g. exported from PyTorch).
+    #[arg(long, value_name = "SPEC")]
+    pub arch: Option<String>,
+    /// Print one JSON object (accuracy, loss, samples, per_class_accuracy, confusion) on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `slimnet eval`.
+pub fn run(args: Args) -> Result<()> {
+    let model = Model::load(&args.model, args.arch.as_deref())?;
+    let data = super::load_data(args.data, args.json)?;
+    check_compatible(&model, &data)?;
+    let e = evaluate(&model.net, &model.params, &model.normalization, &data.test)?;
+    if args.json {
+        let v = json!({
+            "model": args.model,
+            "arch": model.net.arch,
+            "accuracy": e.accuracy,
+            "error": 1.0 - e.accuracy,
+            "loss": e.loss,
+            "samples": e.samples,
+            "per_class_accuracy": e.per_class_accuracy(),
+            "confusion": e.confusion,
+        });
+        println!("{v}");
+        return Ok(());
+    }
+    println!(
+        "{} ({}) on {} test images",
+        args.model.display(),
+        model.net.arch,
+        e.samples
+    );
+    println!(
+        "accuracy {} (error {}), loss {:.4}",
+        super::pct(e.accuracy),
+        super::pct(1.0 - e.accuracy),
+        e.loss
+    );
+    println!();
+    println!("per class:");
+    for (c, acc) in e.per_class_accuracy().iter().enumerate() {
+        let n: u32 = e.confusion[c].iter().sum();
+        println!("  {c:>3}  {:>7}  of {n}", super::pct(*acc));
+    }
+    println!();
+    println!("confusion matrix (rows: true class, columns: predicted):");
+    let classes = e.confusion.len();
+    print!("     ");
+    for c in 0..classes {
+        print!("{c:>6}");
+    }
+    println!();
+    for (t, row) in e.confusion.iter().enumerate() {
+        print!("  {t:>3}");
+        for v in row {
+            print!("{v:>6}");
+        }
+        println!();
+    }
+    Ok(())
+}

@@ -1,0 +1,105 @@
+//! `slimnet info`.
+
+use anyhow::Result;
+use serde_json::{json, Value};
+use slimnet_models::Model;
+use std::path::PathBuf;
+
+/// `slimnet info` arguments.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Model file (safetensors).
+    pub model: PathBuf,
+    /// Architecture of a file without slimnet metadata.
+    #[arg(long, value_name = "SPEC")]
+    pub arch: Option<String>,
+    /// Print one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Metadata values are JSON where they parse as JSON, text otherwise.
+fn metadata_json(model: &Model) -> Value {
+    let mut keys: Vec<_> = model
+        .metadata
+        .keys()
+        .filter(|k| *k != "slimnet.net")
+        .collect();
+    keys.sort();
+    let map = keys
+        .into_iter()
+        .map(|k| {
+            let v = &model.metadata[k];
+            (
+                k.clone(),
+                serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.clone())),
+            )
+        })
+        .collect();
+    Value::Object(map)
+}
+
+/// Runs `slimnet info`.
+pub fn run(args: Args) -> Result<()> {
+    let model = Model::load(&args.model, args.arch.as_deref())?;
+    let net = &model.net;
+    let bytes = std::fs::metadata(&args.model).map(|m| m.len()).unwrap_or(0);
+    if args.json {
+        let tensors: Vec<Value> = net
+            .tensors()
+            .iter()
+            .map(|t| json!({"name": t.name, "shape": t.shape}))
+            .collect();
+        println!(
+            "{}",
+            json!({
+                "model": args.model,
+                "arch": net.arch,
+                "input": net.input,
+                "classes": net.classes,
+                "layers": net.layers,
+                "tensors": tensors,
+                "parameters": net.parameter_count(),
+                "dense_f32_bytes": net.dense_f32_bytes(),
+                "file_bytes": bytes,
+                "normalization": model.normalization,
+                "metadata": metadata_json(&model),
+            })
+        );
+        return Ok(());
+    }
+    println!("{}", args.model.display());
+    println!("  architecture   {}", net.arch);
+    println!(
+        "  input          {} (normalized: mean {}, std {})",
+        net.input, model.normalization.mean, model.normalization.std
+    );
+    println!("  classes        {}", net.classes);
+    println!("  layers         {}", net.describe());
+    println!(
+        "  parameters     {}",
+        super::thousands(net.parameter_count())
+    );
+    println!(
+        "  dense f32      {} bytes",
+        super::thousands(net.dense_f32_bytes())
+    );
+    println!(
+        "  file           {} bytes",
+        super::thousands(bytes as usize)
+    );
+    println!("  tensors:");
+    for t in net.tensors() {
+        println!("    {:<24} {:?}", t.name, t.shape);
+    }
+    let meta = metadata_json(&model);
+    if let Value::Object(map) = meta {
+        if !map.is_empty() {
+            println!("  metadata:");
+            for (k, v) in map {
+                println!("    {k}: {v}");
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,81 @@
+//! `slimnet pipeline`: the main job. Trains (or loads) a model with the default recipe, evaluates it on the test
+//! set, and prints the accuracy-versus-size table. Compression stages join this table as they land.
+
+use super::train::RecipeArgs;
+use crate::progress::Progress;
+use anyhow::Result;
+use slimnet_models::fit::{check_compatible, fit, FitRequest};
+use slimnet_models::{evaluate, Model};
+use std::path::PathBuf;
+
+/// `slimnet pipeline` arguments.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Start from this trained model instead of training one.
+    #[arg(long, value_name = "FILE")]
+    pub model_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub recipe: RecipeArgs,
+    /// Dataset directory (default: the bundled MNIST).
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Directory for the models and reports this run writes.
+    #[arg(long, default_value = "out", value_name = "DIR")]
+    pub out_dir: PathBuf,
+    /// Print only the results table.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Runs `slimnet pipeline`.
+pub fn run(args: Args) -> Result<()> {
+    let data = super::load_data(args.data.clone(), args.quiet)?;
+    std::fs::create_dir_all(&args.out_dir)
+        .map_err(|e| anyhow::anyhow!("{}: cannot create directory: {e}", args.out_dir.display()))?;
+    let (model, path, accuracy) = match &args.model_file {
+        Some(path) => {
+            let model = Model::load(path, None)?;
+            check_compatible(&model, &data)?;
+            let e = evaluate(&model.net, &model.params, &model.normalization, &data.test)?;
+            (model, path.clone(), e.accuracy)
+        }
+        None => {
+            let config = args.recipe.config()?;
+            let path = args.out_dir.join(format!(
+                "{}.safetensors",
+                args.recipe.model.replace(':', "_")
+            ));
+            let req = FitRequest {
+                arch: args.recipe.model.clone(),
+                batch_norm: args.recipe.batch_norm,
+                config,
+                val: args.recipe.val,
+                train_limit: args.recipe.train_limit,
+                checkpoint: None,
+                resume: false,
+            };
+            let mut progress = Progress::new(args.quiet, None, "train: ");
+            let fitted = fit(&data, &req, &mut progress)?;
+            fitted.model.save(&path)?;
+            (fitted.model, path, fitted.metrics.test_accuracy)
+        }
+    };
+    let dense = model.net.dense_f32_bytes();
+    println!();
+    println!(
+        "{} ({}), {} test images",
+        path.display(),
+        model.net.arch,
+        data.test.count
+    );
+    println!();
+    println!("| stage | test accuracy | error | bytes | ratio vs dense f32 |");
+    println!("| --- | ---: | ---: | ---: | ---: |");
+    println!(
+        "| float32 baseline | {} | {} | {} | 1.0× |",
+        super::pct(accuracy),
+        super::pct(1.0 - accuracy),
+        super::thousands(dense)
+    );
+    Ok(())
+}
