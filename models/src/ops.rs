@@ -17,7 +17,9 @@ fn contiguous<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> Result<
     Ok(&storage.as_slice::<f32>()?[start..end])
 }
 
-/// `[B, C, H, W]` → `[B, OH·OW, C·K·K]`: one row per output pixel, holding the K×K patch of every channel.
+/// `[B, C, H, W]` → `[C·K·K, B·OH·OW]`: row `(c, ky, kx)` holds, for every sample and output pixel, the input
+/// value under kernel tap `(ky, kx)` of channel `c`. Runs of `OW` values are contiguous on both sides, so the copy
+/// moves whole rows, and the convolution is then a single matrix product for the whole batch.
 struct Im2Col {
     kernel: usize,
 }
@@ -32,31 +34,25 @@ impl CustomOp1 for Im2Col {
         let k = self.kernel;
         let x = contiguous(storage, layout, self.name())?;
         let (oh, ow) = (h + 1 - k, w + 1 - k);
-        let row = c * k * k;
-        let mut out = vec![0f32; b * oh * ow * row];
-        out.par_chunks_mut(oh * ow * row)
-            .zip(x.par_chunks(c * h * w))
-            .for_each(|(o, img)| {
+        let cols = b * oh * ow;
+        let mut out = vec![0f32; c * k * k * cols];
+        out.par_chunks_mut(cols).enumerate().for_each(|(row, dst)| {
+            let (ci, ky, kx) = (row / (k * k), row / k % k, row % k);
+            for bi in 0..b {
+                let plane = &x[(bi * c + ci) * h * w..][..h * w];
                 for oy in 0..oh {
-                    for ox in 0..ow {
-                        let dst = &mut o[(oy * ow + ox) * row..][..row];
-                        let mut i = 0;
-                        for ci in 0..c {
-                            for ky in 0..k {
-                                let src = &img[ci * h * w + (oy + ky) * w + ox..][..k];
-                                dst[i..i + k].copy_from_slice(src);
-                                i += k;
-                            }
-                        }
-                    }
+                    let src = &plane[(oy + ky) * w + kx..][..ow];
+                    dst[(bi * oh + oy) * ow..][..ow].copy_from_slice(src);
                 }
-            });
-        Ok((CpuStorage::F32(out), Shape::from((b, oh * ow, row))))
+            }
+        });
+        Ok((CpuStorage::F32(out), Shape::from((c * k * k, cols))))
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
-        let (_, c, h, w) = arg.dims4()?;
+        let (b, c, h, w) = arg.dims4()?;
         let g = grad_res.contiguous()?.apply_op1(Col2Im {
+            batch: b,
             channels: c,
             height: h,
             width: w,
@@ -66,8 +62,9 @@ impl CustomOp1 for Im2Col {
     }
 }
 
-/// The adjoint of [`Im2Col`]: sums every patch entry back into the pixel it came from.
+/// The adjoint of [`Im2Col`]: sums every entry back into the input pixel it came from.
 struct Col2Im {
+    batch: usize,
     channels: usize,
     height: usize,
     width: usize,
@@ -80,38 +77,32 @@ impl CustomOp1 for Col2Im {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (b, _, _) = layout.shape().dims3()?;
-        let (c, h, w, k) = (self.channels, self.height, self.width, self.kernel);
-        let cols = contiguous(storage, layout, self.name())?;
+        let (b, c, h, w, k) = (self.batch, self.channels, self.height, self.width, self.kernel);
+        let g = contiguous(storage, layout, self.name())?;
         let (oh, ow) = (h + 1 - k, w + 1 - k);
-        let row = c * k * k;
+        let cols = b * oh * ow;
         let mut out = vec![0f32; b * c * h * w];
-        out.par_chunks_mut(c * h * w)
-            .zip(cols.par_chunks(oh * ow * row))
-            .for_each(|(img, o)| {
-                for oy in 0..oh {
-                    for ox in 0..ow {
-                        let src = &o[(oy * ow + ox) * row..][..row];
-                        let mut i = 0;
-                        for ci in 0..c {
-                            for ky in 0..k {
-                                let dst = &mut img[ci * h * w + (oy + ky) * w + ox..][..k];
-                                for (d, s) in dst.iter_mut().zip(&src[i..i + k]) {
-                                    *d += s;
-                                }
-                                i += k;
-                            }
+        out.par_chunks_mut(h * w).enumerate().for_each(|(plane_index, plane)| {
+            let (bi, ci) = (plane_index / c, plane_index % c);
+            for ky in 0..k {
+                for kx in 0..k {
+                    let row = &g[((ci * k + ky) * k + kx) * cols..][..cols];
+                    for oy in 0..oh {
+                        let src = &row[(bi * oh + oy) * ow..][..ow];
+                        let dst = &mut plane[(oy + ky) * w + kx..][..ow];
+                        for (d, s) in dst.iter_mut().zip(src) {
+                            *d += s;
                         }
                     }
                 }
-            });
+            }
+        });
         Ok((CpuStorage::F32(out), Shape::from((b, c, h, w))))
     }
 
     fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(grad_res.contiguous()?.apply_op1(Im2Col {
-            kernel: self.kernel,
-        })?))
+        let x = grad_res.contiguous()?;
+        Ok(Some(x.apply_op1(Im2Col { kernel: self.kernel })?))
     }
 }
 
@@ -121,13 +112,11 @@ pub fn conv2d(x: &Tensor, w: &Tensor, bias: &Tensor) -> Result<Tensor> {
     let (o, _, k, _) = w.dims4()?;
     let (oh, ow) = (h + 1 - k, wd + 1 - k);
     let cols = x.contiguous()?.apply_op1(Im2Col { kernel: k })?;
-    let y = cols
-        .reshape((b * oh * ow, c * k * k))?
-        .matmul(&w.reshape((o, c * k * k))?.t()?)?
-        .broadcast_add(bias)?;
-    y.reshape((b, oh * ow, o))?
-        .transpose(1, 2)?
-        .reshape((b, o, oh, ow))
+    let y = w
+        .reshape((o, c * k * k))?
+        .matmul(&cols)?
+        .broadcast_add(&bias.reshape((o, 1))?)?;
+    y.reshape((o, b, oh, ow))?.transpose(0, 1)?.contiguous()
 }
 
 /// Max-pooling over `size × size` windows with stride `size`; the gradient goes to the first maximum of each
