@@ -77,32 +77,42 @@ impl CustomOp1 for Col2Im {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (b, c, h, w, k) = (self.batch, self.channels, self.height, self.width, self.kernel);
+        let (b, c, h, w, k) = (
+            self.batch,
+            self.channels,
+            self.height,
+            self.width,
+            self.kernel,
+        );
         let g = contiguous(storage, layout, self.name())?;
         let (oh, ow) = (h + 1 - k, w + 1 - k);
         let cols = b * oh * ow;
         let mut out = vec![0f32; b * c * h * w];
-        out.par_chunks_mut(h * w).enumerate().for_each(|(plane_index, plane)| {
-            let (bi, ci) = (plane_index / c, plane_index % c);
-            for ky in 0..k {
-                for kx in 0..k {
-                    let row = &g[((ci * k + ky) * k + kx) * cols..][..cols];
-                    for oy in 0..oh {
-                        let src = &row[(bi * oh + oy) * ow..][..ow];
-                        let dst = &mut plane[(oy + ky) * w + kx..][..ow];
-                        for (d, s) in dst.iter_mut().zip(src) {
-                            *d += s;
+        out.par_chunks_mut(h * w)
+            .enumerate()
+            .for_each(|(plane_index, plane)| {
+                let (bi, ci) = (plane_index / c, plane_index % c);
+                for ky in 0..k {
+                    for kx in 0..k {
+                        let row = &g[((ci * k + ky) * k + kx) * cols..][..cols];
+                        for oy in 0..oh {
+                            let src = &row[(bi * oh + oy) * ow..][..ow];
+                            let dst = &mut plane[(oy + ky) * w + kx..][..ow];
+                            for (d, s) in dst.iter_mut().zip(src) {
+                                *d += s;
+                            }
                         }
                     }
                 }
-            }
-        });
+            });
         Ok((CpuStorage::F32(out), Shape::from((b, c, h, w))))
     }
 
     fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
         let x = grad_res.contiguous()?;
-        Ok(Some(x.apply_op1(Im2Col { kernel: self.kernel })?))
+        Ok(Some(x.apply_op1(Im2Col {
+            kernel: self.kernel,
+        })?))
     }
 }
 

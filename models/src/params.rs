@@ -183,12 +183,14 @@ fn to_f32(
             .chunks_exact(2)
             .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
             .collect(),
-        other => return Err(Error::model_file(
-            path,
-            format!(
+        other => {
+            return Err(Error::model_file(
+                path,
+                format!(
                 "tensor `{name}` has dtype {other:?}; only F32, F64, F16 and BF16 are supported"
             ),
-        )),
+            ))
+        }
     };
     if let Some(i) = data.iter().position(|v| !v.is_finite()) {
         return Err(Error::model_file(

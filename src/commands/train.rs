@@ -53,7 +53,7 @@ pub struct RecipeArgs {
     #[arg(long, default_value_t = 0.0, value_name = "F")]
     pub l2: f32,
     /// Dropout rate on hidden fully connected layers, in [0, 1).
-    #[arg(long, default_value_t = 0.0, value_name = "F")]
+    #[arg(long, default_value_t = 0.2, value_name = "F")]
     pub dropout: f32,
     /// Batch normalization after every hidden weighted layer.
     #[arg(long)]

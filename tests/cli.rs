@@ -1,0 +1,425 @@
+//! End-to-end runs of the `slimnet` binary on small slices of the bundled MNIST and on hand-made datasets.
+
+use serde_json::Value;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn slimnet(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_slimnet"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("SLIMNET_DATA")
+        .output()
+        .expect("the binary runs")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = slimnet(args);
+    assert!(
+        out.status.success(),
+        "slimnet {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs a command that must fail and returns its stderr, checking that it is one clean error line.
+fn fails(args: &[&str]) -> String {
+    let out = slimnet(args);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "slimnet {args:?} should fail");
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace") && !err.contains("internal error"),
+        "{err}"
+    );
+    let last = err.lines().last().unwrap_or_default();
+    assert!(last.starts_with("error:"), "{err}");
+    err
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// A quick model: LeNet-300-100 on 2,000 MNIST images, one epoch.
+fn quick_model(dir: &Path, name: &str, extra: &[&str]) -> PathBuf {
+    let out = dir.join(name);
+    let mut args = vec![
+        "train",
+        "--epochs",
+        "1",
+        "--train-limit",
+        "2000",
+        "--val",
+        "1000",
+        "--out",
+        s(&out),
+        "-q",
+    ];
+    args.extend_from_slice(extra);
+    ok(&args);
+    out
+}
+
+#[test]
+fn train_eval_info_on_a_slice_of_mnist() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = dir.path().join("m.csv");
+    let model = quick_model(dir.path(), "m.safetensors", &["--metrics", s(&metrics)]);
+    assert!(model.exists());
+    assert!(dir.path().join("m.safetensors.ckpt").exists());
+    let csv = fs::read_to_string(&metrics).unwrap();
+    assert!(
+        csv.starts_with("epoch,train_loss,train_accuracy,val_loss,val_accuracy,seconds,lr\n1,"),
+        "{csv}"
+    );
+
+    let v: Value = serde_json::from_str(&ok(&["eval", s(&model), "--json"])).unwrap();
+    let acc = v["accuracy"].as_f64().unwrap();
+    // One short epoch on 2,000 images with dropout: far above chance (10 %), far from converged.
+    assert!(acc > 0.6 && acc <= 1.0, "{acc}");
+    assert_eq!(v["samples"], 10_000);
+    assert!(v["loss"].as_f64().unwrap() > 0.0);
+
+    let text = ok(&["eval", s(&model)]);
+    assert!(
+        text.contains("confusion matrix") && text.contains("per class"),
+        "{text}"
+    );
+
+    let info = ok(&["info", s(&model)]);
+    assert!(
+        info.contains("266,610") && info.contains("1,066,440") && info.contains("slimnet.metrics"),
+        "{info}"
+    );
+    let j: Value = serde_json::from_str(&ok(&["info", s(&model), "--json"])).unwrap();
+    assert_eq!(j["parameters"], 266_610);
+    assert!(
+        j["metadata"]["slimnet.dataset_sha256"]
+            .as_str()
+            .unwrap()
+            .len()
+            == 64
+    );
+}
+
+#[test]
+fn same_seed_gives_the_same_model_and_resume_continues() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = quick_model(dir.path(), "a.safetensors", &["--dropout", "0.1"]);
+    let b = quick_model(dir.path(), "b.safetensors", &["--dropout", "0.1"]);
+    let ta = safetensors_tensors(&a);
+    assert!(
+        ta == safetensors_tensors(&b),
+        "same seed, different weights"
+    );
+    let c = quick_model(
+        dir.path(),
+        "c.safetensors",
+        &["--dropout", "0.1", "--seed", "2"],
+    );
+    assert!(ta != safetensors_tensors(&c), "other seed, same weights");
+
+    // Resume a one-epoch run to two epochs: same weights as two epochs straight (with a schedule that does not
+    // depend on the epoch count; cosine would stretch when --epochs grows).
+    let metrics = dir.path().join("r.json");
+    let common = [
+        "--train-limit",
+        "2000",
+        "--val",
+        "1000",
+        "--schedule",
+        "constant",
+        "--select",
+        "last",
+        "-q",
+    ];
+    let two = dir.path().join("two.safetensors");
+    ok(&[&["train", "--epochs", "2", "--out", s(&two)][..], &common].concat());
+    let r = dir.path().join("r.safetensors");
+    ok(&[&["train", "--epochs", "1", "--out", s(&r)][..], &common].concat());
+    ok(&[
+        &[
+            "train",
+            "--epochs",
+            "2",
+            "--out",
+            s(&r),
+            "--resume",
+            "--metrics",
+            s(&metrics),
+        ][..],
+        &common,
+    ]
+    .concat());
+    let history: Value = serde_json::from_str(&fs::read_to_string(&metrics).unwrap()).unwrap();
+    assert_eq!(history.as_array().unwrap().len(), 2);
+    assert!(
+        safetensors_tensors(&r) == safetensors_tensors(&two),
+        "resumed run differs"
+    );
+}
+
+/// Name → raw bytes of every tensor (metadata excluded: it records timings).
+fn safetensors_tensors(path: &Path) -> Vec<(String, Vec<u8>)> {
+    let bytes = fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut v: Vec<_> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, t)| (n, t.data().to_vec()))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn pytorch_style_files_load_with_arch() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = quick_model(dir.path(), "m.safetensors", &[]);
+    // Re-save the tensors as an nn.Sequential state_dict would name them, without metadata.
+    let bytes = fs::read(&model).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let rename = [("fc1", "net.1"), ("fc2", "net.3"), ("fc3", "net.5")];
+    let views: Vec<(String, safetensors::tensor::TensorView)> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, t)| {
+            let (layer, rest) = n.split_once('.').unwrap();
+            let new = rename.iter().find(|(a, _)| *a == layer).unwrap().1;
+            (format!("{new}.{rest}"), t)
+        })
+        .collect();
+    let torch = dir.path().join("torch.safetensors");
+    fs::write(&torch, safetensors::serialize(views, None).unwrap()).unwrap();
+
+    let err = fails(&["eval", s(&torch), "--json"]);
+    assert!(
+        err.contains("torch.safetensors") && err.contains("--arch"),
+        "{err}"
+    );
+    let ours: Value = serde_json::from_str(&ok(&["eval", s(&model), "--json"])).unwrap();
+    let theirs: Value = serde_json::from_str(&ok(&[
+        "eval",
+        s(&torch),
+        "--arch",
+        "lenet-300-100",
+        "--json",
+    ]))
+    .unwrap();
+    // Same weights; the trained model's own normalization differs slightly from MNIST's usual constants.
+    assert!(
+        (ours["accuracy"].as_f64().unwrap() - theirs["accuracy"].as_f64().unwrap()).abs() < 0.02
+    );
+    let err = fails(&["eval", s(&torch), "--arch", "lenet-5"]);
+    assert!(
+        err.contains("torch.safetensors") && err.contains("conv1.weight"),
+        "{err}"
+    );
+}
+
+fn idx(dims: &[u32], data: &[u8]) -> Vec<u8> {
+    let mut out = vec![0, 0, 8, dims.len() as u8];
+    for d in dims {
+        out.extend_from_slice(&d.to_be_bytes());
+    }
+    out.extend_from_slice(data);
+    out
+}
+
+fn gz(bytes: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+/// A learnable 12×12 dataset with 4 classes: the bright quadrant is the label.
+fn quadrants(dir: &Path, n: u32) {
+    let mut images = Vec::new();
+    let mut labels = Vec::new();
+    for i in 0..n {
+        let c = (i % 4) as usize;
+        labels.push(c as u8);
+        for r in 0..12 {
+            for col in 0..12 {
+                let q = (r / 6) * 2 + col / 6;
+                images.push(if q == c {
+                    180 + (i * 7 % 70) as u8
+                } else {
+                    (i * 13 % 60) as u8
+                });
+            }
+        }
+    }
+    for (name, bytes) in [
+        (
+            "train-images-idx3-ubyte.gz",
+            gz(&idx(&[n, 12, 12], &images)),
+        ),
+        ("train-labels-idx1-ubyte.gz", gz(&idx(&[n], &labels))),
+        ("t10k-images-idx3-ubyte", idx(&[n, 12, 12], &images)),
+        ("t10k-labels-idx1-ubyte", idx(&[n], &labels)),
+    ] {
+        fs::write(dir.join(name), bytes).unwrap();
+    }
+}
+
+#[test]
+fn any_idx_dataset_works_with_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("quad");
+    fs::create_dir(&data).unwrap();
+    quadrants(&data, 400);
+    let model = dir.path().join("q.safetensors");
+    ok(&[
+        "train",
+        "--data",
+        s(&data),
+        "--model",
+        "cnn:c4k3-p2-f16",
+        "--epochs",
+        "3",
+        "--val",
+        "80",
+        "--lr",
+        "0.01",
+        "--out",
+        s(&model),
+        "-q",
+    ]);
+    let v: Value =
+        serde_json::from_str(&ok(&["eval", s(&model), "--data", s(&data), "--json"])).unwrap();
+    assert!(v["accuracy"].as_f64().unwrap() > 0.9, "{v}");
+    assert_eq!(v["per_class_accuracy"].as_array().unwrap().len(), 4);
+    // The 12×12 model refuses 28×28 MNIST with a reason.
+    let err = fails(&["eval", s(&model)]);
+    assert!(err.contains("28×28") && err.contains("12×12"), "{err}");
+}
+
+#[test]
+fn bad_input_gets_one_line_naming_the_culprit() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x.safetensors");
+    let o = s(&out);
+    let data = dir.path().join("d");
+    fs::create_dir(&data).unwrap();
+    quadrants(&data, 40);
+    let d = s(&data);
+
+    assert!(fails(&[
+        "train",
+        "--data",
+        s(&dir.path().join("missing")),
+        "--out",
+        o
+    ])
+    .contains("missing"));
+    assert!(fails(&["train", "--model", "mlp:10-x", "--out", o]).contains("mlp:10-x"));
+    assert!(fails(&["train", "--optimizer", "adamw", "--out", o]).contains("--optimizer"));
+    assert!(fails(&["train", "--lr", "0", "--out", o]).contains("--lr"));
+    assert!(fails(&["train", "--lr", "-0.1", "--out", o]).contains("--lr"));
+    assert!(fails(&["train", "--schedule", "warmup", "--out", o]).contains("--schedule"));
+    assert!(fails(&["train", "--data", d, "--val", "40", "--out", o]).contains("--val 40"));
+    assert!(fails(&["train", "--resume", "--out", o]).contains("--resume"));
+
+    // Truncated, foreign and mismatched files.
+    fs::write(
+        data.join("t10k-images-idx3-ubyte"),
+        idx(&[40, 12, 12], &[0; 100]),
+    )
+    .unwrap();
+    let e = fails(&["train", "--data", d, "--out", o]);
+    assert!(
+        e.contains("t10k-images-idx3-ubyte") && e.contains("truncated"),
+        "{e}"
+    );
+    fs::write(
+        data.join("t10k-images-idx3-ubyte"),
+        b"PK\x03\x04 a zip file",
+    )
+    .unwrap();
+    let e = fails(&["train", "--data", d, "--out", o]);
+    assert!(
+        e.contains("t10k-images-idx3-ubyte") && e.contains("not an IDX file"),
+        "{e}"
+    );
+    fs::write(
+        data.join("t10k-images-idx3-ubyte"),
+        idx(&[39, 12, 12], &[0; 39 * 144]),
+    )
+    .unwrap();
+    let e = fails(&["train", "--data", d, "--out", o]);
+    assert!(e.contains("39 images") && e.contains("40 labels"), "{e}");
+
+    let e = fails(&["eval", s(&dir.path().join("none.safetensors"))]);
+    assert!(e.contains("none.safetensors"), "{e}");
+    let junk = dir.path().join("junk.safetensors");
+    fs::write(&junk, b"\x10\0\0\0\0\0\0\0{\"a\":1}").unwrap();
+    let e = fails(&["info", s(&junk)]);
+    assert!(
+        e.contains("junk.safetensors") && e.contains("not a safetensors"),
+        "{e}"
+    );
+    assert!(!out.exists(), "a failed run must not leave a model behind");
+}
+
+#[test]
+fn tampered_bundled_data_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist");
+    for f in fs::read_dir(&root).unwrap() {
+        let f = f.unwrap().path();
+        fs::copy(&f, dir.path().join(f.file_name().unwrap())).unwrap();
+    }
+    // Swap the test labels for other valid labels: the IDX is well formed, only the checksum catches it.
+    fs::write(
+        dir.path().join("t10k-labels-idx1-ubyte.gz"),
+        gz(&idx(&[10_000], &[3; 10_000])),
+    )
+    .unwrap();
+    let e = fails(&[
+        "train",
+        "--data",
+        s(dir.path()),
+        "--out",
+        s(&dir.path().join("m.safetensors")),
+    ]);
+    assert!(
+        e.contains("t10k-labels-idx1-ubyte.gz") && e.contains("SHA256SUMS"),
+        "{e}"
+    );
+}
+
+#[test]
+fn pipeline_trains_and_prints_the_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = ok(&[
+        "pipeline",
+        "--epochs",
+        "1",
+        "--train-limit",
+        "1500",
+        "--val",
+        "500",
+        "--out-dir",
+        s(dir.path()),
+        "-q",
+    ]);
+    assert!(
+        out.contains("| float32 baseline |") && out.contains("1,066,440"),
+        "{out}"
+    );
+    let model = dir.path().join("lenet-300-100.safetensors");
+    assert!(model.exists());
+    let again = ok(&[
+        "pipeline",
+        "--model-file",
+        s(&model),
+        "--out-dir",
+        s(dir.path()),
+        "-q",
+    ]);
+    assert!(again.contains("| float32 baseline |"), "{again}");
+}
