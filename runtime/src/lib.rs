@@ -1,7 +1,37 @@
 //! `slimnet-runtime`: the `no_std`, allocation-free inference engine for `.slim` files.
 //!
-//! This crate has no dependencies and never allocates, so that it builds for bare-metal targets as it is. The
-//! `.slim` reader and the kernels arrive with the runtime issue; today it only fixes the crate's shape.
+//! ```text
+//! let model = Model::from_bytes(&bytes)?;          // validates everything once, borrows the bytes
+//! let mut arena = [0u8; 4096];                      // exact size: model.arena_len()
+//! let class = model.predict_u8(&pixels, &mut arena)?;
+//! ```
+//!
+//! - [`Model::from_bytes`] checks the header, CRC-32, section table, graph, shapes, quantization parameters and
+//!   sparse streams; no input bytes can make it (or a later `run`) panic.
+//! - Two numeric paths: f32 ([`Model::run`], [`Model::run_u8`]) and integer-only ([`Model::run_int8`]), the
+//!   latter with TFLite's int8 scheme and rounding and no floating point at all.
+//! - Sparse shared-weight layers run straight from their compressed streams (bit-packed or Huffman), never
+//!   expanded into dense matrices. Nothing allocates: the caller owns the arena.
+//!
+//! The format is specified in `FORMAT.md` beside this crate.
 #![no_std]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+mod bytes;
+mod error;
+mod model;
+mod run_f32;
+mod run_int;
+mod stream;
+
+pub use bytes::crc32;
+pub use error::{Error, Result, Section};
+pub use model::{
+    Dims, Encoding, LayerSummary, Model, Op, FLAG_F32, FLAG_INT, HEADER_BYTES, MAGIC, MAX_ELEMENTS,
+    MAX_LAYERS, SECTION_GRAPH, SECTION_LAYER, VERSION,
+};
+pub use run_int::{requantize, rounding_divide_by_pot, sat_rounding_doubling_high_mul};
+pub use stream::MAX_CODE_BITS;
+
+pub(crate) use run_f32::argmax;

@@ -1,0 +1,734 @@
+//! Loading a `.slim` file: [`Model::from_bytes`] validates every byte once (header, CRC, section table, graph,
+//! shapes, quantization parameters, sparse streams) so that running never meets an inconsistency.
+
+use crate::bytes::{crc32, Reader};
+use crate::error::{Error, Result, Section};
+use crate::stream::{Coding, Entries, Symbols};
+
+/// The file's magic number.
+pub const MAGIC: [u8; 4] = *b"SLIM";
+/// The format version this runtime reads and writes.
+pub const VERSION: u16 = 1;
+/// Header flag: the file carries what the f32 path needs.
+pub const FLAG_F32: u16 = 1;
+/// Header flag: the file carries what the integer-only path needs.
+pub const FLAG_INT: u16 = 2;
+/// Bytes of the fixed header.
+pub const HEADER_BYTES: usize = 24;
+/// Section kind: the graph (exactly one, first in the table).
+pub const SECTION_GRAPH: u32 = 1;
+/// Section kind: the weights of one weighted layer.
+pub const SECTION_LAYER: u32 = 2;
+/// Most layers a graph may have.
+pub const MAX_LAYERS: usize = 32;
+/// Largest tensor (elements) a model may declare: 2^28.
+pub const MAX_ELEMENTS: usize = 1 << 28;
+
+/// Layer operations in the graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// Fully connected.
+    Dense,
+    /// 2-D convolution, stride 1, no padding.
+    Conv2d,
+    /// Max-pooling with stride equal to the window.
+    MaxPool,
+    /// Flattening (a no-op on the data: activations are kept channel-major).
+    Flatten,
+}
+
+/// How a weighted layer stores its weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// Dense f32 (f32 path only).
+    DenseF32,
+    /// Dense int8, symmetric per output channel.
+    DenseI8,
+    /// Sparse with shared weights: codebook + relative positions + cluster indices.
+    Sparse,
+}
+
+/// Shape of an activation: channels × height × width (dense activations are `n × 1 × 1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Dims {
+    /// Channels.
+    pub c: usize,
+    /// Height.
+    pub h: usize,
+    /// Width.
+    pub w: usize,
+}
+
+impl Dims {
+    /// Elements.
+    pub fn len(&self) -> usize {
+        self.c * self.h * self.w
+    }
+
+    /// Whether it holds no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The integer-only path's parameters of a weighted layer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Quant<'a> {
+    pub zp_in: i32,
+    pub zp_out: i32,
+    pub per_channel: bool,
+    pub multipliers: &'a [u8],
+    pub shifts: &'a [u8],
+    pub bias: &'a [u8],
+}
+
+/// A sparse layer's codebook.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Codebook<'a> {
+    I8(&'a [u8]),
+    F32(&'a [u8]),
+}
+
+/// A sparse layer's streams.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sparse<'a> {
+    pub huffman: bool,
+    pub index_bits: u32,
+    pub position_bits: u32,
+    pub codebook: Codebook<'a>,
+    pub codebook_len: u32,
+    pub symbols: u32,
+    pub weights: u32,
+    pub position_lengths: &'a [u8],
+    pub index_lengths: &'a [u8],
+    pub positions: &'a [u8],
+    pub indices: &'a [u8],
+}
+
+impl<'a> Sparse<'a> {
+    /// A fresh decoder over the kept weights (validated at load, so it cannot fail in `run`).
+    pub(crate) fn entries(&self, limit: usize) -> Option<Entries<'a>> {
+        let (pc, ic) = if self.huffman {
+            (
+                Coding::Huffman(self.position_lengths),
+                Coding::Huffman(self.index_lengths),
+            )
+        } else {
+            (
+                Coding::Packed(self.position_bits),
+                Coding::Packed(self.index_bits),
+            )
+        };
+        Some(Entries::new(
+            Symbols::new(pc, self.positions)?,
+            Symbols::new(ic, self.indices)?,
+            self.position_bits,
+            self.symbols,
+            limit,
+            self.codebook_len,
+        ))
+    }
+}
+
+/// Weight storage of a weighted layer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Payload<'a> {
+    DenseF32(&'a [u8]),
+    DenseI8(&'a [u8]),
+    Sparse(Sparse<'a>),
+}
+
+/// A weighted layer's data.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Weights<'a> {
+    pub outputs: usize,
+    pub fan_in: usize,
+    pub bias_f32: &'a [u8],
+    pub scales: &'a [u8],
+    pub quant: Option<Quant<'a>>,
+    pub payload: Payload<'a>,
+    pub section_bytes: usize,
+}
+
+impl Weights<'_> {
+    /// The encoding.
+    pub fn encoding(&self) -> Encoding {
+        match self.payload {
+            Payload::DenseF32(_) => Encoding::DenseF32,
+            Payload::DenseI8(_) => Encoding::DenseI8,
+            Payload::Sparse(_) => Encoding::Sparse,
+        }
+    }
+}
+
+/// One layer, with its shapes resolved.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LayerInfo<'a> {
+    pub op: Op,
+    pub relu: bool,
+    pub size: usize,
+    pub input: Dims,
+    pub output: Dims,
+    pub weights: Option<Weights<'a>>,
+}
+
+/// A validated model, borrowing the file's bytes (zero-copy).
+#[derive(Debug, Clone)]
+pub struct Model<'a> {
+    pub(crate) flags: u16,
+    pub(crate) input: Dims,
+    pub(crate) classes: usize,
+    pub(crate) mean: f32,
+    pub(crate) std: f32,
+    pub(crate) lut: &'a [u8],
+    pub(crate) layers: [Option<LayerInfo<'a>>; MAX_LAYERS],
+    pub(crate) layer_count: usize,
+    /// Elements of the two ping-pong activation buffers.
+    pub(crate) buffers: [usize; 2],
+    /// Largest conv output plane (for the integer path's i32 accumulators).
+    pub(crate) max_plane: usize,
+    pub(crate) file_bytes: usize,
+}
+
+fn invalid(section: Section, field: &'static str, value: u64) -> Error {
+    Error::InvalidValue {
+        section,
+        field,
+        value,
+    }
+}
+
+fn mul(a: usize, b: usize) -> Result<usize> {
+    a.checked_mul(b).ok_or(Error::Overflow)
+}
+
+impl<'a> Model<'a> {
+    /// Validates `bytes` as a `.slim` file and returns the model, borrowing them.
+    pub fn from_bytes(bytes: &'a [u8]) -> Result<Model<'a>> {
+        let mut h = Reader::new(bytes, Section::Header);
+        let magic = h.take(4).map_err(|_| {
+            if bytes.len() < 4 {
+                Error::Truncated {
+                    section: Section::Header,
+                    needed: HEADER_BYTES,
+                    available: bytes.len(),
+                }
+            } else {
+                Error::BadMagic
+            }
+        })?;
+        if magic != MAGIC {
+            return Err(Error::BadMagic);
+        }
+        let version = h.u16()?;
+        if version != VERSION {
+            return Err(Error::UnsupportedVersion(version));
+        }
+        let flags = h.u16()?;
+        if flags & !(FLAG_F32 | FLAG_INT) != 0 || flags == 0 {
+            return Err(invalid(Section::Header, "flags", u64::from(flags)));
+        }
+        let total = h.u32()? as usize;
+        let stored_crc = h.u32()?;
+        let count = h.u32()? as usize;
+        let _reserved = h.u32()?;
+        if total != bytes.len() {
+            return Err(Error::Truncated {
+                section: Section::Header,
+                needed: total,
+                available: bytes.len(),
+            });
+        }
+        let computed = crc32(bytes.get(16..).unwrap_or(&[]));
+        if computed != stored_crc {
+            return Err(Error::ChecksumMismatch {
+                stored: stored_crc,
+                computed,
+            });
+        }
+        if count == 0 || count > MAX_LAYERS + 1 {
+            return Err(invalid(Section::Table, "section count", count as u64));
+        }
+        // Section table: aligned, in bounds, in increasing order without overlap, after the table.
+        let mut t = Reader::new(bytes, Section::Table);
+        t.take(HEADER_BYTES)?;
+        let table_end = HEADER_BYTES + 12 * count;
+        let mut sections = [(0u32, 0usize, 0usize); MAX_LAYERS + 1];
+        let mut prev_end = table_end;
+        for (i, slot) in sections.iter_mut().take(count).enumerate() {
+            let kind = t.u32()?;
+            let offset = t.u32()? as usize;
+            let len = t.u32()? as usize;
+            let end = offset.checked_add(len).ok_or(Error::Overflow)?;
+            if offset % 4 != 0 || offset < prev_end || end > bytes.len() {
+                return Err(Error::BadSection { index: i as u16 });
+            }
+            prev_end = end;
+            *slot = (kind, offset, len);
+        }
+        if sections[0].0 != SECTION_GRAPH {
+            return Err(invalid(
+                Section::Table,
+                "first section kind",
+                u64::from(sections[0].0),
+            ));
+        }
+        let section = |i: usize| -> &'a [u8] {
+            let (_, o, l) = sections[i];
+            bytes.get(o..o + l).unwrap_or(&[])
+        };
+
+        // Graph.
+        let mut g = Reader::new(section(0), Section::Graph);
+        let max = MAX_ELEMENTS as u32;
+        let input = Dims {
+            c: g.u32_in("input channels", 1, 4096)? as usize,
+            h: g.u32_in("input height", 1, 4096)? as usize,
+            w: g.u32_in("input width", 1, 4096)? as usize,
+        };
+        if input.len() > MAX_ELEMENTS {
+            return Err(Error::Overflow);
+        }
+        let classes = g.u32_in("classes", 1, 65_536)? as usize;
+        let mean = f32::from_bits(g.u32()?);
+        let std = f32::from_bits(g.u32()?);
+        if flags & FLAG_F32 != 0 && !(mean.is_finite() && std.is_finite() && std > 0.0) {
+            return Err(invalid(
+                Section::Graph,
+                "normalization",
+                u64::from(std.to_bits()),
+            ));
+        }
+        let layer_count = g.u32_in("layer count", 1, MAX_LAYERS as u32)? as usize;
+        let mut model = Model {
+            flags,
+            input,
+            classes,
+            mean,
+            std,
+            lut: &[],
+            layers: [None; MAX_LAYERS],
+            layer_count,
+            buffers: [0, 0],
+            max_plane: 0,
+            file_bytes: bytes.len(),
+        };
+        let mut dims = input;
+        let mut flat = false;
+        let mut weighted = 0usize;
+        let mut used = [false; MAX_LAYERS + 1];
+        let mut which = 0usize; // ping-pong buffer the next output goes to
+        let mut prev_zp: Option<i32> = None;
+        for li in 0..layer_count {
+            let op_code = g.u8()?;
+            let relu = match g.u8()? {
+                0 => false,
+                1 => true,
+                v => return Err(invalid(Section::Graph, "activation", u64::from(v))),
+            };
+            let size = usize::from(g.u16()?);
+            let a = g.u32_in("layer input size", 0, max)? as usize;
+            let b = g.u32_in("layer output size", 0, max)? as usize;
+            let sec = g.u32()? as usize;
+            let layer = li as u16;
+            let mismatch = |expected: usize, found: usize| Error::ShapeMismatch {
+                layer,
+                expected: expected as u32,
+                found: found as u32,
+            };
+            let (op, output) = match op_code {
+                1 => {
+                    if a != dims.len() {
+                        return Err(mismatch(dims.len(), a));
+                    }
+                    if b == 0 {
+                        return Err(mismatch(1, 0));
+                    }
+                    (Op::Dense, Dims { c: b, h: 1, w: 1 })
+                }
+                2 => {
+                    if flat || a != dims.c {
+                        return Err(mismatch(dims.c, a));
+                    }
+                    if size == 0 || size > dims.h || size > dims.w || b == 0 {
+                        return Err(mismatch(dims.h.min(dims.w), size));
+                    }
+                    (
+                        Op::Conv2d,
+                        Dims {
+                            c: b,
+                            h: dims.h - size + 1,
+                            w: dims.w - size + 1,
+                        },
+                    )
+                }
+                3 => {
+                    if flat || size < 2 || size > dims.h || size > dims.w {
+                        return Err(mismatch(dims.h.min(dims.w), size));
+                    }
+                    (
+                        Op::MaxPool,
+                        Dims {
+                            c: dims.c,
+                            h: dims.h / size,
+                            w: dims.w / size,
+                        },
+                    )
+                }
+                4 => (
+                    Op::Flatten,
+                    Dims {
+                        c: dims.len(),
+                        h: 1,
+                        w: 1,
+                    },
+                ),
+                v => return Err(invalid(Section::Graph, "layer op", u64::from(v))),
+            };
+            if output.len() > MAX_ELEMENTS {
+                return Err(Error::Overflow);
+            }
+            if op == Op::Flatten {
+                flat = true;
+            }
+            if op == Op::Dense {
+                flat = true;
+            }
+            let weights = if matches!(op, Op::Dense | Op::Conv2d) {
+                if sec == 0 || sec >= count || used[sec] || sections[sec].0 != SECTION_LAYER {
+                    return Err(invalid(Section::Graph, "weight section index", sec as u64));
+                }
+                used[sec] = true;
+                let fan_in = if op == Op::Dense {
+                    a
+                } else {
+                    mul(mul(a, size)?, size)?
+                };
+                let w = parse_layer(section(sec), flags, weighted as u16, b, fan_in)?;
+                if let (Some(q), Some(zp)) = (&w.quant, prev_zp) {
+                    if q.zp_in != zp {
+                        return Err(invalid(
+                            Section::Layer(weighted as u16),
+                            "input zero point",
+                            q.zp_in as u64,
+                        ));
+                    }
+                }
+                prev_zp = w.quant.map(|q| q.zp_out);
+                weighted += 1;
+                Some(w)
+            } else {
+                if op == Op::MaxPool && relu {
+                    return Err(invalid(Section::Graph, "activation on max-pool", 1));
+                }
+                None
+            };
+            if op == Op::Conv2d {
+                model.max_plane = model.max_plane.max(output.h * output.w);
+            }
+            if op != Op::Flatten {
+                model.buffers[which] = model.buffers[which].max(output.len());
+                which ^= 1;
+            }
+            model.layers[li] = Some(LayerInfo {
+                op,
+                relu,
+                size,
+                input: dims,
+                output,
+                weights,
+            });
+            dims = output;
+        }
+        if dims.len() != classes {
+            return Err(Error::ShapeMismatch {
+                layer: (layer_count - 1) as u16,
+                expected: classes as u32,
+                found: dims.len() as u32,
+            });
+        }
+        if weighted == 0 || used.iter().take(count).skip(1).any(|u| !u) {
+            return Err(invalid(
+                Section::Table,
+                "unused layer sections",
+                (count - 1 - weighted) as u64,
+            ));
+        }
+        if flags & FLAG_INT != 0 {
+            model.lut = g.take(256)?;
+        }
+        Ok(model)
+    }
+
+    /// Shape of one input sample.
+    pub fn input_dims(&self) -> Dims {
+        self.input
+    }
+
+    /// Elements of one input sample.
+    pub fn input_len(&self) -> usize {
+        self.input.len()
+    }
+
+    /// Number of output classes.
+    pub fn classes(&self) -> usize {
+        self.classes
+    }
+
+    /// Whether the f32 path can run this model.
+    pub fn has_f32(&self) -> bool {
+        self.flags & FLAG_F32 != 0
+    }
+
+    /// Whether the integer-only path can run this model.
+    pub fn has_integer(&self) -> bool {
+        self.flags & FLAG_INT != 0
+    }
+
+    /// The input normalization `(mean, std)` applied to pixels scaled to [0, 1] by [`Model::run_u8`].
+    pub fn normalization(&self) -> (f32, f32) {
+        (self.mean, self.std)
+    }
+
+    /// Exact scratch bytes [`Model::run`] and [`Model::run_u8`] need: the input and two ping-pong activation
+    /// buffers, as f32.
+    pub fn arena_len(&self) -> usize {
+        4 * (self.input.len() + self.buffers[0] + self.buffers[1])
+    }
+
+    /// Exact scratch bytes [`Model::run_int8`] needs: the input and two ping-pong activation buffers as int8,
+    /// plus one output plane of i32 accumulators when the model has convolutions.
+    pub fn arena_len_int8(&self) -> usize {
+        self.input.len() + self.buffers[0] + self.buffers[1] + 4 * self.max_plane
+    }
+
+    /// Number of layers.
+    pub fn layer_count(&self) -> usize {
+        self.layer_count
+    }
+
+    /// Size of the file in bytes.
+    pub fn file_bytes(&self) -> usize {
+        self.file_bytes
+    }
+
+    /// A description of layer `i`, for tools (`slimnet info`).
+    pub fn layer(&self, i: usize) -> Option<LayerSummary> {
+        let l = self.layers.get(i)?.as_ref()?;
+        Some(LayerSummary {
+            op: l.op,
+            relu: l.relu,
+            input: l.input,
+            output: l.output,
+            encoding: l.weights.map(|w| w.encoding()),
+            weights_kept: l.weights.map(|w| match w.payload {
+                Payload::Sparse(s) => s.weights as usize,
+                _ => w.outputs * w.fan_in,
+            }),
+            huffman: l
+                .weights
+                .is_some_and(|w| matches!(w.payload, Payload::Sparse(s) if s.huffman)),
+            section_bytes: l.weights.map_or(0, |w| w.section_bytes),
+        })
+    }
+}
+
+/// What [`Model::layer`] tells about a layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LayerSummary {
+    /// The operation.
+    pub op: Op,
+    /// Whether ReLU is fused into it.
+    pub relu: bool,
+    /// Input shape.
+    pub input: Dims,
+    /// Output shape.
+    pub output: Dims,
+    /// Weight encoding (weighted layers).
+    pub encoding: Option<Encoding>,
+    /// Weights stored (non-zero for sparse layers).
+    pub weights_kept: Option<usize>,
+    /// Whether the sparse streams are Huffman coded.
+    pub huffman: bool,
+    /// Bytes of the layer's section.
+    pub section_bytes: usize,
+}
+
+/// Parses and validates a layer section for a layer of `outputs × fan_in` weights.
+fn parse_layer(
+    bytes: &[u8],
+    flags: u16,
+    layer: u16,
+    outputs: usize,
+    fan_in: usize,
+) -> Result<Weights<'_>> {
+    let section = Section::Layer(layer);
+    let mut r = Reader::new(bytes, section);
+    let encoding = r.u8()?;
+    let coding = r.u8()?;
+    let index_bits = u32::from(r.u8()?);
+    let position_bits = u32::from(r.u8()?);
+    let o = r.u32()? as usize;
+    let f = r.u32()? as usize;
+    if o != outputs || f != fan_in {
+        return Err(Error::ShapeMismatch {
+            layer,
+            expected: mul(outputs, fan_in)? as u32,
+            found: mul(o, f).unwrap_or(usize::MAX) as u32,
+        });
+    }
+    let n = mul(outputs, fan_in)?;
+    if n > MAX_ELEMENTS {
+        return Err(Error::Overflow);
+    }
+    let int = flags & FLAG_INT != 0;
+    let f32_path = flags & FLAG_F32 != 0;
+    let bias_f32 = if f32_path { r.words(outputs)? } else { &[] };
+    let quant = if int {
+        if encoding == 1 {
+            return Err(invalid(
+                section,
+                "encoding (f32 weights in an integer-path file)",
+                1,
+            ));
+        }
+        let zp_in = r.i32()?;
+        let zp_out = r.i32()?;
+        if !(-128..=127).contains(&zp_in) || !(-128..=127).contains(&zp_out) {
+            return Err(invalid(section, "zero point", zp_in as u64));
+        }
+        let per_channel = match r.u32()? {
+            0 => false,
+            1 => true,
+            v => return Err(invalid(section, "per-channel flag", u64::from(v))),
+        };
+        let m = if per_channel { outputs } else { 1 };
+        let multipliers = r.words(m)?;
+        let shifts = r.words(m)?;
+        for i in 0..m {
+            let mult = crate::bytes::i32_at(multipliers, i);
+            let shift = crate::bytes::i32_at(shifts, i);
+            if mult < 0 || !(-31..=30).contains(&shift) {
+                return Err(invalid(
+                    section,
+                    "requantization multiplier or shift",
+                    mult as u64,
+                ));
+            }
+        }
+        Some(Quant {
+            zp_in,
+            zp_out,
+            per_channel,
+            multipliers,
+            shifts,
+            bias: r.words(outputs)?,
+        })
+    } else {
+        None
+    };
+    let scale_count = match encoding {
+        2 => outputs,
+        3 => 1,
+        _ => 0,
+    };
+    let scales = if f32_path { r.words(scale_count)? } else { &[] };
+    let payload = match encoding {
+        1 => Payload::DenseF32(r.words(n)?),
+        2 => {
+            let w = r.take(n)?;
+            r.align4()?;
+            Payload::DenseI8(w)
+        }
+        3 => {
+            if !(1..=8).contains(&index_bits) || !(1..=8).contains(&position_bits) || coding > 1 {
+                return Err(invalid(
+                    section,
+                    "stream widths or coding",
+                    u64::from(index_bits),
+                ));
+            }
+            let cb_type = r.u8()?;
+            r.take(3)?;
+            let k = r.u32_in("codebook size", 1, 1 << index_bits)?;
+            let symbols = r.u32()?;
+            let weights = r.u32()?;
+            let pos_bytes = r.u32()? as usize;
+            let idx_bytes = r.u32()? as usize;
+            let codebook = match cb_type {
+                0 => {
+                    let c = r.take(k as usize)?;
+                    r.align4()?;
+                    Codebook::I8(c)
+                }
+                1 if !int => Codebook::F32(r.words(k as usize)?),
+                v => return Err(invalid(section, "codebook type", u64::from(v))),
+            };
+            let huffman = coding == 1;
+            let (position_lengths, index_lengths) = if huffman {
+                let p = r.take(1 << position_bits)?;
+                let i = r.take(1 << index_bits)?;
+                r.align4()?;
+                (p, i)
+            } else {
+                (&[][..], &[][..])
+            };
+            let positions = r.take(pos_bytes)?;
+            r.align4()?;
+            let indices = r.take(idx_bytes)?;
+            r.align4()?;
+            let sparse = Sparse {
+                huffman,
+                index_bits,
+                position_bits,
+                codebook,
+                codebook_len: k,
+                symbols,
+                weights,
+                position_lengths,
+                index_lengths,
+                positions,
+                indices,
+            };
+            // Decode once: every position in range, every index in the codebook, counts as declared.
+            let mut entries = sparse.entries(n).ok_or(Error::CorruptStream { layer })?;
+            let mut found = 0u32;
+            while entries.next_entry(layer)?.is_some() {
+                found += 1;
+            }
+            if found != weights {
+                return Err(Error::CorruptStream { layer });
+            }
+            Payload::Sparse(sparse)
+        }
+        v => return Err(invalid(section, "encoding", u64::from(v))),
+    };
+    if f32_path {
+        for i in 0..outputs {
+            if !crate::bytes::f32_at(bias_f32, i).is_finite() {
+                return Err(invalid(section, "bias", i as u64));
+            }
+        }
+        for i in 0..scale_count {
+            if !crate::bytes::f32_at(scales, i).is_finite() {
+                return Err(invalid(section, "scale", i as u64));
+            }
+        }
+    }
+    if r.pos() != bytes.len() {
+        return Err(invalid(
+            section,
+            "trailing bytes",
+            (bytes.len() - r.pos()) as u64,
+        ));
+    }
+    Ok(Weights {
+        outputs,
+        fan_in,
+        bias_f32,
+        scales,
+        quant,
+        payload,
+        section_bytes: bytes.len(),
+    })
+}

@@ -1,0 +1,330 @@
+//! The f32 path: for targets with a floating-point unit. Activations live in the caller's arena as
+//! little-endian f32; int8-encoded weights are dequantized on the fly (`q · scale`).
+
+use crate::bytes::f32_at;
+use crate::error::{Error, Result};
+use crate::model::{Codebook, LayerInfo, Model, Op, Payload, Weights};
+
+#[inline(always)]
+fn get(buf: &[u8], i: usize) -> f32 {
+    f32_at(buf, i)
+}
+
+#[inline(always)]
+fn set(buf: &mut [u8], i: usize, v: f32) {
+    if let Some(b) = buf.get_mut(4 * i..4 * i + 4) {
+        b.copy_from_slice(&v.to_le_bytes());
+    }
+}
+
+/// Σ a[i]·b[i] over two little-endian f32 byte slices, with 8 independent partial sums so that it vectorizes.
+#[inline(always)]
+fn dot_f32(a: &[u8], b: &[u8]) -> f32 {
+    let mut acc = [0f32; 8];
+    let mut ca = a.chunks_exact(32);
+    let mut cb = b.chunks_exact(32);
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        for (l, s) in acc.iter_mut().enumerate() {
+            *s += get(x, l) * get(y, l);
+        }
+    }
+    let mut tail = 0f32;
+    for (x, y) in ca
+        .remainder()
+        .chunks_exact(4)
+        .zip(cb.remainder().chunks_exact(4))
+    {
+        tail += get(x, 0) * get(y, 0);
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// Σ q[i]·x[i] for int8 weights against f32 activations.
+#[inline(always)]
+fn dot_i8_f32(q: &[u8], x: &[u8]) -> f32 {
+    let mut acc = [0f32; 8];
+    let mut cq = q.chunks_exact(8);
+    let mut cx = x.chunks_exact(32);
+    for (w, v) in (&mut cq).zip(&mut cx) {
+        for (l, s) in acc.iter_mut().enumerate() {
+            *s += f32::from(w[l] as i8) * get(v, l);
+        }
+    }
+    let mut tail = 0f32;
+    for (w, v) in cq.remainder().iter().zip(cx.remainder().chunks_exact(4)) {
+        tail += f32::from(*w as i8) * get(v, 0);
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+fn finish(v: f32, relu: bool) -> f32 {
+    if relu && v < 0.0 {
+        0.0
+    } else {
+        v
+    }
+}
+
+/// The multiplier that turns an accumulated `Σ q·x` of output `o` into real units (1 for f32 weights).
+fn scale(w: &Weights, o: usize) -> f32 {
+    match w.payload {
+        Payload::DenseI8(_) => f32_at(w.scales, o),
+        Payload::Sparse(s) => match s.codebook {
+            Codebook::I8(_) => f32_at(w.scales, 0),
+            Codebook::F32(_) => 1.0,
+        },
+        Payload::DenseF32(_) => 1.0,
+    }
+}
+
+fn codebook_value(cb: Codebook, i: usize) -> f32 {
+    match cb {
+        Codebook::I8(c) => c.get(i).map_or(0.0, |&q| f32::from(q as i8)),
+        Codebook::F32(c) => f32_at(c, i),
+    }
+}
+
+fn dense(l: &LayerInfo, w: &Weights, x: &[u8], y: &mut [u8], layer: u16) -> Result<()> {
+    let n = w.fan_in;
+    match w.payload {
+        Payload::DenseF32(ws) => {
+            for (o, row) in ws.chunks_exact(4 * n).enumerate().take(w.outputs) {
+                set(y, o, finish(dot_f32(row, x) + get(w.bias_f32, o), l.relu));
+            }
+        }
+        Payload::DenseI8(ws) => {
+            for (o, row) in ws.chunks_exact(n).enumerate().take(w.outputs) {
+                let v = dot_i8_f32(row, x) * scale(w, o) + get(w.bias_f32, o);
+                set(y, o, finish(v, l.relu));
+            }
+        }
+        Payload::Sparse(s) => {
+            let mut e = s
+                .entries(w.outputs * n)
+                .ok_or(Error::CorruptStream { layer })?;
+            let (mut row, mut row_start, mut acc) = (0usize, 0usize, 0f32);
+            let s0 = scale(w, 0);
+            while let Some((p, i)) = e.next_entry(layer)? {
+                while p >= row_start + n {
+                    set(y, row, finish(acc * s0 + get(w.bias_f32, row), l.relu));
+                    row += 1;
+                    row_start += n;
+                    acc = 0.0;
+                }
+                acc += codebook_value(s.codebook, i) * get(x, p - row_start);
+            }
+            while row < w.outputs {
+                set(y, row, finish(acc * s0 + get(w.bias_f32, row), l.relu));
+                row += 1;
+                acc = 0.0;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Adds `v · x[c, oy+ky, ox+kx]` to every pixel of output plane `o`.
+#[inline(always)]
+fn tap(l: &LayerInfo, x: &[u8], y: &mut [u8], o: usize, t: usize, v: f32) {
+    let k = l.size;
+    let (c, ky, kx) = (t / (k * k), t / k % k, t % k);
+    let (ih, iw) = (l.input.h, l.input.w);
+    let (oh, ow) = (l.output.h, l.output.w);
+    let plane = o * oh * ow;
+    for oy in 0..oh {
+        let src = (c * ih + oy + ky) * iw + kx;
+        let (Some(xs), Some(ys)) = (
+            x.get(4 * src..4 * (src + ow)),
+            y.get_mut(4 * (plane + oy * ow)..4 * (plane + oy * ow + ow)),
+        ) else {
+            return;
+        };
+        for (yb, xb) in ys.chunks_exact_mut(4).zip(xs.chunks_exact(4)) {
+            let acc = get(yb, 0) + v * get(xb, 0);
+            yb.copy_from_slice(&acc.to_le_bytes());
+        }
+    }
+}
+
+fn conv(l: &LayerInfo, w: &Weights, x: &[u8], y: &mut [u8], layer: u16) -> Result<()> {
+    let plane = l.output.h * l.output.w;
+    let n = w.fan_in;
+    for i in 0..l.output.len() {
+        set(y, i, 0.0);
+    }
+    match w.payload {
+        Payload::DenseF32(ws) => {
+            for (j, b) in ws.chunks_exact(4).enumerate() {
+                tap(l, x, y, j / n, j % n, get(b, 0));
+            }
+        }
+        Payload::DenseI8(ws) => {
+            for (j, &q) in ws.iter().enumerate() {
+                tap(l, x, y, j / n, j % n, f32::from(q as i8));
+            }
+        }
+        Payload::Sparse(s) => {
+            let mut e = s
+                .entries(w.outputs * n)
+                .ok_or(Error::CorruptStream { layer })?;
+            while let Some((p, i)) = e.next_entry(layer)? {
+                tap(l, x, y, p / n, p % n, codebook_value(s.codebook, i));
+            }
+        }
+    }
+    for o in 0..w.outputs {
+        let (sc, b) = (scale(w, o), get(w.bias_f32, o));
+        for i in o * plane..(o + 1) * plane {
+            set(y, i, finish(get(y, i) * sc + b, l.relu));
+        }
+    }
+    Ok(())
+}
+
+fn max_pool(l: &LayerInfo, x: &[u8], y: &mut [u8]) {
+    let s = l.size;
+    let (ih, iw) = (l.input.h, l.input.w);
+    let (oh, ow) = (l.output.h, l.output.w);
+    for c in 0..l.output.c {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let mut m = f32::NEG_INFINITY;
+                for ky in 0..s {
+                    for kx in 0..s {
+                        m = m.max(get(x, (c * ih + oy * s + ky) * iw + ox * s + kx));
+                    }
+                }
+                set(y, (c * oh + oy) * ow + ox, m);
+            }
+        }
+    }
+}
+
+impl Model<'_> {
+    fn check_f32(&self, arena: &[u8], output_len: usize) -> Result<()> {
+        if !self.has_f32() {
+            return Err(Error::PathUnavailable);
+        }
+        if arena.len() < self.arena_len() {
+            return Err(Error::BufferTooSmall {
+                buffer: "arena",
+                needed: self.arena_len(),
+                provided: arena.len(),
+            });
+        }
+        if output_len < self.classes {
+            return Err(Error::BufferTooSmall {
+                buffer: "output",
+                needed: self.classes,
+                provided: output_len,
+            });
+        }
+        Ok(())
+    }
+
+    /// Runs the f32 path on one normalized input (`input_len()` values, channel-major) and writes the
+    /// `classes()` logits into `output`. `arena` must hold at least [`Model::arena_len`] bytes.
+    pub fn run(&self, input: &[f32], arena: &mut [u8], output: &mut [f32]) -> Result<()> {
+        self.check_f32(arena, output.len())?;
+        if input.len() < self.input.len() {
+            return Err(Error::BufferTooSmall {
+                buffer: "input",
+                needed: self.input.len(),
+                provided: input.len(),
+            });
+        }
+        for (b, v) in arena
+            .chunks_exact_mut(4)
+            .zip(input.iter().take(self.input.len()))
+        {
+            b.copy_from_slice(&v.to_le_bytes());
+        }
+        self.run_arena(arena, output)
+    }
+
+    /// Runs the f32 path on raw pixels (0–255), normalized with the model's stored mean and standard deviation.
+    pub fn run_u8(&self, pixels: &[u8], arena: &mut [u8], output: &mut [f32]) -> Result<()> {
+        self.check_f32(arena, output.len())?;
+        if pixels.len() < self.input.len() {
+            return Err(Error::BufferTooSmall {
+                buffer: "input",
+                needed: self.input.len(),
+                provided: pixels.len(),
+            });
+        }
+        let (inv, shift) = (1.0 / (255.0 * self.std), self.mean / self.std);
+        for (b, &p) in arena
+            .chunks_exact_mut(4)
+            .zip(pixels.iter().take(self.input.len()))
+        {
+            b.copy_from_slice(&(f32::from(p) * inv - shift).to_le_bytes());
+        }
+        self.run_arena(arena, output)
+    }
+
+    /// The class with the highest logit (the first on ties), f32 path, normalized input.
+    pub fn predict(&self, input: &[f32], arena: &mut [u8]) -> Result<usize> {
+        let mut out = [0f32; 256];
+        let n = self.classes.min(256);
+        let out = out.get_mut(..n).ok_or(Error::Overflow)?;
+        self.run(input, arena, out)?;
+        Ok(argmax(out))
+    }
+
+    /// The class with the highest logit, f32 path, raw pixels.
+    pub fn predict_u8(&self, pixels: &[u8], arena: &mut [u8]) -> Result<usize> {
+        let mut out = [0f32; 256];
+        let n = self.classes.min(256);
+        let out = out.get_mut(..n).ok_or(Error::Overflow)?;
+        self.run_u8(pixels, arena, out)?;
+        Ok(argmax(out))
+    }
+
+    /// Runs every layer; the input is already in the arena's first region.
+    fn run_arena(&self, arena: &mut [u8], output: &mut [f32]) -> Result<()> {
+        let (input, rest) = arena.split_at_mut(4 * self.input.len());
+        let (a, rest) = rest.split_at_mut(4 * self.buffers[0]);
+        let b = rest.get_mut(..4 * self.buffers[1]).ok_or(Error::Overflow)?;
+        // `cur` is where the current activation lives: 0 = input, 1 = a, 2 = b.
+        let mut cur = 0u8;
+        let mut weighted = 0u16;
+        for l in self.layers.iter().take(self.layer_count).flatten() {
+            if l.op == Op::Flatten {
+                continue;
+            }
+            let (x, y): (&[u8], &mut [u8]) = match cur {
+                0 => (&*input, &mut *a),
+                1 => (&*a, &mut *b),
+                _ => (&*b, &mut *a),
+            };
+            match (l.op, &l.weights) {
+                (Op::Dense, Some(w)) => dense(l, w, x, y, weighted)?,
+                (Op::Conv2d, Some(w)) => conv(l, w, x, y, weighted)?,
+                (Op::MaxPool, _) => max_pool(l, x, y),
+                _ => {}
+            }
+            if l.weights.is_some() {
+                weighted += 1;
+            }
+            cur = if cur == 1 { 2 } else { 1 };
+        }
+        let last: &[u8] = if cur == 1 { a } else { b };
+        for (i, o) in output.iter_mut().take(self.classes).enumerate() {
+            *o = get(last, i);
+        }
+        Ok(())
+    }
+}
+
+/// Index of the largest value (the first on ties; NaN never wins).
+pub(crate) fn argmax<T: PartialOrd + Copy>(v: &[T]) -> usize {
+    let mut best = 0;
+    for (i, x) in v.iter().enumerate() {
+        if let Some(b) = v.get(best) {
+            if *x > *b {
+                best = i;
+            }
+        }
+    }
+    best
+}
