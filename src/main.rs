@@ -30,10 +30,14 @@ struct Cli {
 enum Command {
     /// Train a full-precision network on MNIST-format data and save it as safetensors.
     Train(commands::train::Args),
-    /// Measure a model's accuracy and loss on the test set.
+    /// Measure a model's accuracy on the test set (a .slim file is run by the runtime itself).
     Eval(commands::eval::Args),
-    /// Describe a model file: architecture, parameters, sizes, metadata.
+    /// Describe a model file: architecture, parameters, sizes, metadata (.slim: layers, encodings, arena).
     Info(commands::info::Args),
+    /// Write a trained model as a .slim file for the runtime (dense f32 or int8 with calibrated activations).
+    Export(commands::slim::ExportArgs),
+    /// Classify one image with a .slim model: an image of an IDX file, or a PNG.
+    Run(commands::slim::RunArgs),
     /// The main job with sensible defaults: train LeNet-300-100 on the bundled MNIST (or take --model-file),
     /// evaluate it, and print the results table.
     Pipeline(commands::pipeline::Args),
@@ -68,6 +72,8 @@ fn main() -> ExitCode {
         Command::Train(a) => commands::train::run(a),
         Command::Eval(a) => commands::eval::run(a),
         Command::Info(a) => commands::info::run(a),
+        Command::Export(a) => commands::slim::run_export(a),
+        Command::Run(a) => commands::slim::run(a),
         Command::Pipeline(a) => commands::pipeline::run(a),
     };
     match result {

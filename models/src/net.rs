@@ -124,7 +124,25 @@ pub fn forward(
     net: &NetSpec,
     tensors: &[Tensor],
     x: &Tensor,
+    mode: Mode,
+) -> Result<(Tensor, Vec<BatchStats>)> {
+    forward_traced(net, tensors, x, mode, None)
+}
+
+/// Evaluation-mode forward pass that also returns every layer's output (after its activation), in layer order.
+/// Export uses it to calibrate activation ranges.
+pub fn trace(net: &NetSpec, tensors: &[Tensor], x: &Tensor) -> Result<Vec<Tensor>> {
+    let mut outputs = Vec::new();
+    forward_traced(net, tensors, x, Mode::Eval, Some(&mut outputs))?;
+    Ok(outputs)
+}
+
+fn forward_traced(
+    net: &NetSpec,
+    tensors: &[Tensor],
+    x: &Tensor,
     mut mode: Mode,
+    mut trace: Option<&mut Vec<Tensor>>,
 ) -> Result<(Tensor, Vec<BatchStats>)> {
     let mut h = x.clone();
     let mut next = 0usize; // index into `tensors`
@@ -171,6 +189,9 @@ pub fn forward(
                     }
                 }
             }
+        }
+        if let Some(t) = trace.as_deref_mut() {
+            t.push(h.clone());
         }
     }
     Ok((h, stats))

@@ -145,3 +145,5 @@ impl fmt::Display for Error {
 
 /// Result alias.
 pub type Result<T> = core::result::Result<T, Error>;
+
+impl core::error::Error for Error {}

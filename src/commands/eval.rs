@@ -9,7 +9,7 @@ use std::path::PathBuf;
 /// `slimnet eval` arguments.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Model file (safetensors).
+    /// Model file: safetensors, or .slim (run by the runtime).
     pub model: PathBuf,
     /// Dataset directory (default: the bundled MNIST).
     #[arg(long, value_name = "DIR")]
@@ -20,10 +20,22 @@ pub struct Args {
     /// Print one JSON object (accuracy, loss, samples, per_class_accuracy, confusion) on stdout.
     #[arg(long)]
     pub json: bool,
+    /// For a .slim file: run the integer-only path instead of the f32 path.
+    #[arg(long)]
+    pub integer_only: bool,
 }
 
 /// Runs `slimnet eval`.
 pub fn run(args: Args) -> Result<()> {
+    if super::slim::is_slim(&args.model) {
+        return super::slim::eval(&args.model, args.data, args.integer_only, args.json);
+    }
+    if args.integer_only {
+        anyhow::bail!(
+            "--integer-only applies to .slim files; {} is not one",
+            args.model.display()
+        );
+    }
     let model = Model::load(&args.model, args.arch.as_deref())?;
     let data = super::load_data(args.data, args.json)?;
     check_compatible(&model, &data)?;

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 /// `slimnet info` arguments.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Model file (safetensors).
+    /// Model file (safetensors or .slim).
     pub model: PathBuf,
     /// Architecture of a file without slimnet metadata.
     #[arg(long, value_name = "SPEC")]
@@ -41,6 +41,9 @@ fn metadata_json(model: &Model) -> Value {
 
 /// Runs `slimnet info`.
 pub fn run(args: Args) -> Result<()> {
+    if super::slim::is_slim(&args.model) {
+        return super::slim::info(&args.model, args.json);
+    }
     let model = Model::load(&args.model, args.arch.as_deref())?;
     let net = &model.net;
     let bytes = std::fs::metadata(&args.model).map(|m| m.len()).unwrap_or(0);

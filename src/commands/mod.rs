@@ -3,6 +3,7 @@
 pub mod eval;
 pub mod info;
 pub mod pipeline;
+pub mod slim;
 pub mod train;
 
 use anyhow::Result;

@@ -1,0 +1,92 @@
+//! Accuracy of a `.slim` file measured by the runtime itself, on either numeric path: the number a user reads is
+//! the number of the artifact they deploy.
+
+use crate::error::{Error, Result};
+use slimnet_models::Dataset;
+use slimnet_runtime::Model;
+
+/// Which numeric path runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NumericPath {
+    /// f32 kernels.
+    F32,
+    /// Integer-only kernels.
+    Integer,
+}
+
+/// The result of running a `.slim` file over a dataset.
+#[derive(Debug, Clone)]
+pub struct SlimEvaluation {
+    /// Fraction of samples classified correctly.
+    pub accuracy: f64,
+    /// Samples run.
+    pub samples: usize,
+    /// Predicted class of every sample.
+    pub predictions: Vec<u16>,
+    /// `confusion[true][predicted]`.
+    pub confusion: Vec<Vec<u32>>,
+}
+
+/// Runs every sample of `data` through `bytes` on `path`, split over the available cores.
+pub fn evaluate_slim(bytes: &[u8], data: &Dataset, path: NumericPath) -> Result<SlimEvaluation> {
+    let model =
+        Model::from_bytes(bytes).map_err(|e| Error::runtime("reading the .slim file", e))?;
+    if model.input_len() != data.image_len() {
+        return Err(Error::Unsupported(format!(
+            "the model takes {} inputs, the images have {}",
+            model.input_len(),
+            data.image_len()
+        )));
+    }
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    let chunk = data.count.div_ceil(threads).max(1);
+    let arena_len = match path {
+        NumericPath::F32 => model.arena_len(),
+        NumericPath::Integer => model.arena_len_int8(),
+    };
+    let results: Vec<Result<Vec<u16>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..data.count)
+            .step_by(chunk)
+            .map(|start| {
+                let model = &model;
+                s.spawn(move || {
+                    let mut arena = vec![0u8; arena_len];
+                    (start..(start + chunk).min(data.count))
+                        .map(|i| {
+                            let img = data.image(i);
+                            let p = match path {
+                                NumericPath::F32 => model.predict_u8(img, &mut arena),
+                                NumericPath::Integer => model.predict_int8(img, &mut arena),
+                            };
+                            p.map(|c| c as u16)
+                                .map_err(|e| Error::runtime("running the model", e))
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("evaluation thread"))
+            .collect()
+    });
+    let mut predictions = Vec::with_capacity(data.count);
+    for r in results {
+        predictions.extend(r?);
+    }
+    let classes = model.classes().max(data.classes_needed());
+    let mut confusion = vec![vec![0u32; classes]; classes];
+    let mut correct = 0usize;
+    for (p, &t) in predictions.iter().zip(&data.labels) {
+        confusion[usize::from(t)][usize::from(*p)] += 1;
+        correct += usize::from(usize::from(*p) == usize::from(t));
+    }
+    Ok(SlimEvaluation {
+        accuracy: correct as f64 / data.count.max(1) as f64,
+        samples: data.count,
+        predictions,
+        confusion,
+    })
+}

@@ -1,0 +1,344 @@
+//! `.slim` files on the command line: `export`, `run`, and the `.slim` halves of `eval` and `info`.
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::ValueEnum;
+use serde_json::json;
+use slimnet_compress::{evaluate_slim, export, DenseEncoding, NumericPath};
+use slimnet_models::data::read_idx;
+use slimnet_models::Model;
+use slimnet_runtime::{Encoding, Model as SlimModel, Op};
+use std::path::{Path, PathBuf};
+
+/// Whether `path` starts with the `.slim` magic.
+pub fn is_slim(path: &Path) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok_and(|_| magic == slimnet_runtime::MAGIC)
+}
+
+/// Reads a `.slim` file and validates it with the runtime, naming the file in any error.
+pub fn read(path: &Path) -> Result<Vec<u8>> {
+    let bytes = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
+    SlimModel::from_bytes(&bytes).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    Ok(bytes)
+}
+
+/// `--encoding`.
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum EncodingArg {
+    /// Dense f32 weights (f32 path only).
+    F32,
+    /// Dense int8 weights per output channel, int32 biases, calibrated activations (f32 and integer paths).
+    Int8,
+}
+
+/// `slimnet export` arguments.
+#[derive(clap::Args, Debug)]
+pub struct ExportArgs {
+    /// Trained model (safetensors).
+    pub model: PathBuf,
+    /// Weight encoding.
+    #[arg(long, value_enum, default_value_t = EncodingArg::Int8)]
+    pub encoding: EncodingArg,
+    /// Where to write the .slim file (atomically).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Architecture of a file without slimnet metadata.
+    #[arg(long, value_name = "SPEC")]
+    pub arch: Option<String>,
+    /// Dataset whose training images calibrate the int8 activation ranges (default: the bundled MNIST).
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Training images used for calibration.
+    #[arg(long, default_value_t = 2000, value_name = "N")]
+    pub calibration: usize,
+}
+
+/// Runs `slimnet export`.
+pub fn run_export(args: ExportArgs) -> Result<()> {
+    let model = Model::load(&args.model, args.arch.as_deref())?;
+    let data = super::load_data(args.data, true)?;
+    slimnet_models::fit::check_compatible(&model, &data)?;
+    if args.calibration == 0 {
+        bail!("--calibration must be at least 1");
+    }
+    let encoding = match args.encoding {
+        EncodingArg::F32 => DenseEncoding::F32,
+        EncodingArg::Int8 => DenseEncoding::Int8,
+    };
+    let file = export(&model, encoding, &data.train, args.calibration)?;
+    let bytes = file.to_bytes()?;
+    SlimModel::from_bytes(&bytes)
+        .map_err(|e| anyhow!("internal error: the exported file does not load: {e}"))?;
+    slimnet_models::atomic::write_atomic(&args.out, &bytes)?;
+    println!(
+        "{}: {} bytes ({:.1}× smaller than dense f32 {})",
+        args.out.display(),
+        super::thousands(bytes.len()),
+        model.net.dense_f32_bytes() as f64 / bytes.len() as f64,
+        super::thousands(model.net.dense_f32_bytes())
+    );
+    Ok(())
+}
+
+/// `slimnet eval` on a `.slim` file.
+pub fn eval(path: &Path, data: Option<PathBuf>, integer_only: bool, json: bool) -> Result<()> {
+    let bytes = read(path)?;
+    let data = super::load_data(data, json)?;
+    let numeric = if integer_only {
+        NumericPath::Integer
+    } else {
+        NumericPath::F32
+    };
+    let e = evaluate_slim(&bytes, &data.test, numeric)
+        .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    let path_name = if integer_only { "integer-only" } else { "f32" };
+    if json {
+        println!(
+            "{}",
+            json!({
+                "model": path,
+                "path": path_name,
+                "accuracy": e.accuracy,
+                "error": 1.0 - e.accuracy,
+                "samples": e.samples,
+                "bytes": bytes.len(),
+                "confusion": e.confusion,
+            })
+        );
+    } else {
+        println!(
+            "{} on {} test images, {path_name} path (runtime)",
+            path.display(),
+            e.samples
+        );
+        println!(
+            "accuracy {} (error {})",
+            super::pct(e.accuracy),
+            super::pct(1.0 - e.accuracy)
+        );
+    }
+    Ok(())
+}
+
+/// `slimnet info` on a `.slim` file.
+pub fn info(path: &Path, json: bool) -> Result<()> {
+    let bytes = read(path)?;
+    let m = SlimModel::from_bytes(&bytes).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    let layers: Vec<_> = (0..m.layer_count()).filter_map(|i| m.layer(i)).collect();
+    let name = |op: Op| match op {
+        Op::Dense => "dense",
+        Op::Conv2d => "conv2d",
+        Op::MaxPool => "maxpool",
+        Op::Flatten => "flatten",
+    };
+    let enc = |e: Option<Encoding>, huffman: bool| match e {
+        Some(Encoding::DenseF32) => "dense f32",
+        Some(Encoding::DenseI8) => "dense int8",
+        Some(Encoding::Sparse) if huffman => "sparse shared, Huffman",
+        Some(Encoding::Sparse) => "sparse shared, bit-packed",
+        None => "",
+    };
+    let d = m.input_dims();
+    if json {
+        let ls: Vec<_> = layers
+            .iter()
+            .map(|l| {
+                json!({"op": name(l.op), "relu": l.relu, "input": [l.input.c, l.input.h, l.input.w],
+                       "output": [l.output.c, l.output.h, l.output.w], "encoding": enc(l.encoding, l.huffman),
+                       "weights_kept": l.weights_kept, "section_bytes": l.section_bytes})
+            })
+            .collect();
+        println!(
+            "{}",
+            json!({"model": path, "bytes": bytes.len(), "input": [d.c, d.h, d.w], "classes": m.classes(),
+                   "f32_path": m.has_f32(), "integer_path": m.has_integer(),
+                   "arena_bytes_f32": m.arena_len(), "arena_bytes_int8": m.arena_len_int8(), "layers": ls})
+        );
+        return Ok(());
+    }
+    println!("{}", path.display());
+    println!("  file           {} bytes", super::thousands(bytes.len()));
+    println!(
+        "  input          {}×{}×{}, {} classes",
+        d.c,
+        d.h,
+        d.w,
+        m.classes()
+    );
+    println!(
+        "  paths          {}{}",
+        if m.has_f32() { "f32 " } else { "" },
+        if m.has_integer() { "integer-only" } else { "" }
+    );
+    println!(
+        "  arena          {} bytes (f32 path), {} bytes (integer path)",
+        super::thousands(m.arena_len()),
+        super::thousands(m.arena_len_int8())
+    );
+    println!("  layers:");
+    for l in &layers {
+        let w = l
+            .weights_kept
+            .map(|n| format!(", {} weights", super::thousands(n)))
+            .unwrap_or_default();
+        let bytes = if l.section_bytes > 0 {
+            format!(", {} bytes", super::thousands(l.section_bytes))
+        } else {
+            String::new()
+        };
+        println!(
+            "    {:<8} {}×{}×{} → {}×{}×{}{} {}{w}{bytes}",
+            name(l.op),
+            l.input.c,
+            l.input.h,
+            l.input.w,
+            l.output.c,
+            l.output.h,
+            l.output.w,
+            if l.relu { " relu" } else { "" },
+            enc(l.encoding, l.huffman)
+        );
+    }
+    Ok(())
+}
+
+/// `slimnet run` arguments.
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// The .slim model.
+    pub model: PathBuf,
+    /// IDX image file (gzipped or raw) to take an image from.
+    #[arg(long, value_name = "FILE", conflicts_with = "png", requires = "index")]
+    pub idx: Option<PathBuf>,
+    /// Index of the image in --idx.
+    #[arg(long, value_name = "N")]
+    pub index: Option<usize>,
+    /// A grayscale (or RGB, averaged) PNG of the model's input size.
+    #[arg(long, value_name = "FILE")]
+    pub png: Option<PathBuf>,
+    /// Use the integer-only path.
+    #[arg(long)]
+    pub integer_only: bool,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn png_pixels(path: &Path) -> Result<(usize, usize, Vec<u8>)> {
+    let file = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
+    let mut decoder = png::Decoder::new(std::io::BufReader::new(file));
+    decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
+    let mut reader = decoder
+        .read_info()
+        .map_err(|e| anyhow!("{}: not a readable PNG ({e})", path.display()))?;
+    let mut buf = vec![0; reader.output_buffer_size().unwrap_or(0)];
+    let info = reader
+        .next_frame(&mut buf)
+        .map_err(|e| anyhow!("{}: corrupt PNG ({e})", path.display()))?;
+    let channels = info.color_type.samples();
+    let (w, h) = (info.width as usize, info.height as usize);
+    let gray = buf[..info.buffer_size()]
+        .chunks(channels)
+        .map(|px| {
+            let n = if channels == 2 || channels == 4 {
+                channels - 1
+            } else {
+                channels
+            };
+            (px[..n].iter().map(|&v| u32::from(v)).sum::<u32>() / n as u32) as u8
+        })
+        .collect();
+    Ok((h, w, gray))
+}
+
+/// Runs `slimnet run`.
+pub fn run(args: RunArgs) -> Result<()> {
+    let bytes = read(&args.model)?;
+    let m = SlimModel::from_bytes(&bytes).map_err(|e| anyhow!("{}: {e}", args.model.display()))?;
+    let d = m.input_dims();
+    let (pixels, label) = match (&args.idx, &args.png) {
+        (Some(idx), _) => {
+            let index = args.index.ok_or_else(|| anyhow!("--idx needs --index"))?;
+            let (arr, _) = read_idx(idx)?;
+            if arr.dims.len() != 3 || arr.dims[1] * arr.dims[2] != d.len() {
+                bail!(
+                    "{}: images are {:?}, the model takes {}×{}",
+                    idx.display(),
+                    arr.dims,
+                    d.h,
+                    d.w
+                );
+            }
+            if index >= arr.dims[0] {
+                bail!(
+                    "--index {index}: {} holds {} images",
+                    idx.display(),
+                    arr.dims[0]
+                );
+            }
+            let n = d.len();
+            // A label file beside it (…-images-idx3… → …-labels-idx1…) gives the true class, when present.
+            let name = idx
+                .file_name()
+                .map(|s| s.to_string_lossy().replace("images-idx3", "labels-idx1"));
+            let label = name
+                .and_then(|n| read_idx(&idx.with_file_name(n)).ok())
+                .and_then(|(l, _)| l.data.get(index).copied());
+            (arr.data[index * n..(index + 1) * n].to_vec(), label)
+        }
+        (None, Some(png)) => {
+            let (h, w, px) = png_pixels(png)?;
+            if (h, w) != (d.h, d.w) || d.c != 1 {
+                bail!(
+                    "{}: the image is {w}×{h}, the model takes {}×{} single-channel",
+                    png.display(),
+                    d.w,
+                    d.h
+                );
+            }
+            (px, None)
+        }
+        (None, None) => bail!("give an image: --idx FILE --index N, or --png FILE"),
+    };
+    let (class, scores): (usize, Vec<f64>) = if args.integer_only {
+        let mut arena = vec![0u8; m.arena_len_int8()];
+        let mut out = vec![0i8; m.classes()];
+        m.run_int8(&pixels, &mut arena, &mut out)
+            .map_err(|e| anyhow!("{}: {e}", args.model.display()))?;
+        let c = m
+            .predict_int8(&pixels, &mut arena)
+            .map_err(|e| anyhow!("{e}"))?;
+        (c, out.iter().map(|&v| f64::from(v)).collect())
+    } else {
+        let mut arena = vec![0u8; m.arena_len()];
+        let mut out = vec![0f32; m.classes()];
+        m.run_u8(&pixels, &mut arena, &mut out)
+            .map_err(|e| anyhow!("{}: {e}", args.model.display()))?;
+        let c = m
+            .predict_u8(&pixels, &mut arena)
+            .map_err(|e| anyhow!("{e}"))?;
+        (c, out.iter().map(|&v| f64::from(v)).collect())
+    };
+    if args.json {
+        println!(
+            "{}",
+            json!({"class": class, "label": label, "scores": scores})
+        );
+    } else {
+        println!(
+            "class {class}{}",
+            label.map(|l| format!(" (label {l})")).unwrap_or_default()
+        );
+        let kind = if args.integer_only {
+            "int8 logits"
+        } else {
+            "logits"
+        };
+        let s: Vec<String> = scores.iter().map(|v| format!("{v:.3}")).collect();
+        println!("{kind}: {}", s.join(" "));
+    }
+    Ok(())
+}
