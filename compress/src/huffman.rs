@@ -90,7 +90,7 @@ impl BitWriter {
     /// Appends the low `width` bits of `value`, most significant first.
     pub fn put(&mut self, value: u32, width: u8) {
         for i in (0..width).rev() {
-            if self.bits % 8 == 0 {
+            if self.bits.is_multiple_of(8) {
                 self.bytes.push(0);
             }
             let bit = (value >> i) & 1;

@@ -69,10 +69,7 @@ fn finish(v: f32, relu: bool) -> f32 {
 fn scale(w: &Weights, o: usize) -> f32 {
     match w.payload {
         Payload::DenseI8(_) => f32_at(w.scales, o),
-        Payload::Sparse(s) => match s.codebook {
-            Codebook::I8(_) => f32_at(w.scales, 0),
-            Codebook::F32(_) => 1.0,
-        },
+        Payload::Sparse(_) => f32_at(w.scales, 0),
         Payload::DenseF32(_) => 1.0,
     }
 }

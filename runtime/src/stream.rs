@@ -125,6 +125,8 @@ pub(crate) enum Coding<'a> {
 }
 
 /// A decoder for one stream.
+// The Huffman variant carries its 290-byte table inline: boxing it would need a heap, which the runtime has not.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Symbols<'a> {
     Packed(BitReader<'a>, u32),
     Huffman(BitReader<'a>, Huffman),

@@ -1,0 +1,256 @@
+//! Write → read → run: models trained with candle, exported by this crate, run by the runtime, and compared with
+//! candle's own evaluation of the same weights (parity), across the f32 and integer-only paths and every encoding.
+
+use slimnet_compress::export::{
+    calibrate, fold_batch_norm, input_qparams, input_table, layer_quant,
+};
+use slimnet_compress::quantize::QParams;
+use slimnet_compress::slim::{
+    CodebookValues, LayerWeights, Paths, SlimFile, SlimLayer, SparseStreams, WeightPayload,
+};
+use slimnet_compress::{evaluate_slim, export, DenseEncoding, NumericPath};
+use slimnet_models::fit::{fit, FitRequest};
+use slimnet_models::{net, train::Silent, Dataset, Mnist, Model, TrainConfig};
+use std::path::Path;
+use std::sync::OnceLock;
+
+fn mnist() -> &'static Mnist {
+    static DATA: OnceLock<Mnist> = OnceLock::new();
+    DATA.get_or_init(|| {
+        Mnist::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/mnist")).unwrap()
+    })
+}
+
+fn quick(arch: &str, batch_norm: bool) -> Model {
+    let req = FitRequest {
+        arch: arch.into(),
+        batch_norm,
+        config: TrainConfig {
+            epochs: 2,
+            batch_size: 32,
+            lr: 3e-3,
+            ..TrainConfig::recipe()
+        },
+        val: 500,
+        train_limit: Some(3000),
+        checkpoint: None,
+        resume: false,
+    };
+    fit(mnist(), &req, &mut Silent).unwrap().model
+}
+
+fn test_slice() -> Dataset {
+    mnist().test.slice(0, 2000)
+}
+
+/// candle's predictions for the test slice.
+fn candle_predictions(model: &Model, data: &Dataset) -> Vec<u32> {
+    let t = net::constants(&model.params).unwrap();
+    let idx: Vec<usize> = (0..data.count).collect();
+    let mut out = Vec::new();
+    for c in idx.chunks(500) {
+        let (x, _) = net::batch(&model.net, data, &model.normalization, c).unwrap();
+        out.extend(
+            net::argmax(&net::forward(&model.net, &t, &x, net::Mode::Eval).unwrap().0).unwrap(),
+        );
+    }
+    out
+}
+
+fn agreement(a: &[u16], b: &[u32]) -> f64 {
+    a.iter()
+        .zip(b)
+        .filter(|(x, y)| u32::from(**x) == **y)
+        .count() as f64
+        / a.len() as f64
+}
+
+#[test]
+fn f32_runtime_matches_candle_and_int8_stays_close() {
+    let data = test_slice();
+    for (arch, bn) in [("lenet-300-100", false), ("cnn:c6k5-p2-c8k3-p2-f32", true)] {
+        let model = quick(arch, bn);
+        let reference = candle_predictions(&model, &data);
+        let f32_file = export(&model, DenseEncoding::F32, &mnist().train, 500)
+            .unwrap()
+            .to_bytes()
+            .unwrap();
+        let e = evaluate_slim(&f32_file, &data, NumericPath::F32).unwrap();
+        assert!(e.accuracy > 0.85, "{arch}: trained to {}", e.accuracy);
+        assert!(
+            agreement(&e.predictions, &reference) >= 0.999,
+            "{arch}: f32 runtime vs candle"
+        );
+
+        let int8 = export(&model, DenseEncoding::Int8, &mnist().train, 1000)
+            .unwrap()
+            .to_bytes()
+            .unwrap();
+        let f = evaluate_slim(&int8, &data, NumericPath::F32).unwrap();
+        let i = evaluate_slim(&int8, &data, NumericPath::Integer).unwrap();
+        assert!(
+            (f.accuracy - e.accuracy).abs() < 0.01,
+            "{arch}: int8 weights, f32 path {} vs {}",
+            f.accuracy,
+            e.accuracy
+        );
+        assert!(
+            (i.accuracy - f.accuracy).abs() < 0.01,
+            "{arch}: integer {} vs f32 {}",
+            i.accuracy,
+            f.accuracy
+        );
+        let agree = agreement(&i.predictions, &reference);
+        // Weakly trained models have many near-ties that int8 rounding flips; accuracy is what must hold.
+        assert!(agree > 0.93, "{arch}: integer path agrees with candle on {agree}; accuracies f32 {} int8-f32 {} integer {}", e.accuracy, f.accuracy, i.accuracy);
+        assert!(int8.len() * 3 < f32_file.len(), "int8 is about 4× smaller");
+    }
+}
+
+/// Prunes every layer of an MLP to its largest 15 % weights and shares them through a 16-entry int8 codebook per
+/// layer; returns the file and the dense weights it stands for.
+fn sparse_mlp(model: &Model, huffman: bool, integer: bool) -> (Vec<u8>, Vec<Vec<f32>>) {
+    let folded = fold_batch_norm(model).unwrap();
+    let ranges = calibrate(&folded, model, &mnist().train, 500).unwrap();
+    let mut current = input_qparams(model);
+    let mut layers = Vec::new();
+    let mut dense_equivalent = Vec::new();
+    for (li, l) in folded.net.layers.iter().enumerate() {
+        let slimnet_models::Layer::Dense {
+            name,
+            inputs,
+            outputs,
+            activation,
+            ..
+        } = l
+        else {
+            layers.push(SlimLayer::Flatten);
+            continue;
+        };
+        let w = &folded.params.get(&format!("{name}.weight")).unwrap().data;
+        let b = folded
+            .params
+            .get(&format!("{name}.bias"))
+            .unwrap()
+            .data
+            .clone();
+        let mut mags: Vec<f32> = w.iter().map(|v| v.abs()).collect();
+        mags.sort_by(|a, b| b.partial_cmp(a).unwrap());
+        let threshold = mags[w.len() * 15 / 100];
+        let max = mags[0];
+        let scale = max / 127.0;
+        // 16 levels spread over [-max, max], stored as int8.
+        let codebook: Vec<i8> = (0..16)
+            .map(|i| (-127.0 + 254.0 * i as f32 / 15.0).round() as i8)
+            .collect();
+        let mut kept = Vec::new();
+        let mut dense = vec![0f32; w.len()];
+        for (p, &v) in w.iter().enumerate() {
+            if v.abs() > threshold {
+                let i = codebook
+                    .iter()
+                    .enumerate()
+                    .min_by(|a, b| {
+                        ((f32::from(*a.1) * scale - v).abs())
+                            .partial_cmp(&(f32::from(*b.1) * scale - v).abs())
+                            .unwrap()
+                    })
+                    .unwrap()
+                    .0;
+                kept.push((p, i as u32));
+                dense[p] = f32::from(codebook[i]) * scale;
+            }
+        }
+        dense_equivalent.push(dense);
+        let qout = QParams::from_range(ranges[li].0, ranges[li].1);
+        let quant = integer.then(|| layer_quant(&b, &[scale], false, current, qout));
+        current = qout;
+        layers.push(SlimLayer::Dense {
+            inputs: *inputs as u32,
+            outputs: *outputs as u32,
+            relu: *activation == slimnet_models::Activation::Relu,
+            weights: LayerWeights {
+                bias: b,
+                scales: vec![scale],
+                quant,
+                payload: WeightPayload::Sparse(SparseStreams::from_positions(
+                    CodebookValues::I8(codebook),
+                    &kept,
+                    4,
+                    5,
+                    huffman,
+                )),
+            },
+        });
+    }
+    let s = folded.net.input;
+    let file = SlimFile {
+        input: [s.channels as u32, s.height as u32, s.width as u32],
+        classes: 10,
+        normalization: (model.normalization.mean, model.normalization.std),
+        input_table: integer.then(|| input_table(model, input_qparams(model))),
+        layers,
+        paths: Paths { f32: true, integer },
+    };
+    (file.to_bytes().unwrap(), dense_equivalent)
+}
+
+#[test]
+fn sparse_shared_layers_run_from_their_streams_and_match_the_dense_equivalent() {
+    let model = quick("lenet-300-100", false);
+    let data = test_slice();
+    let (packed, dense) = sparse_mlp(&model, false, true);
+    let (huff, _) = sparse_mlp(&model, true, true);
+    assert!(
+        huff.len() < packed.len(),
+        "Huffman {} vs bit-packed {}",
+        huff.len(),
+        packed.len()
+    );
+
+    // The dense equivalent, evaluated by candle.
+    let mut m = model.clone();
+    for (name, d) in ["fc1", "fc2", "fc3"].iter().zip(&dense) {
+        m.params.get_mut(&format!("{name}.weight")).unwrap().data = d.clone();
+    }
+    let reference = candle_predictions(&m, &data);
+    for bytes in [&packed, &huff] {
+        let f = evaluate_slim(bytes, &data, NumericPath::F32).unwrap();
+        assert!(agreement(&f.predictions, &reference) >= 0.999);
+        let i = evaluate_slim(bytes, &data, NumericPath::Integer).unwrap();
+        assert!(
+            (i.accuracy - f.accuracy).abs() < 0.01,
+            "integer {} vs f32 {}",
+            i.accuracy,
+            f.accuracy
+        );
+    }
+    // Bit-packed and Huffman streams are the same weights: identical predictions on both paths.
+    for path in [NumericPath::F32, NumericPath::Integer] {
+        let a = evaluate_slim(&packed, &data, path).unwrap().predictions;
+        let b = evaluate_slim(&huff, &data, path).unwrap().predictions;
+        assert_eq!(a, b);
+    }
+}
+
+#[test]
+fn a_written_sparse_file_rejects_every_bit_flip_and_truncation() {
+    let model = quick("mlp:8", false);
+    let (bytes, _) = sparse_mlp(&model, true, true);
+    let run = |b: &[u8]| -> Result<(), slimnet_runtime::Error> {
+        let m = slimnet_runtime::Model::from_bytes(b)?;
+        let mut arena = vec![0u8; m.arena_len().max(m.arena_len_int8())];
+        m.predict_u8(&[9u8; 784], &mut arena)?;
+        m.predict_int8(&[9u8; 784], &mut arena)?;
+        Ok(())
+    };
+    assert!(run(&bytes).is_ok());
+    for i in 0..bytes.len() * 8 {
+        let mut b = bytes.clone();
+        b[i / 8] ^= 1 << (i % 8);
+        assert!(run(&b).is_err(), "bit {i}");
+    }
+    for len in 0..bytes.len() {
+        assert!(run(&bytes[..len]).is_err(), "length {len}");
+    }
+}

@@ -1,0 +1,194 @@
+//! Builds `.slim` files by hand, byte by byte, from `FORMAT.md` alone (no writer from the compress crate), so that
+//! the reader is checked against the specification rather than against its own writer.
+#![allow(dead_code)]
+
+pub fn u16le(v: u16) -> [u8; 2] {
+    v.to_le_bytes()
+}
+pub fn u32le(v: u32) -> [u8; 4] {
+    v.to_le_bytes()
+}
+
+pub fn pad4(v: &mut Vec<u8>) {
+    while !v.len().is_multiple_of(4) {
+        v.push(0);
+    }
+}
+
+/// Assembles header + table + sections and seals the CRC.
+pub fn file(flags: u16, sections: &[(u32, Vec<u8>)]) -> Vec<u8> {
+    let mut out = b"SLIM".to_vec();
+    out.extend(u16le(1));
+    out.extend(u16le(flags));
+    out.extend([0; 16]);
+    let mut offset = 24 + 12 * sections.len();
+    for (kind, s) in sections {
+        out.extend(u32le(*kind));
+        out.extend(u32le(offset as u32));
+        out.extend(u32le(s.len() as u32));
+        offset += s.len();
+    }
+    for (_, s) in sections {
+        out.extend(s);
+    }
+    let len = out.len() as u32;
+    out[8..12].copy_from_slice(&u32le(len));
+    out[16..20].copy_from_slice(&u32le(sections.len() as u32));
+    reseal(&mut out);
+    out
+}
+
+/// Recomputes the CRC after a deliberate edit.
+pub fn reseal(bytes: &mut [u8]) {
+    let crc = slimnet_runtime::crc32(&bytes[16..]);
+    bytes[12..16].copy_from_slice(&u32le(crc));
+}
+
+/// A layer record: op, relu, size, a, b, section.
+pub fn record(op: u8, relu: bool, size: u16, a: u32, b: u32, section: u32) -> Vec<u8> {
+    let mut r = vec![op, u8::from(relu)];
+    r.extend(u16le(size));
+    r.extend(u32le(a));
+    r.extend(u32le(b));
+    r.extend(u32le(section));
+    r
+}
+
+/// A graph section: input c×h×w, classes, mean/std, records, optional input table.
+pub fn graph(
+    input: [u32; 3],
+    classes: u32,
+    mean: f32,
+    std: f32,
+    records: &[Vec<u8>],
+    table: Option<[u8; 256]>,
+) -> Vec<u8> {
+    let mut g = Vec::new();
+    for v in input {
+        g.extend(u32le(v));
+    }
+    g.extend(u32le(classes));
+    g.extend(mean.to_le_bytes());
+    g.extend(std.to_le_bytes());
+    g.extend(u32le(records.len() as u32));
+    for r in records {
+        g.extend(r);
+    }
+    if let Some(t) = table {
+        g.extend(t);
+    }
+    pad4(&mut g);
+    g
+}
+
+/// The tiny network used across the runtime's tests (f32 path only):
+/// input 1×2×2 → flatten → dense 4→3 ReLU (dense f32) → dense 3→2 (sparse, f32 codebook, Huffman).
+///
+/// fc1 weights rows: [1, 0, 0, 0], [0, 1, 0, -1], [0.5, 0.5, 0.5, 0.5]; bias [0, 0.25, -1].
+/// fc2 kept weights: (0,0)=c0, (0,2)=c1, (1,1)=c1 with codebook [2.0, -1.0]; bias [0.5, 0].
+pub fn tiny_f32(huffman: bool) -> Vec<u8> {
+    let g = graph(
+        [1, 2, 2],
+        2,
+        0.0,
+        1.0 / 255.0, // pixels pass through as their values: (p/255 - 0)/(1/255) = p
+        &[
+            record(4, false, 0, 0, 0, 0),
+            record(1, true, 0, 4, 3, 1),
+            record(1, false, 0, 3, 2, 2),
+        ],
+        None,
+    );
+    let mut fc1 = vec![1u8, 0, 0, 0];
+    fc1.extend(u32le(3));
+    fc1.extend(u32le(4));
+    for b in [0.0f32, 0.25, -1.0] {
+        fc1.extend(b.to_le_bytes());
+    }
+    for w in [1.0f32, 0., 0., 0., 0., 1., 0., -1., 0.5, 0.5, 0.5, 0.5] {
+        fc1.extend(w.to_le_bytes());
+    }
+    // fc2: positions of (0,0), (0,2), (1,1) in a 2×3 matrix: 0, 2, 4. With r = 2 bits (filler = 3):
+    // gaps 0 (pos 0), 1 (pos 2), 1 (pos 4). Indices 0, 1, 1 with b = 1 bit.
+    let mut fc2 = vec![3u8, u8::from(huffman), 1, 2];
+    fc2.extend(u32le(2));
+    fc2.extend(u32le(3));
+    for b in [0.5f32, 0.0] {
+        fc2.extend(b.to_le_bytes());
+    }
+    fc2.extend(1.0f32.to_le_bytes()); // the codebook's scale
+    fc2.extend([1, 0, 0, 0]); // f32 codebook
+    fc2.extend(u32le(2)); // k
+    fc2.extend(u32le(3)); // position symbols
+    fc2.extend(u32le(3)); // kept weights
+    let (pos, idx): (Vec<u8>, Vec<u8>) = if huffman {
+        // Position lengths for symbols 0..4: 0→1 bit, 1→1 bit (codes 0, 1); index lengths 0→1, 1→1.
+        // Positions 0,1,1 → bits 0 1 1 → 0110_0000; indices 0,1,1 → 0110_0000.
+        (vec![0b0110_0000], vec![0b0110_0000])
+    } else {
+        // 2-bit positions 00 01 01 → 0001_0100; 1-bit indices 0 1 1 → 0110_0000.
+        (vec![0b0001_0100], vec![0b0110_0000])
+    };
+    fc2.extend(u32le(pos.len() as u32));
+    fc2.extend(u32le(idx.len() as u32));
+    for c in [2.0f32, -1.0] {
+        fc2.extend(c.to_le_bytes());
+    }
+    if huffman {
+        fc2.extend([1, 1, 0, 0]); // position code lengths (2^2 symbols)
+        fc2.extend([1, 1]); // index code lengths (2^1 symbols)
+        pad4(&mut fc2);
+    }
+    fc2.extend(&pos);
+    pad4(&mut fc2);
+    fc2.extend(&idx);
+    pad4(&mut fc2);
+    file(1, &[(1, g), (2, fc1), (2, fc2)])
+}
+
+/// Expected logits of [`tiny_f32`] for pixels `p`.
+pub fn tiny_expected(p: [u8; 4]) -> [f32; 2] {
+    let x = p.map(f32::from);
+    let h = [
+        (x[0]).max(0.0),
+        (x[1] - x[3] + 0.25).max(0.0),
+        (0.5 * (x[0] + x[1] + x[2] + x[3]) - 1.0).max(0.0),
+    ];
+    [2.0 * h[0] - h[2] + 0.5, -h[1]]
+}
+
+/// An integer-path network: input 1×1×4 → dense 4→2 (int8, per-channel) with a known requantization.
+///
+/// Input table: pixel p → p − 128 (zero point −128, scale 1/255 with mean 0, std 1).
+/// Weights rows [1, 2, 3, 4] and [−1, 0, 0, 1]; zp_in −128, zp_out 0; multiplier 2^30 (0.5), shift −1 (→ 0.25);
+/// biases [8, −4]; no ReLU.
+pub fn tiny_int() -> Vec<u8> {
+    let table: [u8; 256] = std::array::from_fn(|p| (p as i32 - 128) as i8 as u8);
+    let g = graph(
+        [1, 1, 4],
+        2,
+        0.0,
+        1.0,
+        &[record(1, false, 0, 4, 2, 1)],
+        Some(table),
+    );
+    let mut l = vec![2u8, 0, 0, 0];
+    l.extend(u32le(2));
+    l.extend(u32le(4));
+    l.extend((-128i32).to_le_bytes());
+    l.extend(0i32.to_le_bytes());
+    l.extend(u32le(1));
+    for m in [1i32 << 30, 1 << 30] {
+        l.extend(m.to_le_bytes());
+    }
+    for s in [-1i32, -1] {
+        l.extend(s.to_le_bytes());
+    }
+    for b in [8i32, -4] {
+        l.extend(b.to_le_bytes());
+    }
+    for w in [1i8, 2, 3, 4, -1, 0, 0, 1] {
+        l.push(w as u8);
+    }
+    file(2, &[(1, g), (2, l)])
+}

@@ -1,0 +1,93 @@
+//! Files built by hand from FORMAT.md load and compute what the specification says.
+
+mod common;
+use common::*;
+use slimnet_runtime::{Encoding, Error, Model, Op};
+
+#[test]
+fn hand_built_f32_file_computes_the_specified_logits() {
+    for huffman in [false, true] {
+        let bytes = tiny_f32(huffman);
+        let m = Model::from_bytes(&bytes).unwrap();
+        assert_eq!((m.input_len(), m.classes()), (4, 2));
+        assert!(m.has_f32() && !m.has_integer());
+        let mut arena = vec![0u8; m.arena_len()];
+        for p in [[0u8, 0, 0, 0], [3, 1, 4, 1], [200, 7, 9, 255], [1, 2, 3, 4]] {
+            let mut out = [0f32; 2];
+            m.run_u8(&p, &mut arena, &mut out).unwrap();
+            let want = tiny_expected(p);
+            for (a, b) in out.iter().zip(want) {
+                assert!((a - b).abs() < 1e-3, "{p:?}: {out:?} vs {want:?}");
+            }
+            let f: Vec<f32> = p.iter().map(|&v| f32::from(v)).collect();
+            m.run(&f, &mut arena, &mut out).unwrap();
+            assert!((out[0] - want[0]).abs() < 1e-3);
+            let predicted = m.predict_u8(&p, &mut arena).unwrap();
+            assert_eq!(predicted, usize::from(want[1] > want[0]));
+        }
+        let fc2 = m.layer(2).unwrap();
+        assert_eq!(
+            (fc2.op, fc2.encoding, fc2.weights_kept, fc2.huffman),
+            (Op::Dense, Some(Encoding::Sparse), Some(3), huffman)
+        );
+    }
+}
+
+#[test]
+fn hand_built_integer_file_requantizes_as_specified() {
+    let bytes = tiny_int();
+    let m = Model::from_bytes(&bytes).unwrap();
+    assert!(m.has_integer() && !m.has_f32());
+    let mut arena = vec![0u8; m.arena_len_int8()];
+    for p in [
+        [128u8, 128, 128, 128],
+        [130, 129, 140, 128],
+        [255, 255, 255, 255],
+        [0, 0, 0, 0],
+    ] {
+        let mut out = [0i8; 2];
+        m.run_int8(&p, &mut arena, &mut out).unwrap();
+        // x − zp_in = (p − 128) + 128 = p; acc = bias + Σ w·p; y = round(acc / 4), clamped.
+        let x = p.map(i64::from);
+        let acc0 = 8 + x[0] + 2 * x[1] + 3 * x[2] + 4 * x[3];
+        let acc1 = -4 - x[0] + x[3];
+        let want = [acc0, acc1].map(|a| ((a as f64 / 4.0).round() as i64).clamp(-128, 127) as i8);
+        assert_eq!(out, want, "{p:?}");
+    }
+    // The f32 path is not in this file.
+    assert_eq!(
+        m.run_u8(&[0; 4], &mut [0; 64], &mut [0.0; 2]),
+        Err(Error::PathUnavailable)
+    );
+}
+
+#[test]
+fn arena_sizes_are_exact() {
+    let bytes = tiny_f32(false);
+    let m = Model::from_bytes(&bytes).unwrap();
+    // Input 4 + ping-pong buffers of 3 (fc1) and 2 (fc2) f32 values.
+    assert_eq!(m.arena_len(), 4 * (4 + 3 + 2));
+    let mut small = vec![0u8; m.arena_len() - 1];
+    let mut out = [0f32; 2];
+    assert!(matches!(
+        m.run_u8(&[0; 4], &mut small, &mut out),
+        Err(Error::BufferTooSmall {
+            buffer: "arena",
+            ..
+        })
+    ));
+    assert!(matches!(
+        m.run_u8(&[0; 3], &mut [0; 64], &mut out),
+        Err(Error::BufferTooSmall {
+            buffer: "input",
+            ..
+        })
+    ));
+    assert!(matches!(
+        m.run_u8(&[0; 4], &mut [0; 64], &mut [0.0; 1]),
+        Err(Error::BufferTooSmall {
+            buffer: "output",
+            ..
+        })
+    ));
+}
