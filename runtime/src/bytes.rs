@@ -81,6 +81,7 @@ impl<'a> Reader<'a> {
 }
 
 /// The i-th little-endian `f32` of `words` (caller guarantees `4i + 4 <= len`; out of range reads give 0).
+#[cfg(not(feature = "integer-only"))]
 #[inline(always)]
 pub(crate) fn f32_at(words: &[u8], i: usize) -> f32 {
     match words.get(4 * i..4 * i + 4) {

@@ -15,12 +15,22 @@
 //!
 //! The format is specified in `FORMAT.md` beside this crate.
 #![no_std]
-#![forbid(unsafe_code)]
+#![cfg_attr(not(feature = "capi"), forbid(unsafe_code))]
+#![cfg_attr(feature = "capi", deny(unsafe_code))]
 #![deny(missing_docs)]
 
+// The C API's static library needs a panic handler and an unwinder on hosted targets: std provides both. The
+// library code itself uses nothing from std.
+#[cfg(feature = "capi")]
+extern crate std;
+
 mod bytes;
+#[cfg(feature = "capi")]
+#[allow(unsafe_code)]
+pub mod capi;
 mod error;
 mod model;
+#[cfg(not(feature = "integer-only"))]
 mod run_f32;
 mod run_int;
 mod stream;
@@ -34,4 +44,15 @@ pub use model::{
 pub use run_int::{requantize, rounding_divide_by_pot, sat_rounding_doubling_high_mul};
 pub use stream::MAX_CODE_BITS;
 
-pub(crate) use run_f32::argmax;
+/// Index of the largest value (the first on ties; NaN never wins).
+pub(crate) fn argmax<T: PartialOrd + Copy>(v: &[T]) -> usize {
+    let mut best = 0;
+    for (i, x) in v.iter().enumerate() {
+        if let Some(b) = v.get(best) {
+            if *x > *b {
+                best = i;
+            }
+        }
+    }
+    best
+}

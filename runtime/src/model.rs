@@ -84,6 +84,7 @@ pub(crate) struct Quant<'a> {
 
 /// A sparse layer's codebook.
 #[derive(Debug, Clone, Copy)]
+#[cfg_attr(feature = "integer-only", allow(dead_code))]
 pub(crate) enum Codebook<'a> {
     I8(&'a [u8]),
     F32(&'a [u8]),
@@ -132,6 +133,7 @@ impl<'a> Sparse<'a> {
 
 /// Weight storage of a weighted layer.
 #[derive(Debug, Clone, Copy)]
+#[cfg_attr(feature = "integer-only", allow(dead_code))]
 pub(crate) enum Payload<'a> {
     DenseF32(&'a [u8]),
     DenseI8(&'a [u8]),
@@ -140,6 +142,7 @@ pub(crate) enum Payload<'a> {
 
 /// A weighted layer's data.
 #[derive(Debug, Clone, Copy)]
+#[cfg_attr(feature = "integer-only", allow(dead_code))]
 pub(crate) struct Weights<'a> {
     pub outputs: usize,
     pub fan_in: usize,
@@ -174,12 +177,14 @@ pub(crate) struct LayerInfo<'a> {
 
 /// A validated model, borrowing the file's bytes (zero-copy).
 #[derive(Debug, Clone)]
+#[cfg_attr(feature = "integer-only", allow(dead_code))]
 pub struct Model<'a> {
     pub(crate) flags: u16,
     pub(crate) input: Dims,
     pub(crate) classes: usize,
-    pub(crate) mean: f32,
-    pub(crate) std: f32,
+    /// Bits of the f32 mean and standard deviation (kept as bits so the integer-only build holds no floats).
+    pub(crate) mean: u32,
+    pub(crate) std: u32,
     pub(crate) lut: &'a [u8],
     pub(crate) layers: [Option<LayerInfo<'a>>; MAX_LAYERS],
     pub(crate) layer_count: usize,
@@ -290,14 +295,13 @@ impl<'a> Model<'a> {
             return Err(Error::Overflow);
         }
         let classes = g.u32_in("classes", 1, 65_536)? as usize;
-        let mean = f32::from_bits(g.u32()?);
-        let std = f32::from_bits(g.u32()?);
-        if flags & FLAG_F32 != 0 && !(mean.is_finite() && std.is_finite() && std > 0.0) {
-            return Err(invalid(
-                Section::Graph,
-                "normalization",
-                u64::from(std.to_bits()),
-            ));
+        let (mean, std) = (g.u32()?, g.u32()?);
+        #[cfg(not(feature = "integer-only"))]
+        {
+            let (m, s) = (f32::from_bits(mean), f32::from_bits(std));
+            if flags & FLAG_F32 != 0 && !(m.is_finite() && s.is_finite() && s > 0.0) {
+                return Err(invalid(Section::Graph, "normalization", u64::from(std)));
+            }
         }
         let layer_count = g.u32_in("layer count", 1, MAX_LAYERS as u32)? as usize;
         let mut model = Model {
@@ -475,9 +479,9 @@ impl<'a> Model<'a> {
         self.classes
     }
 
-    /// Whether the f32 path can run this model.
+    /// Whether the f32 path can run this model (never in an `integer-only` build).
     pub fn has_f32(&self) -> bool {
-        self.flags & FLAG_F32 != 0
+        self.flags & FLAG_F32 != 0 && cfg!(not(feature = "integer-only"))
     }
 
     /// Whether the integer-only path can run this model.
@@ -485,9 +489,10 @@ impl<'a> Model<'a> {
         self.flags & FLAG_INT != 0
     }
 
-    /// The input normalization `(mean, std)` applied to pixels scaled to [0, 1] by [`Model::run_u8`].
+    /// The input normalization `(mean, std)` applied to pixels scaled to [0, 1] by the f32 path.
+    #[cfg(not(feature = "integer-only"))]
     pub fn normalization(&self) -> (f32, f32) {
-        (self.mean, self.std)
+        (f32::from_bits(self.mean), f32::from_bits(self.std))
     }
 
     /// Exact scratch bytes [`Model::run`] and [`Model::run_u8`] need: the input and two ping-pong activation
@@ -703,6 +708,7 @@ fn parse_layer(
         }
         v => return Err(invalid(section, "encoding", u64::from(v))),
     };
+    #[cfg(not(feature = "integer-only"))]
     if f32_path {
         for i in 0..outputs {
             if !crate::bytes::f32_at(bias_f32, i).is_finite() {

@@ -249,7 +249,8 @@ impl Model<'_> {
                 provided: pixels.len(),
             });
         }
-        let (inv, shift) = (1.0 / (255.0 * self.std), self.mean / self.std);
+        let (mean, std) = self.normalization();
+        let (inv, shift) = (1.0 / (255.0 * std), mean / std);
         for (b, &p) in arena
             .chunks_exact_mut(4)
             .zip(pixels.iter().take(self.input.len()))
@@ -265,7 +266,7 @@ impl Model<'_> {
         let n = self.classes.min(256);
         let out = out.get_mut(..n).ok_or(Error::Overflow)?;
         self.run(input, arena, out)?;
-        Ok(argmax(out))
+        Ok(crate::argmax(out))
     }
 
     /// The class with the highest logit, f32 path, raw pixels.
@@ -274,7 +275,7 @@ impl Model<'_> {
         let n = self.classes.min(256);
         let out = out.get_mut(..n).ok_or(Error::Overflow)?;
         self.run_u8(pixels, arena, out)?;
-        Ok(argmax(out))
+        Ok(crate::argmax(out))
     }
 
     /// Runs every layer; the input is already in the arena's first region.
@@ -311,17 +312,4 @@ impl Model<'_> {
         }
         Ok(())
     }
-}
-
-/// Index of the largest value (the first on ties; NaN never wins).
-pub(crate) fn argmax<T: PartialOrd + Copy>(v: &[T]) -> usize {
-    let mut best = 0;
-    for (i, x) in v.iter().enumerate() {
-        if let Some(b) = v.get(best) {
-            if *x > *b {
-                best = i;
-            }
-        }
-    }
-    best
 }

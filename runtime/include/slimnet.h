@@ -1,0 +1,64 @@
+/* slimnet runtime: C API. Build the static library with
+ *   cargo rustc -p slimnet-runtime --release --features capi --crate-type staticlib
+ * and link target/release/libslimnet_runtime.a (plus -lpthread -ldl -lm on Linux hosts).
+ *
+ * Nothing allocates: the caller provides the model storage and the arena. Every function returns SLIMNET_OK (0)
+ * or a negative error code; slimnet_error_message() turns a code into text. The blob passed to
+ * slimnet_model_load must stay alive and unchanged while the model is used. */
+#ifndef SLIMNET_H
+#define SLIMNET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SLIMNET_OK 0
+#define SLIMNET_E_ARGUMENT (-1)  /* null pointer or bad argument */
+#define SLIMNET_E_TRUNCATED (-2) /* truncated file */
+#define SLIMNET_E_BAD_MAGIC (-3) /* not a .slim file */
+#define SLIMNET_E_VERSION (-4)   /* unsupported format version */
+#define SLIMNET_E_CHECKSUM (-5)  /* CRC-32 mismatch */
+#define SLIMNET_E_SECTION (-6)   /* bad section table */
+#define SLIMNET_E_VALUE (-7)     /* invalid field value */
+#define SLIMNET_E_SHAPE (-8)     /* layer shape mismatch */
+#define SLIMNET_E_OVERFLOW (-9)  /* size overflow */
+#define SLIMNET_E_STREAM (-10)   /* corrupt sparse stream */
+#define SLIMNET_E_PATH (-11)     /* numeric path not in this model */
+#define SLIMNET_E_BUFFER (-12)   /* buffer too small */
+#define SLIMNET_E_STORAGE (-13)  /* model storage too small or misaligned */
+
+/* A static, NUL-terminated description of an error code. */
+const char *slimnet_error_message(int32_t code);
+
+/* Bytes and alignment of the storage slimnet_model_load fills. */
+size_t slimnet_model_storage_size(void);
+size_t slimnet_model_storage_align(void);
+
+/* Validates a .slim blob (header, CRC, sections, shapes, streams) without keeping anything. */
+int32_t slimnet_validate(const uint8_t *blob, size_t len);
+
+/* Validates the blob and stores the model in `storage`. */
+int32_t slimnet_model_load(uint8_t *storage, size_t storage_len, const uint8_t *blob, size_t len);
+
+/* Elements of one input and number of classes. */
+int32_t slimnet_model_shape(const uint8_t *model, size_t *input_len, size_t *classes);
+
+/* Exact scratch bytes for the f32 path (integer = 0) or the integer-only path (integer = 1). */
+int32_t slimnet_arena_len(const uint8_t *model, int32_t integer, size_t *out);
+
+/* Runs the f32 path on raw pixels (0-255); writes up to out_len logits to `out` and the argmax to `class`
+ * (either may be NULL). Not available when the library is built with the integer-only feature. */
+int32_t slimnet_run_u8(const uint8_t *model, const uint8_t *pixels, size_t pixels_len, uint8_t *arena,
+                       size_t arena_len, float *out, size_t out_len, int32_t *class_out);
+
+/* Runs the integer-only path on raw pixels; writes int8 logits and the argmax (either may be NULL). */
+int32_t slimnet_run_int8(const uint8_t *model, const uint8_t *pixels, size_t pixels_len, uint8_t *arena,
+                         size_t arena_len, int8_t *out, size_t out_len, int32_t *class_out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SLIMNET_H */

@@ -1,0 +1,304 @@
+//! The C API (feature `capi`), declared in `include/slimnet.h`. The only module with `unsafe` code: it turns C
+//! pointers into slices after checking them for null, and stores a validated [`Model`] in storage the caller
+//! provides (no allocation). Every function returns `SLIMNET_OK` (0) or a negative error code; nothing panics.
+
+use crate::{Error, Model};
+use core::ffi::c_char;
+use core::mem::{align_of, size_of};
+
+/// Success.
+pub const SLIMNET_OK: i32 = 0;
+/// A null pointer or a bad argument.
+pub const SLIMNET_E_ARGUMENT: i32 = -1;
+/// `Error::Truncated`.
+pub const SLIMNET_E_TRUNCATED: i32 = -2;
+/// `Error::BadMagic`.
+pub const SLIMNET_E_BAD_MAGIC: i32 = -3;
+/// `Error::UnsupportedVersion`.
+pub const SLIMNET_E_VERSION: i32 = -4;
+/// `Error::ChecksumMismatch`.
+pub const SLIMNET_E_CHECKSUM: i32 = -5;
+/// `Error::BadSection`.
+pub const SLIMNET_E_SECTION: i32 = -6;
+/// `Error::InvalidValue`.
+pub const SLIMNET_E_VALUE: i32 = -7;
+/// `Error::ShapeMismatch`.
+pub const SLIMNET_E_SHAPE: i32 = -8;
+/// `Error::Overflow`.
+pub const SLIMNET_E_OVERFLOW: i32 = -9;
+/// `Error::CorruptStream`.
+pub const SLIMNET_E_STREAM: i32 = -10;
+/// `Error::PathUnavailable`.
+pub const SLIMNET_E_PATH: i32 = -11;
+/// `Error::BufferTooSmall`.
+pub const SLIMNET_E_BUFFER: i32 = -12;
+/// Model storage too small or misaligned.
+pub const SLIMNET_E_STORAGE: i32 = -13;
+
+fn code(e: Error) -> i32 {
+    match e {
+        Error::Truncated { .. } => SLIMNET_E_TRUNCATED,
+        Error::BadMagic => SLIMNET_E_BAD_MAGIC,
+        Error::UnsupportedVersion(_) => SLIMNET_E_VERSION,
+        Error::ChecksumMismatch { .. } => SLIMNET_E_CHECKSUM,
+        Error::BadSection { .. } => SLIMNET_E_SECTION,
+        Error::InvalidValue { .. } => SLIMNET_E_VALUE,
+        Error::ShapeMismatch { .. } => SLIMNET_E_SHAPE,
+        Error::Overflow => SLIMNET_E_OVERFLOW,
+        Error::CorruptStream { .. } => SLIMNET_E_STREAM,
+        Error::PathUnavailable => SLIMNET_E_PATH,
+        Error::BufferTooSmall { .. } => SLIMNET_E_BUFFER,
+    }
+}
+
+/// A static, NUL-terminated message for an error code.
+#[unsafe(no_mangle)]
+pub extern "C" fn slimnet_error_message(code: i32) -> *const c_char {
+    let msg: &'static [u8] = match code {
+        SLIMNET_OK => b"ok\0",
+        SLIMNET_E_ARGUMENT => b"null pointer or bad argument\0",
+        SLIMNET_E_TRUNCATED => b"truncated file\0",
+        SLIMNET_E_BAD_MAGIC => b"not a .slim file (bad magic)\0",
+        SLIMNET_E_VERSION => b"unsupported .slim version\0",
+        SLIMNET_E_CHECKSUM => b"checksum mismatch\0",
+        SLIMNET_E_SECTION => b"bad section table\0",
+        SLIMNET_E_VALUE => b"invalid field value\0",
+        SLIMNET_E_SHAPE => b"layer shape mismatch\0",
+        SLIMNET_E_OVERFLOW => b"size overflow\0",
+        SLIMNET_E_STREAM => b"corrupt sparse stream\0",
+        SLIMNET_E_PATH => b"numeric path not available in this model\0",
+        SLIMNET_E_BUFFER => b"buffer too small\0",
+        SLIMNET_E_STORAGE => b"model storage too small or misaligned\0",
+        _ => b"unknown error code\0",
+    };
+    msg.as_ptr().cast()
+}
+
+/// Bytes of storage `slimnet_model_load` needs.
+#[unsafe(no_mangle)]
+pub extern "C" fn slimnet_model_storage_size() -> usize {
+    size_of::<Model<'static>>()
+}
+
+/// Alignment that storage must have.
+#[unsafe(no_mangle)]
+pub extern "C" fn slimnet_model_storage_align() -> usize {
+    align_of::<Model<'static>>()
+}
+
+/// Validates the blob without keeping anything.
+///
+/// # Safety
+/// `blob` must point to `len` readable bytes (or be null, which is an error).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn slimnet_validate(blob: *const u8, len: usize) -> i32 {
+    if blob.is_null() {
+        return SLIMNET_E_ARGUMENT;
+    }
+    // SAFETY: non-null, and the caller guarantees `len` readable bytes.
+    let bytes = unsafe { core::slice::from_raw_parts(blob, len) };
+    match Model::from_bytes(bytes) {
+        Ok(_) => SLIMNET_OK,
+        Err(e) => code(e),
+    }
+}
+
+/// Validates `blob` and stores the model in `storage` (`storage_len` bytes, aligned to
+/// `slimnet_model_storage_align()`). The blob must outlive every use of the model.
+///
+/// # Safety
+/// `blob` must point to `len` readable bytes and `storage` to `storage_len` writable bytes, both live for as long
+/// as the model is used.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn slimnet_model_load(
+    storage: *mut u8,
+    storage_len: usize,
+    blob: *const u8,
+    len: usize,
+) -> i32 {
+    if storage.is_null() || blob.is_null() {
+        return SLIMNET_E_ARGUMENT;
+    }
+    if storage_len < size_of::<Model<'static>>()
+        || !(storage as usize).is_multiple_of(align_of::<Model<'static>>())
+    {
+        return SLIMNET_E_STORAGE;
+    }
+    // SAFETY: non-null, and the caller guarantees `len` readable bytes that outlive the model.
+    let bytes: &'static [u8] = unsafe { core::slice::from_raw_parts(blob, len) };
+    match Model::from_bytes(bytes) {
+        Ok(m) => {
+            // SAFETY: storage is non-null, large enough and aligned for a Model (checked above).
+            unsafe { storage.cast::<Model<'static>>().write(m) };
+            SLIMNET_OK
+        }
+        Err(e) => code(e),
+    }
+}
+
+/// # Safety
+/// `model` must be null or storage filled by a successful `slimnet_model_load`.
+unsafe fn model<'a>(model: *const u8) -> Option<&'a Model<'static>> {
+    if model.is_null() || !(model as usize).is_multiple_of(align_of::<Model<'static>>()) {
+        return None;
+    }
+    // SAFETY: the caller passes storage initialized by slimnet_model_load.
+    Some(unsafe { &*model.cast::<Model<'static>>() })
+}
+
+/// Scratch bytes needed: `integer` = 0 for the f32 path, 1 for the integer-only path.
+///
+/// # Safety
+/// `model` must come from `slimnet_model_load`; `out` must be writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn slimnet_arena_len(model: *const u8, integer: i32, out: *mut usize) -> i32 {
+    // SAFETY: forwarded caller guarantees.
+    let (Some(m), false) = (unsafe { self::model(model) }, out.is_null()) else {
+        return SLIMNET_E_ARGUMENT;
+    };
+    let n = if integer != 0 {
+        m.arena_len_int8()
+    } else {
+        arena_f32(m)
+    };
+    // SAFETY: non-null and writable per the contract.
+    unsafe { out.write(n) };
+    SLIMNET_OK
+}
+
+#[cfg(not(feature = "integer-only"))]
+fn arena_f32(m: &Model) -> usize {
+    m.arena_len()
+}
+#[cfg(feature = "integer-only")]
+fn arena_f32(_: &Model) -> usize {
+    0
+}
+
+/// Input elements and classes of the model.
+///
+/// # Safety
+/// `model` must come from `slimnet_model_load`; the out pointers must be writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn slimnet_model_shape(
+    model: *const u8,
+    input_len: *mut usize,
+    classes: *mut usize,
+) -> i32 {
+    // SAFETY: forwarded caller guarantees.
+    let Some(m) = (unsafe { self::model(model) }) else {
+        return SLIMNET_E_ARGUMENT;
+    };
+    if input_len.is_null() || classes.is_null() {
+        return SLIMNET_E_ARGUMENT;
+    }
+    // SAFETY: non-null and writable per the contract.
+    unsafe {
+        input_len.write(m.input_len());
+        classes.write(m.classes());
+    }
+    SLIMNET_OK
+}
+
+/// Runs the integer-only path on `pixels` and writes `classes` int8 logits to `out` and the predicted class to
+/// `class` (either may be null).
+///
+/// # Safety
+/// Pointers must be valid for the given lengths; `model` must come from `slimnet_model_load`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn slimnet_run_int8(
+    model: *const u8,
+    pixels: *const u8,
+    pixels_len: usize,
+    arena: *mut u8,
+    arena_len: usize,
+    out: *mut i8,
+    out_len: usize,
+    class: *mut i32,
+) -> i32 {
+    // SAFETY: forwarded caller guarantees.
+    let Some(m) = (unsafe { self::model(model) }) else {
+        return SLIMNET_E_ARGUMENT;
+    };
+    if pixels.is_null() || arena.is_null() {
+        return SLIMNET_E_ARGUMENT;
+    }
+    // SAFETY: non-null; the caller guarantees the lengths.
+    let (px, ar) = unsafe {
+        (
+            core::slice::from_raw_parts(pixels, pixels_len),
+            core::slice::from_raw_parts_mut(arena, arena_len),
+        )
+    };
+    let mut local = [0i8; 256];
+    let n = m.classes().min(256);
+    let logits = match local.get_mut(..n) {
+        Some(l) => l,
+        None => return SLIMNET_E_OVERFLOW,
+    };
+    if let Err(e) = m.run_int8(px, ar, logits) {
+        return code(e);
+    }
+    if !out.is_null() {
+        // SAFETY: non-null; the caller guarantees `out_len` writable elements.
+        let o = unsafe { core::slice::from_raw_parts_mut(out, out_len) };
+        o.iter_mut().zip(logits.iter()).for_each(|(d, s)| *d = *s);
+    }
+    if !class.is_null() {
+        // SAFETY: non-null, writable per the contract.
+        unsafe { class.write(crate::argmax(logits) as i32) };
+    }
+    SLIMNET_OK
+}
+
+/// Runs the f32 path on raw `pixels` and writes `classes` logits to `out` and the predicted class to `class`
+/// (either may be null).
+///
+/// # Safety
+/// Pointers must be valid for the given lengths; `model` must come from `slimnet_model_load`.
+#[cfg(not(feature = "integer-only"))]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn slimnet_run_u8(
+    model: *const u8,
+    pixels: *const u8,
+    pixels_len: usize,
+    arena: *mut u8,
+    arena_len: usize,
+    out: *mut f32,
+    out_len: usize,
+    class: *mut i32,
+) -> i32 {
+    // SAFETY: forwarded caller guarantees.
+    let Some(m) = (unsafe { self::model(model) }) else {
+        return SLIMNET_E_ARGUMENT;
+    };
+    if pixels.is_null() || arena.is_null() {
+        return SLIMNET_E_ARGUMENT;
+    }
+    // SAFETY: non-null; the caller guarantees the lengths.
+    let (px, ar) = unsafe {
+        (
+            core::slice::from_raw_parts(pixels, pixels_len),
+            core::slice::from_raw_parts_mut(arena, arena_len),
+        )
+    };
+    let mut local = [0f32; 256];
+    let n = m.classes().min(256);
+    let logits = match local.get_mut(..n) {
+        Some(l) => l,
+        None => return SLIMNET_E_OVERFLOW,
+    };
+    if let Err(e) = m.run_u8(px, ar, logits) {
+        return code(e);
+    }
+    if !out.is_null() {
+        // SAFETY: non-null; the caller guarantees `out_len` writable elements.
+        let o = unsafe { core::slice::from_raw_parts_mut(out, out_len) };
+        o.iter_mut().zip(logits.iter()).for_each(|(d, s)| *d = *s);
+    }
+    if !class.is_null() {
+        // SAFETY: non-null, writable per the contract.
+        unsafe { class.write(crate::argmax(logits) as i32) };
+    }
+    SLIMNET_OK
+}
