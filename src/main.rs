@@ -38,6 +38,8 @@ enum Command {
     Export(commands::slim::ExportArgs),
     /// Classify one image with a .slim model: an image of an IDX file, or a PNG.
     Run(commands::slim::RunArgs),
+    /// Batch-1 latency of a .slim model in the runtime (one thread, median of many calls).
+    Bench(commands::bench::Args),
     /// The main job with sensible defaults: train LeNet-300-100 on the bundled MNIST (or take --model-file),
     /// evaluate it, and print the results table.
     Pipeline(commands::pipeline::Args),
@@ -74,6 +76,7 @@ fn main() -> ExitCode {
         Command::Info(a) => commands::info::run(a),
         Command::Export(a) => commands::slim::run_export(a),
         Command::Run(a) => commands::slim::run(a),
+        Command::Bench(a) => commands::bench::run(a),
         Command::Pipeline(a) => commands::pipeline::run(a),
     };
     match result {

@@ -91,3 +91,14 @@ fn arena_sizes_are_exact() {
         })
     ));
 }
+
+/// Writes the hand-built files as fuzzing seeds when `SLIMNET_WRITE_CORPUS=DIR` is set (see runtime/fuzz/).
+#[test]
+fn write_fuzz_seeds_on_request() {
+    if let Some(dir) = std::env::var_os("SLIMNET_WRITE_CORPUS") {
+        let dir = std::path::PathBuf::from(dir);
+        std::fs::write(dir.join("tiny-packed.slim"), tiny_f32(false)).unwrap();
+        std::fs::write(dir.join("tiny-huffman.slim"), tiny_f32(true)).unwrap();
+        std::fs::write(dir.join("tiny-int.slim"), tiny_int()).unwrap();
+    }
+}

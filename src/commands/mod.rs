@@ -1,5 +1,6 @@
 //! One module per subcommand; helpers shared by several live here.
 
+pub mod bench;
 pub mod eval;
 pub mod info;
 pub mod pipeline;

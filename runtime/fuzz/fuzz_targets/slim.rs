@@ -1,0 +1,31 @@
+//! Fuzzes `Model::from_bytes` and, for every file it accepts, both numeric paths: no input may panic.
+//! The CRC is re-sealed on a copy as well, so mutations reach the structural checks behind the checksum.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use slimnet_runtime::{crc32, Model};
+
+fn exercise(bytes: &[u8]) {
+    let Ok(m) = Model::from_bytes(bytes) else { return };
+    let mut arena = [0u8; 1 << 16];
+    let pixels = [128u8; 4096];
+    let n = m.input_len().min(pixels.len());
+    let mut out = [0f32; 256];
+    let mut q = [0i8; 256];
+    if m.arena_len() <= arena.len() {
+        let _ = m.run_u8(&pixels[..n], &mut arena, &mut out);
+    }
+    if m.arena_len_int8() <= arena.len() {
+        let _ = m.run_int8(&pixels[..n], &mut arena, &mut q);
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    exercise(data);
+    if data.len() >= 16 {
+        let mut sealed = data.to_vec();
+        let crc = crc32(&sealed[16..]);
+        sealed[12..16].copy_from_slice(&crc.to_le_bytes());
+        exercise(&sealed);
+    }
+});

@@ -1,0 +1,94 @@
+//! `slimnet bench`: batch-1 latency of a `.slim` file in the runtime, one thread, as users of LiteRT's
+//! `benchmark_model` would measure it. The median of many calls on one image is reported for each path.
+
+use anyhow::{anyhow, Result};
+use serde_json::json;
+use slimnet_runtime::Model;
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// `slimnet bench` arguments.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The .slim model.
+    pub model: PathBuf,
+    /// Timed calls per repeat.
+    #[arg(long, default_value_t = 2000, value_name = "N")]
+    pub runs: usize,
+    /// Repeats: the reported figure is the median of the repeats' medians.
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub repeats: usize,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// Median µs per call of `f` over `runs` calls, median over `repeats`.
+fn time(runs: usize, repeats: usize, mut f: impl FnMut()) -> f64 {
+    for _ in 0..runs.min(200) {
+        f();
+    }
+    let mut medians: Vec<f64> = (0..repeats.max(1))
+        .map(|_| {
+            let mut t: Vec<f64> = (0..runs.max(1))
+                .map(|_| {
+                    let s = Instant::now();
+                    f();
+                    s.elapsed().as_secs_f64() * 1e6
+                })
+                .collect();
+            median(&mut t)
+        })
+        .collect();
+    median(&mut medians)
+}
+
+/// Runs `slimnet bench`.
+pub fn run(args: Args) -> Result<()> {
+    let bytes = super::slim::read(&args.model)?;
+    let m = Model::from_bytes(&bytes).map_err(|e| anyhow!("{}: {e}", args.model.display()))?;
+    let data = super::load_data(None, true)?;
+    let image = data.test.image(0).to_vec();
+    let mut results = Vec::new();
+    let load_us = time(args.runs.min(200), args.repeats, || {
+        black_box(Model::from_bytes(black_box(&bytes)).ok());
+    });
+    if m.has_f32() {
+        let mut arena = vec![0u8; m.arena_len()];
+        let mut out = vec![0f32; m.classes()];
+        let us = time(args.runs, args.repeats, || {
+            let _ = m.run_u8(black_box(&image), &mut arena, &mut out);
+            black_box(&out);
+        });
+        results.push(("f32", us, m.arena_len()));
+    }
+    if m.has_integer() {
+        let mut arena = vec![0u8; m.arena_len_int8()];
+        let mut out = vec![0i8; m.classes()];
+        let us = time(args.runs, args.repeats, || {
+            let _ = m.run_int8(black_box(&image), &mut arena, &mut out);
+            black_box(&out);
+        });
+        results.push(("integer-only", us, m.arena_len_int8()));
+    }
+    if args.json {
+        let paths: Vec<_> =
+            results.iter().map(|(p, us, a)| json!({"path": p, "latency_us": us, "arena_bytes": a})).collect();
+        println!(
+            "{}",
+            json!({"model": args.model, "bytes": bytes.len(), "load_us": load_us, "paths": paths})
+        );
+    } else {
+        println!("{} ({} bytes): from_bytes {load_us:.1} µs", args.model.display(), super::thousands(bytes.len()));
+        for (p, us, a) in results {
+            println!("  {p:<13} {us:>9.2} µs per image (median), arena {} bytes", super::thousands(a));
+        }
+    }
+    Ok(())
+}
