@@ -423,3 +423,129 @@ fn pipeline_trains_and_prints_the_table() {
     ]);
     assert!(again.contains("| float32 baseline |"), "{again}");
 }
+
+#[test]
+fn export_eval_run_info_on_slim_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = quick_model(dir.path(), "m.safetensors", &[]);
+    let candle: Value = serde_json::from_str(&ok(&["eval", s(&model), "--json"])).unwrap();
+    for encoding in ["f32", "int8"] {
+        let slim = dir.path().join(format!("m-{encoding}.slim"));
+        let out = ok(&[
+            "export",
+            s(&model),
+            "--encoding",
+            encoding,
+            "--out",
+            s(&slim),
+        ]);
+        assert!(out.contains("bytes"), "{out}");
+        let v: Value = serde_json::from_str(&ok(&["eval", s(&slim), "--json"])).unwrap();
+        assert_eq!(v["samples"], 10_000);
+        let (a, c) = (
+            v["accuracy"].as_f64().unwrap(),
+            candle["accuracy"].as_f64().unwrap(),
+        );
+        let tolerance = if encoding == "f32" { 0.001 } else { 0.01 };
+        assert!(
+            (a - c).abs() <= tolerance,
+            "{encoding}: runtime {a} vs candle {c}"
+        );
+        let info: Value = serde_json::from_str(&ok(&["info", s(&slim), "--json"])).unwrap();
+        assert_eq!(info["layers"].as_array().unwrap().len(), 4);
+        assert_eq!(
+            info["bytes"].as_u64().unwrap(),
+            fs::metadata(&slim).unwrap().len()
+        );
+    }
+    let int8 = dir.path().join("m-int8.slim");
+    let i: Value =
+        serde_json::from_str(&ok(&["eval", s(&int8), "--integer-only", "--json"])).unwrap();
+    assert_eq!(i["path"], "integer-only");
+    let f32_slim = dir.path().join("m-f32.slim");
+    let e = fails(&["eval", s(&f32_slim), "--integer-only"]);
+    assert!(
+        e.contains("m-f32.slim") && e.contains("numeric path"),
+        "{e}"
+    );
+
+    // One image from an IDX file: the label file beside it gives the true class.
+    let images = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist/t10k-images-idx3-ubyte.gz");
+    let r: Value = serde_json::from_str(&ok(&[
+        "run",
+        s(&int8),
+        "--idx",
+        s(&images),
+        "--index",
+        "0",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(r["label"], 7);
+    assert_eq!(r["scores"].as_array().unwrap().len(), 10);
+    let text = ok(&[
+        "run",
+        s(&int8),
+        "--idx",
+        s(&images),
+        "--index",
+        "0",
+        "--integer-only",
+    ]);
+    assert!(
+        text.starts_with("class ") && text.contains("(label 7)"),
+        "{text}"
+    );
+    assert!(
+        fails(&["run", s(&int8), "--idx", s(&images), "--index", "10000"])
+            .contains("--index 10000")
+    );
+
+    // A PNG of the same image gives the same class.
+    let png_path = dir.path().join("seven.png");
+    {
+        let (arr, _) = slim_test_image();
+        let f = fs::File::create(&png_path).unwrap();
+        let mut enc = png::Encoder::new(f, 28, 28);
+        enc.set_color(png::ColorType::Grayscale);
+        enc.set_depth(png::BitDepth::Eight);
+        enc.write_header().unwrap().write_image_data(&arr).unwrap();
+    }
+    let p: Value =
+        serde_json::from_str(&ok(&["run", s(&int8), "--png", s(&png_path), "--json"])).unwrap();
+    assert_eq!(p["class"], r["class"]);
+
+    // Corrupt and foreign files: one line naming the file.
+    let mut bytes = fs::read(&int8).unwrap();
+    bytes[100] ^= 1;
+    let bad = dir.path().join("bad.slim");
+    fs::write(&bad, &bytes).unwrap();
+    for cmd in [
+        vec!["eval", s(&bad)],
+        vec!["info", s(&bad)],
+        vec!["run", s(&bad), "--png", s(&png_path)],
+    ] {
+        let e = fails(&cmd);
+        assert!(e.contains("bad.slim") && e.contains("checksum"), "{e}");
+    }
+    let e = fails(&["run", s(&model), "--png", s(&png_path)]);
+    assert!(
+        e.contains("m.safetensors") && e.contains("bad magic"),
+        "{e}"
+    );
+}
+
+/// The first MNIST test image's pixels.
+fn slim_test_image() -> (Vec<u8>, u8) {
+    let mut raw = Vec::new();
+    use std::io::Read;
+    flate2::read::GzDecoder::new(
+        fs::File::open(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist/t10k-images-idx3-ubyte.gz"),
+        )
+        .unwrap(),
+    )
+    .read_to_end(&mut raw)
+    .unwrap();
+    (raw[16..16 + 784].to_vec(), 7)
+}

@@ -78,16 +78,25 @@ pub fn run(args: Args) -> Result<()> {
         results.push(("integer-only", us, m.arena_len_int8()));
     }
     if args.json {
-        let paths: Vec<_> =
-            results.iter().map(|(p, us, a)| json!({"path": p, "latency_us": us, "arena_bytes": a})).collect();
+        let paths: Vec<_> = results
+            .iter()
+            .map(|(p, us, a)| json!({"path": p, "latency_us": us, "arena_bytes": a}))
+            .collect();
         println!(
             "{}",
             json!({"model": args.model, "bytes": bytes.len(), "load_us": load_us, "paths": paths})
         );
     } else {
-        println!("{} ({} bytes): from_bytes {load_us:.1} µs", args.model.display(), super::thousands(bytes.len()));
+        println!(
+            "{} ({} bytes): from_bytes {load_us:.1} µs",
+            args.model.display(),
+            super::thousands(bytes.len())
+        );
         for (p, us, a) in results {
-            println!("  {p:<13} {us:>9.2} µs per image (median), arena {} bytes", super::thousands(a));
+            println!(
+                "  {p:<13} {us:>9.2} µs per image (median), arena {} bytes",
+                super::thousands(a)
+            );
         }
     }
     Ok(())
