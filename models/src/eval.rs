@@ -21,6 +21,9 @@ pub struct Evaluation {
     pub samples: usize,
     /// `confusion[true][predicted]` counts.
     pub confusion: Vec<Vec<u32>>,
+    /// The predicted class of every sample, in order.
+    #[serde(skip)]
+    pub predictions: Vec<u32>,
 }
 
 impl Evaluation {
@@ -51,6 +54,7 @@ pub fn evaluate(
     let tensors = net::constants(params)?;
     let classes = net.classes;
     let mut confusion = vec![vec![0u32; classes]; classes];
+    let mut predictions = Vec::with_capacity(data.count);
     let (mut loss_sum, mut correct) = (0f64, 0usize);
     let indices: Vec<usize> = (0..data.count).collect();
     for chunk in indices.chunks(EVAL_BATCH) {
@@ -60,6 +64,7 @@ pub fn evaluate(
         loss_sum += f64::from(l) * chunk.len() as f64;
         for (&i, p) in chunk.iter().zip(net::argmax(&logits)?) {
             let t = usize::from(data.labels[i]);
+            predictions.push(p);
             let p = p as usize;
             if t < classes && p < classes {
                 confusion[t][p] += 1;
@@ -81,5 +86,6 @@ pub fn evaluate(
         },
         samples,
         confusion,
+        predictions,
     })
 }

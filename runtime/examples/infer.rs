@@ -17,12 +17,18 @@ fn main() {
     let integer = args.get(3).is_some_and(|a| a == "int8");
     let model = slimnet_runtime::Model::from_bytes(&bytes).expect("valid model");
     let mut image = Vec::new();
-    std::io::stdin().read_to_end(&mut image).expect("image on stdin");
+    std::io::stdin()
+        .read_to_end(&mut image)
+        .expect("image on stdin");
     let mut arena = vec![0u8; model.arena_len().max(model.arena_len_int8())];
     let mut class = 0;
     for _ in 0..n {
-        class = if integer { model.predict_int8(&image, &mut arena) } else { model.predict_u8(&image, &mut arena) }
-            .expect("runs");
+        class = if integer {
+            model.predict_int8(&image, &mut arena)
+        } else {
+            model.predict_u8(&image, &mut arena)
+        }
+        .expect("runs");
     }
     println!("{class}");
 }

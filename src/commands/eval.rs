@@ -23,12 +23,31 @@ pub struct Args {
     /// For a .slim file: run the integer-only path instead of the f32 path.
     #[arg(long)]
     pub integer_only: bool,
+    /// Write the predicted class of every test image to this file, one per line (for parity checks).
+    #[arg(long, value_name = "FILE")]
+    pub predictions: Option<PathBuf>,
+}
+
+/// Writes one prediction per line.
+pub fn write_predictions(
+    path: &std::path::Path,
+    predictions: impl Iterator<Item = u32>,
+) -> Result<()> {
+    let text: String = predictions.map(|p| format!("{p}\n")).collect();
+    slimnet_models::atomic::write_atomic(path, text.as_bytes())?;
+    Ok(())
 }
 
 /// Runs `slimnet eval`.
 pub fn run(args: Args) -> Result<()> {
     if super::slim::is_slim(&args.model) {
-        return super::slim::eval(&args.model, args.data, args.integer_only, args.json);
+        return super::slim::eval(
+            &args.model,
+            args.data,
+            args.integer_only,
+            args.json,
+            args.predictions.as_deref(),
+        );
     }
     if args.integer_only {
         anyhow::bail!(
@@ -40,6 +59,9 @@ pub fn run(args: Args) -> Result<()> {
     let data = super::load_data(args.data, args.json)?;
     check_compatible(&model, &data)?;
     let e = evaluate(&model.net, &model.params, &model.normalization, &data.test)?;
+    if let Some(p) = &args.predictions {
+        write_predictions(p, e.predictions.iter().copied())?;
+    }
     if args.json {
         let v = json!({
             "model": args.model,

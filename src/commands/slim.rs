@@ -84,7 +84,13 @@ pub fn run_export(args: ExportArgs) -> Result<()> {
 }
 
 /// `slimnet eval` on a `.slim` file.
-pub fn eval(path: &Path, data: Option<PathBuf>, integer_only: bool, json: bool) -> Result<()> {
+pub fn eval(
+    path: &Path,
+    data: Option<PathBuf>,
+    integer_only: bool,
+    json: bool,
+    predictions: Option<&Path>,
+) -> Result<()> {
     let bytes = read(path)?;
     let data = super::load_data(data, json)?;
     let numeric = if integer_only {
@@ -94,6 +100,9 @@ pub fn eval(path: &Path, data: Option<PathBuf>, integer_only: bool, json: bool) 
     };
     let e = evaluate_slim(&bytes, &data.test, numeric)
         .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    if let Some(p) = predictions {
+        super::eval::write_predictions(p, e.predictions.iter().map(|&c| u32::from(c)))?;
+    }
     let path_name = if integer_only { "integer-only" } else { "f32" };
     if json {
         println!(
