@@ -34,7 +34,7 @@ pub fn rounding_divide_by_pot(x: i32, e: u32) -> i32 {
 #[inline(always)]
 pub fn requantize(x: i32, multiplier: i32, shift: i32) -> i32 {
     let left = shift.max(0) as u32;
-    let right = (-shift).max(0) as u32;
+    let right = shift.saturating_neg().max(0) as u32;
     let shifted =
         (i64::from(x) << left.min(31)).clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
     rounding_divide_by_pot(sat_rounding_doubling_high_mul(shifted, multiplier), right)
@@ -337,6 +337,10 @@ mod tests {
         // Left shift saturates instead of overflowing.
         assert_eq!(requantize(i32::MAX, i32::MAX, 30), i32::MAX - 1);
         assert_eq!(requantize(i32::MIN, 1 << 30, 30), i32::MIN / 2);
+        // Out-of-range shifts from a caller do not overflow either.
+        assert_eq!(requantize(5, 1 << 30, i32::MIN), 0);
+        // x << 31 saturates to i32::MAX, and M = 0.5 halves it: 2^30.
+        assert_eq!(requantize(5, 1 << 30, i32::MAX), 1 << 30);
         // Against i64 arithmetic, M = 0.75 · 2^-5 = 0.0234375, away from ties.
         for x in (-100_000..100_000).step_by(997) {
             let exact = (x as f64 * 0.0234375).round() as i32;
