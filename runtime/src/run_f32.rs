@@ -120,44 +120,62 @@ fn dense(l: &LayerInfo, w: &Weights, x: &[u8], y: &mut [u8], layer: u16) -> Resu
     Ok(())
 }
 
-/// Adds `v · x[c, oy+ky, ox+kx]` to every pixel of output plane `o`.
+/// Taps handed to the convolution at once, and output pixels accumulated at once (both on the stack).
+const TAPS: usize = 64;
+const SPAN: usize = 64;
+
+/// Input offset of tap `t` (`c, ky, kx`) relative to the output pixel's top-left input pixel.
 #[inline(always)]
-fn tap(l: &LayerInfo, x: &[u8], y: &mut [u8], o: usize, t: usize, v: f32) {
+fn tap_offset(l: &LayerInfo, t: usize) -> usize {
     let k = l.size;
     let (c, ky, kx) = (t / (k * k), t / k % k, t % k);
-    let (ih, iw) = (l.input.h, l.input.w);
-    let (oh, ow) = (l.output.h, l.output.w);
-    let plane = o * oh * ow;
-    for oy in 0..oh {
-        let src = (c * ih + oy + ky) * iw + kx;
-        let (Some(xs), Some(ys)) = (
-            x.get(4 * src..4 * (src + ow)),
-            y.get_mut(4 * (plane + oy * ow)..4 * (plane + oy * ow + ow)),
-        ) else {
-            return;
-        };
-        for (yb, xb) in ys.chunks_exact_mut(4).zip(xs.chunks_exact(4)) {
-            let acc = get(yb, 0) + v * get(xb, 0);
-            yb.copy_from_slice(&acc.to_le_bytes());
-        }
-    }
+    (c * l.input.h + ky) * l.input.w + kx
 }
 
-fn conv(l: &LayerInfo, w: &Weights, x: &[u8], y: &mut [u8], layer: u16) -> Result<()> {
-    let plane = l.output.h * l.output.w;
+/// Calls `f(o, taps)` with the weights of output channel `o` as (input offset, value), in chunks of up to
+/// [`TAPS`], in channel order; int8 values are passed unscaled (the scale is applied per channel at the end).
+fn conv_taps(
+    l: &LayerInfo,
+    w: &Weights,
+    layer: u16,
+    mut f: impl FnMut(usize, &[(usize, f32)]),
+) -> Result<()> {
     let n = w.fan_in;
-    for i in 0..l.output.len() {
-        set(y, i, 0.0);
-    }
+    let mut buf = [(0usize, 0f32); TAPS];
+    let mut len = 0usize;
+    let mut row = 0usize;
+    let mut push = |o: usize,
+                    t: usize,
+                    v: f32,
+                    buf: &mut [(usize, f32); TAPS],
+                    len: &mut usize,
+                    row: &mut usize| {
+        if (o != *row || *len == TAPS) && *len > 0 {
+            f(*row, buf.get(..*len).unwrap_or(&[]));
+            *len = 0;
+        }
+        *row = o;
+        if let Some(slot) = buf.get_mut(*len) {
+            *slot = (tap_offset(l, t), v);
+            *len += 1;
+        }
+    };
     match w.payload {
         Payload::DenseF32(ws) => {
             for (j, b) in ws.chunks_exact(4).enumerate() {
-                tap(l, x, y, j / n, j % n, get(b, 0));
+                push(j / n, j % n, get(b, 0), &mut buf, &mut len, &mut row);
             }
         }
         Payload::DenseI8(ws) => {
             for (j, &q) in ws.iter().enumerate() {
-                tap(l, x, y, j / n, j % n, f32::from(q as i8));
+                push(
+                    j / n,
+                    j % n,
+                    f32::from(q as i8),
+                    &mut buf,
+                    &mut len,
+                    &mut row,
+                );
             }
         }
         Payload::Sparse(s) => {
@@ -165,10 +183,59 @@ fn conv(l: &LayerInfo, w: &Weights, x: &[u8], y: &mut [u8], layer: u16) -> Resul
                 .entries(w.outputs * n)
                 .ok_or(Error::CorruptStream { layer })?;
             while let Some((p, i)) = e.next_entry(layer)? {
-                tap(l, x, y, p / n, p % n, codebook_value(s.codebook, i));
+                push(
+                    p / n,
+                    p % n,
+                    codebook_value(s.codebook, i),
+                    &mut buf,
+                    &mut len,
+                    &mut row,
+                );
             }
         }
     }
+    if len > 0 {
+        f(row, buf.get(..len).unwrap_or(&[]));
+    }
+    Ok(())
+}
+
+/// Adds the taps of output channel `o` to its plane in `y`, [`SPAN`] output pixels at a time in registers.
+fn accumulate(l: &LayerInfo, x: &[u8], y: &mut [u8], o: usize, taps: &[(usize, f32)]) {
+    let (iw, oh, ow) = (l.input.w, l.output.h, l.output.w);
+    for oy in 0..oh {
+        for ox0 in (0..ow).step_by(SPAN) {
+            let len = SPAN.min(ow - ox0);
+            let base = 4 * ((o * oh + oy) * ow + ox0);
+            let Some(out) = y.get_mut(base..base + 4 * len) else {
+                return;
+            };
+            let mut acc = [0f32; SPAN];
+            for (a, b) in acc.iter_mut().zip(out.chunks_exact(4)) {
+                *a = get(b, 0);
+            }
+            let origin = oy * iw + ox0;
+            for &(offset, v) in taps {
+                let src = 4 * (origin + offset);
+                if let Some(xs) = x.get(src..src + 4 * len) {
+                    for (a, xb) in acc.iter_mut().zip(xs.chunks_exact(4)) {
+                        *a += v * get(xb, 0);
+                    }
+                }
+            }
+            for (a, b) in acc.iter().zip(out.chunks_exact_mut(4)) {
+                b.copy_from_slice(&a.to_le_bytes());
+            }
+        }
+    }
+}
+
+fn conv(l: &LayerInfo, w: &Weights, x: &[u8], y: &mut [u8], layer: u16) -> Result<()> {
+    let plane = l.output.h * l.output.w;
+    for i in 0..l.output.len() {
+        set(y, i, 0.0);
+    }
+    conv_taps(l, w, layer, |o, taps| accumulate(l, x, y, o, taps))?;
     for o in 0..w.outputs {
         let (sc, b) = (scale(w, o), get(w.bias_f32, o));
         for i in o * plane..(o + 1) * plane {

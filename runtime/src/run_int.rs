@@ -53,9 +53,12 @@ fn out_i8(acc: i32, q: &Quant, o: usize, relu: bool) -> u8 {
 /// a hand-unrolled array of partial sums on baseline x86-64, which it left scalar; 8× with AVX2 enabled).
 #[inline(always)]
 fn dot_i8(w: &[u8], x: &[u8], zp: i32) -> i32 {
+    // Both factors fit in i16 (|w| ≤ 127, |x − zp| ≤ 255): written as i16 values widened to i32, the product and
+    // its sum match SSE2's pmaddwd (and NEON's smlal), which the compiler then picks.
+    let zp = zp as i16;
     w.iter()
         .zip(x)
-        .map(|(&a, &b)| i32::from(a as i8) * (i32::from(b as i8) - zp))
+        .map(|(&a, &b)| i32::from(i16::from(a as i8)) * i32::from(i16::from(b as i8) - zp))
         .fold(0i32, i32::wrapping_add)
 }
 
@@ -112,25 +115,104 @@ fn dense(l: &LayerInfo, w: &Weights, q: &Quant, x: &[u8], y: &mut [u8], layer: u
     Ok(())
 }
 
-/// Adds `v · (x[c, oy+ky, ox+kx] − zp)` to every accumulator of the plane.
-#[inline(always)]
-fn tap(l: &LayerInfo, x: &[u8], plane: &mut [u8], t: usize, v: i32, zp: i32) {
+/// Taps handed to the convolution at once, and output pixels accumulated at once (both on the stack).
+const TAPS: usize = 64;
+const SPAN: usize = 64;
+
+/// Calls `f(o, taps)` with the weights of output channel `o` as (input offset, int8 value), in chunks of up to
+/// [`TAPS`], in channel order.
+fn conv_taps(
+    l: &LayerInfo,
+    w: &Weights,
+    layer: u16,
+    mut f: impl FnMut(usize, &[(usize, i32)]),
+) -> Result<()> {
+    let n = w.fan_in;
     let k = l.size;
-    let (c, ky, kx) = (t / (k * k), t / k % k, t % k);
-    let (ih, iw) = (l.input.h, l.input.w);
-    let (oh, ow) = (l.output.h, l.output.w);
+    let offset = |t: usize| {
+        let (c, ky, kx) = (t / (k * k), t / k % k, t % k);
+        (c * l.input.h + ky) * l.input.w + kx
+    };
+    let mut buf = [(0usize, 0i32); TAPS];
+    let (mut len, mut row) = (0usize, 0usize);
+    let mut push = |o: usize,
+                    t: usize,
+                    v: i32,
+                    buf: &mut [(usize, i32); TAPS],
+                    len: &mut usize,
+                    row: &mut usize| {
+        if (o != *row || *len == TAPS) && *len > 0 {
+            f(*row, buf.get(..*len).unwrap_or(&[]));
+            *len = 0;
+        }
+        *row = o;
+        if let Some(slot) = buf.get_mut(*len) {
+            *slot = (offset(t), v);
+            *len += 1;
+        }
+    };
+    match w.payload {
+        Payload::DenseI8(ws) => {
+            for (j, &q) in ws.iter().enumerate() {
+                push(
+                    j / n,
+                    j % n,
+                    i32::from(q as i8),
+                    &mut buf,
+                    &mut len,
+                    &mut row,
+                );
+            }
+        }
+        Payload::Sparse(s) => {
+            let mut e = s
+                .entries(w.outputs * n)
+                .ok_or(Error::CorruptStream { layer })?;
+            while let Some((p, i)) = e.next_entry(layer)? {
+                push(
+                    p / n,
+                    p % n,
+                    codebook_q(s.codebook, i),
+                    &mut buf,
+                    &mut len,
+                    &mut row,
+                );
+            }
+        }
+        Payload::DenseF32(_) => return Err(Error::PathUnavailable),
+    }
+    if len > 0 {
+        f(row, buf.get(..len).unwrap_or(&[]));
+    }
+    Ok(())
+}
+
+/// Adds `v · (x − zp)` for every tap to the plane's i32 accumulators, [`SPAN`] pixels at a time in registers.
+fn accumulate(l: &LayerInfo, x: &[u8], plane: &mut [u8], taps: &[(usize, i32)], zp: i32) {
+    let (iw, oh, ow) = (l.input.w, l.output.h, l.output.w);
     for oy in 0..oh {
-        let src = (c * ih + oy + ky) * iw + kx;
-        let (Some(xs), Some(acc)) = (
-            x.get(src..src + ow),
-            plane.get_mut(4 * oy * ow..4 * (oy + 1) * ow),
-        ) else {
-            return;
-        };
-        for (a, &xb) in acc.chunks_exact_mut(4).zip(xs) {
-            let cur = i32::from_le_bytes([a[0], a[1], a[2], a[3]]);
-            let next = cur.wrapping_add(v * (i32::from(xb as i8) - zp));
-            a.copy_from_slice(&next.to_le_bytes());
+        for ox0 in (0..ow).step_by(SPAN) {
+            let len = SPAN.min(ow - ox0);
+            let base = 4 * (oy * ow + ox0);
+            let Some(out) = plane.get_mut(base..base + 4 * len) else {
+                return;
+            };
+            let mut acc = [0i32; SPAN];
+            for (a, b) in acc.iter_mut().zip(out.chunks_exact(4)) {
+                *a = i32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            }
+            let origin = oy * iw + ox0;
+            for &(offset, v) in taps {
+                let src = origin + offset;
+                if let Some(xs) = x.get(src..src + len) {
+                    for (a, &xb) in acc.iter_mut().zip(xs) {
+                        *a = a.wrapping_add(v * (i32::from(xb as i8) - zp));
+                    }
+                }
+            }
+            for (a, b) in acc.iter().zip(out.chunks_exact_mut(4)) {
+                b.copy_from_slice(&a.to_le_bytes());
+            }
         }
     }
 }
@@ -145,10 +227,9 @@ fn conv(
     acc: &mut [u8],
     layer: u16,
 ) -> Result<()> {
-    let n = w.fan_in;
     let plane_len = l.output.h * l.output.w;
     let acc = acc.get_mut(..4 * plane_len).ok_or(Error::Overflow)?;
-    // Output channel by output channel: the weights of channel o are consecutive in every encoding.
+    // Requantizes channel o's accumulators into y and clears them for the next channel.
     let flush = |o: usize, acc: &mut [u8], y: &mut [u8]| {
         let bias = i32_at(q.bias, o);
         for (i, a) in acc.chunks_exact_mut(4).enumerate() {
@@ -160,33 +241,18 @@ fn conv(
         }
     };
     acc.fill(0);
-    match w.payload {
-        Payload::DenseI8(ws) => {
-            for (o, row) in ws.chunks_exact(n).enumerate().take(w.outputs) {
-                for (t, &wq) in row.iter().enumerate() {
-                    tap(l, x, acc, t, i32::from(wq as i8), q.zp_in);
-                }
-                flush(o, acc, y);
-            }
+    // Channels come in order; a sparse channel may have no taps at all and is flushed with its bias alone.
+    let mut next = 0usize;
+    conv_taps(l, w, layer, |o, taps| {
+        while next < o {
+            flush(next, acc, y);
+            next += 1;
         }
-        Payload::Sparse(s) => {
-            let mut e = s
-                .entries(w.outputs * n)
-                .ok_or(Error::CorruptStream { layer })?;
-            let mut o = 0usize;
-            while let Some((p, i)) = e.next_entry(layer)? {
-                while p >= (o + 1) * n {
-                    flush(o, acc, y);
-                    o += 1;
-                }
-                tap(l, x, acc, p - o * n, codebook_q(s.codebook, i), q.zp_in);
-            }
-            while o < w.outputs {
-                flush(o, acc, y);
-                o += 1;
-            }
-        }
-        Payload::DenseF32(_) => return Err(Error::PathUnavailable),
+        accumulate(l, x, acc, taps, q.zp_in);
+    })?;
+    while next < w.outputs {
+        flush(next, acc, y);
+        next += 1;
     }
     Ok(())
 }
