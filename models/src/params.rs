@@ -18,7 +18,7 @@
 //! and F64 tensors are accepted; inputs are assumed to be 28×28 single-channel images normalized with MNIST's usual
 //! statistics (mean 0.1307, std 0.3081) unless the metadata says otherwise.
 
-use crate::arch::{Activation, Layer, NetSpec, Role, Shape, TensorSpec};
+use crate::arch::{NetSpec, Role, Shape, TensorSpec};
 use crate::data::Normalization;
 use crate::error::{Error, Result};
 use rand::{Rng, SeedableRng};
@@ -44,9 +44,8 @@ pub struct Params {
 }
 
 impl Params {
-    /// Fresh parameters: weights uniform in `±√(3·gain²/fan_in)` with He's gain² = 2 for layers followed by ReLU and
-    /// LeCun's gain² = 1 for linear ones (the logits, Caffe LeNet-5's convolutions), so that activations keep
-    /// their scale through either; zero biases, identity batch norm. Deterministic
+    /// Fresh parameters: He-uniform weights (`U(±√(6/fan_in))`), zero biases, identity batch norm. (LeCun's
+    /// smaller bound for layers without ReLU was tried and lost on validation accuracy: BENCHMARKS.md.) Deterministic
     /// in `seed`.
     pub fn init(net: &NetSpec, seed: u64) -> Params {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -58,14 +57,7 @@ impl Params {
                 let data = match spec.role {
                     Role::Weight => {
                         let fan_in: usize = spec.shape[1..].iter().product();
-                        let relu = match &net.layers[spec.layer] {
-                            Layer::Dense { activation, .. } | Layer::Conv2d { activation, .. } => {
-                                *activation == Activation::Relu
-                            }
-                            _ => false,
-                        };
-                        let gain2 = if relu { 2.0 } else { 1.0 };
-                        let bound = (3.0 * gain2 / fan_in as f64).sqrt() as f32;
+                        let bound = (6.0 / fan_in as f64).sqrt() as f32;
                         (0..n).map(|_| rng.random_range(-bound..bound)).collect()
                     }
                     Role::BnScale | Role::BnVar => vec![1.0; n],
