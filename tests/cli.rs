@@ -323,6 +323,15 @@ fn bad_input_gets_one_line_naming_the_culprit() {
     assert!(fails(&["train", "--schedule", "warmup", "--out", o]).contains("--schedule"));
     assert!(fails(&["train", "--data", d, "--val", "40", "--out", o]).contains("--val 40"));
     assert!(fails(&["train", "--resume", "--out", o]).contains("--resume"));
+    let e = fails(&[
+        "train",
+        "--out",
+        s(&dir.path().join("no/such/m.safetensors")),
+    ]);
+    assert!(e.contains("no/such") && e.contains("does not exist"), "{e}");
+    // An I/O error is reported once, not repeated by its cause.
+    let e = fails(&["eval", s(&dir.path().join("none.safetensors"))]);
+    assert_eq!(e.matches("No such file").count(), 1, "{e}");
 
     // Truncated, foreign and mismatched files.
     fs::write(

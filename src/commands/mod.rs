@@ -34,6 +34,22 @@ pub fn load_data(dir: Option<PathBuf>, quiet: bool) -> Result<Mnist> {
     Ok(data)
 }
 
+/// Fails early, before any work, if the directory an output file goes to does not exist.
+pub fn check_out_dir(out: &std::path::Path) -> Result<()> {
+    let dir = out
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    if !dir.is_dir() {
+        anyhow::bail!(
+            "{}: directory {} does not exist",
+            out.display(),
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
 /// `0.98234` → `98.23%`.
 pub fn pct(x: f64) -> String {
     format!("{:.2}%", 100.0 * x)

@@ -58,6 +58,7 @@ pub struct ExportArgs {
 
 /// Runs `slimnet export`.
 pub fn run_export(args: ExportArgs) -> Result<()> {
+    super::check_out_dir(&args.out)?;
     let model = Model::load(&args.model, args.arch.as_deref())?;
     let data = super::load_data(args.data, true)?;
     slimnet_models::fit::check_compatible(&model, &data)?;

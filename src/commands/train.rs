@@ -142,6 +142,7 @@ pub struct Args {
 /// Runs `slimnet train`.
 pub fn run(args: Args) -> Result<()> {
     let config = args.recipe.config()?;
+    super::check_out_dir(&args.out)?;
     let data = super::load_data(args.data.clone(), args.quiet)?;
     let checkpoint = args.checkpoint.clone().unwrap_or_else(|| {
         let mut p = args.out.clone().into_os_string();
