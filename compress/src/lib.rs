@@ -7,6 +7,7 @@ mod error;
 pub mod evaluate;
 pub mod export;
 pub mod huffman;
+pub mod naive;
 pub mod quantize;
 pub mod slim;
 

@@ -1,14 +1,7 @@
 //! Write → read → run: models trained with candle, exported by this crate, run by the runtime, and compared with
 //! candle's own evaluation of the same weights (parity), across the f32 and integer-only paths and every encoding.
 
-use slimnet_compress::export::{
-    calibrate, fold_batch_norm, input_qparams, input_table, layer_quant,
-};
-use slimnet_compress::quantize::QParams;
-use slimnet_compress::slim::{
-    CodebookValues, LayerWeights, Paths, SlimFile, SlimLayer, SparseStreams, WeightPayload,
-};
-use slimnet_compress::{evaluate_slim, export, DenseEncoding, NumericPath};
+use slimnet_compress::{evaluate_slim, export, naive, DenseEncoding, NumericPath};
 use slimnet_models::fit::{fit, FitRequest};
 use slimnet_models::{net, train::Silent, Dataset, Mnist, Model, TrainConfig};
 use std::path::Path;
@@ -107,92 +100,10 @@ fn f32_runtime_matches_candle_and_int8_stays_close() {
     }
 }
 
-/// Prunes every layer of an MLP to its largest 15 % weights and shares them through a 16-entry int8 codebook per
-/// layer; returns the file and the dense weights it stands for.
 fn sparse_mlp(model: &Model, huffman: bool, integer: bool) -> (Vec<u8>, Vec<Vec<f32>>) {
-    let folded = fold_batch_norm(model).unwrap();
-    let ranges = calibrate(&folded, model, &mnist().train, 500).unwrap();
-    let mut current = input_qparams(model);
-    let mut layers = Vec::new();
-    let mut dense_equivalent = Vec::new();
-    for (li, l) in folded.net.layers.iter().enumerate() {
-        let slimnet_models::Layer::Dense {
-            name,
-            inputs,
-            outputs,
-            activation,
-            ..
-        } = l
-        else {
-            layers.push(SlimLayer::Flatten);
-            continue;
-        };
-        let w = &folded.params.get(&format!("{name}.weight")).unwrap().data;
-        let b = folded
-            .params
-            .get(&format!("{name}.bias"))
-            .unwrap()
-            .data
-            .clone();
-        let mut mags: Vec<f32> = w.iter().map(|v| v.abs()).collect();
-        mags.sort_by(|a, b| b.partial_cmp(a).unwrap());
-        let threshold = mags[w.len() * 15 / 100];
-        let max = mags[0];
-        let scale = max / 127.0;
-        // 16 levels spread over [-max, max], stored as int8.
-        let codebook: Vec<i8> = (0..16)
-            .map(|i| (-127.0 + 254.0 * i as f32 / 15.0).round() as i8)
-            .collect();
-        let mut kept = Vec::new();
-        let mut dense = vec![0f32; w.len()];
-        for (p, &v) in w.iter().enumerate() {
-            if v.abs() > threshold {
-                let i = codebook
-                    .iter()
-                    .enumerate()
-                    .min_by(|a, b| {
-                        ((f32::from(*a.1) * scale - v).abs())
-                            .partial_cmp(&(f32::from(*b.1) * scale - v).abs())
-                            .unwrap()
-                    })
-                    .unwrap()
-                    .0;
-                kept.push((p, i as u32));
-                dense[p] = f32::from(codebook[i]) * scale;
-            }
-        }
-        dense_equivalent.push(dense);
-        let qout = QParams::from_range(ranges[li].0, ranges[li].1);
-        let quant = integer.then(|| layer_quant(&b, &[scale], false, current, qout));
-        current = qout;
-        layers.push(SlimLayer::Dense {
-            inputs: *inputs as u32,
-            outputs: *outputs as u32,
-            relu: *activation == slimnet_models::Activation::Relu,
-            weights: LayerWeights {
-                bias: b,
-                scales: vec![scale],
-                quant,
-                payload: WeightPayload::Sparse(SparseStreams::from_positions(
-                    CodebookValues::I8(codebook),
-                    &kept,
-                    4,
-                    5,
-                    huffman,
-                )),
-            },
-        });
-    }
-    let s = folded.net.input;
-    let file = SlimFile {
-        input: [s.channels as u32, s.height as u32, s.width as u32],
-        classes: 10,
-        normalization: (model.normalization.mean, model.normalization.std),
-        input_table: integer.then(|| input_table(model, input_qparams(model))),
-        layers,
-        paths: Paths { f32: true, integer },
-    };
-    (file.to_bytes().unwrap(), dense_equivalent)
+    let (file, dense) =
+        naive::prune_and_share(model, &[0.15; 3], 4, huffman, integer, &mnist().train).unwrap();
+    (file.to_bytes().unwrap(), dense)
 }
 
 #[test]
@@ -224,6 +135,23 @@ fn sparse_shared_layers_run_from_their_streams_and_match_the_dense_equivalent() 
             i.accuracy,
             f.accuracy
         );
+    }
+    // Huffman streams decoded into the arena instead of on the fly: identical logits on both paths.
+    let m = slimnet_runtime::Model::from_bytes(&huff).unwrap();
+    let mut arena_mode = m.clone();
+    arena_mode.set_stream_decoding(slimnet_runtime::StreamDecoding::Arena);
+    let mut a1 = vec![0u8; m.arena_len().max(m.arena_len_int8())];
+    let mut a2 = vec![0u8; arena_mode.arena_len().max(arena_mode.arena_len_int8())];
+    for i in 0..50 {
+        let img = data.image(i);
+        let (mut f1, mut f2) = ([0f32; 10], [0f32; 10]);
+        m.run_u8(img, &mut a1, &mut f1).unwrap();
+        arena_mode.run_u8(img, &mut a2, &mut f2).unwrap();
+        assert_eq!(f1, f2);
+        let (mut q1, mut q2) = ([0i8; 10], [0i8; 10]);
+        m.run_int8(img, &mut a1, &mut q1).unwrap();
+        arena_mode.run_int8(img, &mut a2, &mut q2).unwrap();
+        assert_eq!(q1, q2);
     }
     // Bit-packed and Huffman streams are the same weights: identical predictions on both paths.
     for path in [NumericPath::F32, NumericPath::Integer] {

@@ -1,6 +1,7 @@
 //! Runs a `.slim` model N times on one image (for instruction counting with callgrind):
 //!
-//!     infer MODEL.slim N [int8] < IMAGE.raw      (IMAGE.raw: the model's input size in raw u8 pixels)
+//!     infer MODEL.slim N [int8] [arena] < IMAGE.raw   (IMAGE.raw: the model's input size in raw u8 pixels;
+//!                                                  arena: decode Huffman streams into the arena)
 //!
 //! `bench/instructions.sh` runs it with N = 1 and N = 11 under `valgrind --tool=callgrind`: the difference over 10
 //! is the cost of one inference, free of process start-up and model loading.
@@ -14,8 +15,11 @@ fn main() {
     }
     let bytes = std::fs::read(&args[1]).expect("model file");
     let n: usize = args[2].parse().expect("N");
-    let integer = args.get(3).is_some_and(|a| a == "int8");
-    let model = slimnet_runtime::Model::from_bytes(&bytes).expect("valid model");
+    let integer = args.iter().skip(3).any(|a| a == "int8");
+    let mut model = slimnet_runtime::Model::from_bytes(&bytes).expect("valid model");
+    if args.iter().skip(3).any(|a| a == "arena") {
+        model.set_stream_decoding(slimnet_runtime::StreamDecoding::Arena);
+    }
     let mut image = Vec::new();
     std::io::stdin()
         .read_to_end(&mut image)

@@ -3,7 +3,7 @@
 
 use crate::bytes::{crc32, Reader};
 use crate::error::{Error, Result, Section};
-use crate::stream::{Coding, Entries, Symbols};
+use crate::stream::{Coding, Entries, Source, Symbols};
 
 /// The file's magic number.
 pub const MAGIC: [u8; 4] = *b"SLIM";
@@ -131,6 +131,51 @@ impl<'a> Sparse<'a> {
     }
 }
 
+impl<'a> Sparse<'a> {
+    /// The entries for a run: decoded into `scratch` first when it is large enough and the streams are Huffman
+    /// coded (the arena mode of [`StreamDecoding`]), else straight from the streams.
+    pub(crate) fn source<'b>(
+        &self,
+        limit: usize,
+        layer: u16,
+        scratch: &'b mut [u8],
+    ) -> Result<Source<'b>>
+    where
+        'a: 'b,
+    {
+        let mut e = self.entries(limit).ok_or(Error::CorruptStream { layer })?;
+        let w = self.weights as usize;
+        if !self.huffman || scratch.len() < 5 * w {
+            return Ok(Source::Stream(e));
+        }
+        let (positions, rest) = scratch.split_at_mut(4 * w);
+        let indices = rest.get_mut(..w).ok_or(Error::Overflow)?;
+        let mut k = 0usize;
+        while let Some((p, i)) = e.next_entry(layer)? {
+            if let (Some(d), Some(x)) = (positions.get_mut(4 * k..4 * k + 4), indices.get_mut(k)) {
+                d.copy_from_slice(&(p as u32).to_le_bytes());
+                *x = i as u8;
+            }
+            k += 1;
+        }
+        Ok(Source::Decoded {
+            positions: &*positions,
+            indices: &*indices,
+            next: 0,
+        })
+    }
+}
+
+/// How Huffman-coded sparse streams are decoded during a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamDecoding {
+    /// Symbol by symbol inside the kernel: no extra arena (the default; measured faster, see BENCHMARKS.md).
+    OnTheFly,
+    /// Into the arena just before each layer runs (positions as u32, indices as u8: 5 bytes per kept weight),
+    /// then the kernel reads plain arrays. [`Model::arena_len`] and [`Model::arena_len_int8`] grow accordingly.
+    Arena,
+}
+
 /// Weight storage of a weighted layer.
 #[derive(Debug, Clone, Copy)]
 #[cfg_attr(feature = "integer-only", allow(dead_code))]
@@ -193,6 +238,10 @@ pub struct Model<'a> {
     /// Largest conv output plane (for the integer path's i32 accumulators).
     pub(crate) max_plane: usize,
     pub(crate) file_bytes: usize,
+    /// Bytes to decode the largest Huffman-coded sparse layer into (5 per kept weight).
+    pub(crate) decode_bytes: usize,
+    /// How Huffman streams are decoded.
+    pub(crate) decoding: StreamDecoding,
 }
 
 fn invalid(section: Section, field: &'static str, value: u64) -> Error {
@@ -316,6 +365,8 @@ impl<'a> Model<'a> {
             buffers: [0, 0],
             max_plane: 0,
             file_bytes: bytes.len(),
+            decode_bytes: 0,
+            decoding: StreamDecoding::OnTheFly,
         };
         let mut dims = input;
         let mut flat = false;
@@ -430,6 +481,15 @@ impl<'a> Model<'a> {
             if op == Op::Conv2d {
                 model.max_plane = model.max_plane.max(output.h * output.w);
             }
+            if let Some(Weights {
+                payload: Payload::Sparse(s),
+                ..
+            }) = &weights
+            {
+                if s.huffman {
+                    model.decode_bytes = model.decode_bytes.max(mul(5, s.weights as usize)?);
+                }
+            }
             if op != Op::Flatten {
                 model.buffers[which] = model.buffers[which].max(output.len());
                 which ^= 1;
@@ -496,15 +556,33 @@ impl<'a> Model<'a> {
     }
 
     /// Exact scratch bytes [`Model::run`] and [`Model::run_u8`] need: the input and two ping-pong activation
-    /// buffers, as f32.
+    /// buffers, as f32 (plus the decoded streams in [`StreamDecoding::Arena`] mode).
     pub fn arena_len(&self) -> usize {
-        4 * (self.input.len() + self.buffers[0] + self.buffers[1])
+        4 * (self.input.len() + self.buffers[0] + self.buffers[1]) + self.decode_len()
     }
 
     /// Exact scratch bytes [`Model::run_int8`] needs: the input and two ping-pong activation buffers as int8,
-    /// plus one output plane of i32 accumulators when the model has convolutions.
+    /// plus one output plane of i32 accumulators when the model has convolutions (plus the decoded streams in
+    /// [`StreamDecoding::Arena`] mode).
     pub fn arena_len_int8(&self) -> usize {
-        self.input.len() + self.buffers[0] + self.buffers[1] + 4 * self.max_plane
+        self.input.len()
+            + self.buffers[0]
+            + self.buffers[1]
+            + 4 * self.max_plane
+            + self.decode_len()
+    }
+
+    /// Chooses how Huffman-coded streams are decoded (see [`StreamDecoding`]); changes the arena sizes.
+    pub fn set_stream_decoding(&mut self, decoding: StreamDecoding) {
+        self.decoding = decoding;
+    }
+
+    /// Arena bytes reserved for decoded streams.
+    pub(crate) fn decode_len(&self) -> usize {
+        match self.decoding {
+            StreamDecoding::OnTheFly => 0,
+            StreamDecoding::Arena => self.decode_bytes,
+        }
     }
 
     /// Number of layers.

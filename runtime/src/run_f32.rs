@@ -81,7 +81,14 @@ fn codebook_value(cb: Codebook, i: usize) -> f32 {
     }
 }
 
-fn dense(l: &LayerInfo, w: &Weights, x: &[u8], y: &mut [u8], layer: u16) -> Result<()> {
+fn dense(
+    l: &LayerInfo,
+    w: &Weights,
+    x: &[u8],
+    y: &mut [u8],
+    layer: u16,
+    scratch: &mut [u8],
+) -> Result<()> {
     let n = w.fan_in;
     match w.payload {
         Payload::DenseF32(ws) => {
@@ -96,9 +103,7 @@ fn dense(l: &LayerInfo, w: &Weights, x: &[u8], y: &mut [u8], layer: u16) -> Resu
             }
         }
         Payload::Sparse(s) => {
-            let mut e = s
-                .entries(w.outputs * n)
-                .ok_or(Error::CorruptStream { layer })?;
+            let mut e = s.source(w.outputs * n, layer, scratch)?;
             let (mut row, mut row_start, mut acc) = (0usize, 0usize, 0f32);
             let s0 = scale(w, 0);
             while let Some((p, i)) = e.next_entry(layer)? {
@@ -138,6 +143,7 @@ fn conv_taps(
     l: &LayerInfo,
     w: &Weights,
     layer: u16,
+    scratch: &mut [u8],
     mut f: impl FnMut(usize, &[(usize, f32)]),
 ) -> Result<()> {
     let n = w.fan_in;
@@ -179,9 +185,7 @@ fn conv_taps(
             }
         }
         Payload::Sparse(s) => {
-            let mut e = s
-                .entries(w.outputs * n)
-                .ok_or(Error::CorruptStream { layer })?;
+            let mut e = s.source(w.outputs * n, layer, scratch)?;
             while let Some((p, i)) = e.next_entry(layer)? {
                 push(
                     p / n,
@@ -230,12 +234,19 @@ fn accumulate(l: &LayerInfo, x: &[u8], y: &mut [u8], o: usize, taps: &[(usize, f
     }
 }
 
-fn conv(l: &LayerInfo, w: &Weights, x: &[u8], y: &mut [u8], layer: u16) -> Result<()> {
+fn conv(
+    l: &LayerInfo,
+    w: &Weights,
+    x: &[u8],
+    y: &mut [u8],
+    layer: u16,
+    scratch: &mut [u8],
+) -> Result<()> {
     let plane = l.output.h * l.output.w;
     for i in 0..l.output.len() {
         set(y, i, 0.0);
     }
-    conv_taps(l, w, layer, |o, taps| accumulate(l, x, y, o, taps))?;
+    conv_taps(l, w, layer, scratch, |o, taps| accumulate(l, x, y, o, taps))?;
     for o in 0..w.outputs {
         let (sc, b) = (scale(w, o), get(w.bias_f32, o));
         for i in o * plane..(o + 1) * plane {
@@ -349,7 +360,10 @@ impl Model<'_> {
     fn run_arena(&self, arena: &mut [u8], output: &mut [f32]) -> Result<()> {
         let (input, rest) = arena.split_at_mut(4 * self.input.len());
         let (a, rest) = rest.split_at_mut(4 * self.buffers[0]);
-        let b = rest.get_mut(..4 * self.buffers[1]).ok_or(Error::Overflow)?;
+        let (b, scratch) = rest.split_at_mut(4 * self.buffers[1]);
+        let scratch = scratch
+            .get_mut(..self.decode_len())
+            .ok_or(Error::Overflow)?;
         // `cur` is where the current activation lives: 0 = input, 1 = a, 2 = b.
         let mut cur = 0u8;
         let mut weighted = 0u16;
@@ -363,8 +377,8 @@ impl Model<'_> {
                 _ => (&*b, &mut *a),
             };
             match (l.op, &l.weights) {
-                (Op::Dense, Some(w)) => dense(l, w, x, y, weighted)?,
-                (Op::Conv2d, Some(w)) => conv(l, w, x, y, weighted)?,
+                (Op::Dense, Some(w)) => dense(l, w, x, y, weighted, scratch)?,
+                (Op::Conv2d, Some(w)) => conv(l, w, x, y, weighted, scratch)?,
                 (Op::MaxPool, _) => max_pool(l, x, y),
                 _ => {}
             }

@@ -70,7 +70,15 @@ fn codebook_q(cb: Codebook, i: usize) -> i32 {
     }
 }
 
-fn dense(l: &LayerInfo, w: &Weights, q: &Quant, x: &[u8], y: &mut [u8], layer: u16) -> Result<()> {
+fn dense(
+    l: &LayerInfo,
+    w: &Weights,
+    q: &Quant,
+    x: &[u8],
+    y: &mut [u8],
+    layer: u16,
+    scratch: &mut [u8],
+) -> Result<()> {
     let n = w.fan_in;
     match w.payload {
         Payload::DenseI8(ws) => {
@@ -85,9 +93,7 @@ fn dense(l: &LayerInfo, w: &Weights, q: &Quant, x: &[u8], y: &mut [u8], layer: u
             }
         }
         Payload::Sparse(s) => {
-            let mut e = s
-                .entries(w.outputs * n)
-                .ok_or(Error::CorruptStream { layer })?;
+            let mut e = s.source(w.outputs * n, layer, scratch)?;
             let (mut row, mut row_start, mut acc) = (0usize, 0usize, 0i32);
             let mut emit = |row: usize, acc: i32| {
                 if let Some(v) = y.get_mut(row) {
@@ -125,6 +131,7 @@ fn conv_taps(
     l: &LayerInfo,
     w: &Weights,
     layer: u16,
+    scratch: &mut [u8],
     mut f: impl FnMut(usize, &[(usize, i32)]),
 ) -> Result<()> {
     let n = w.fan_in;
@@ -165,9 +172,7 @@ fn conv_taps(
             }
         }
         Payload::Sparse(s) => {
-            let mut e = s
-                .entries(w.outputs * n)
-                .ok_or(Error::CorruptStream { layer })?;
+            let mut e = s.source(w.outputs * n, layer, scratch)?;
             while let Some((p, i)) = e.next_entry(layer)? {
                 push(
                     p / n,
@@ -226,6 +231,7 @@ fn conv(
     y: &mut [u8],
     acc: &mut [u8],
     layer: u16,
+    scratch: &mut [u8],
 ) -> Result<()> {
     let plane_len = l.output.h * l.output.w;
     let acc = acc.get_mut(..4 * plane_len).ok_or(Error::Overflow)?;
@@ -243,7 +249,7 @@ fn conv(
     acc.fill(0);
     // Channels come in order; a sparse channel may have no taps at all and is flushed with its bias alone.
     let mut next = 0usize;
-    conv_taps(l, w, layer, |o, taps| {
+    conv_taps(l, w, layer, scratch, |o, taps| {
         while next < o {
             flush(next, acc, y);
             next += 1;
@@ -307,7 +313,11 @@ impl Model<'_> {
             *d = self.lut.get(usize::from(p)).copied().unwrap_or(0);
         }
         let (a, rest) = rest.split_at_mut(self.buffers[0]);
-        let (b, acc) = rest.split_at_mut(self.buffers[1]);
+        let (b, rest) = rest.split_at_mut(self.buffers[1]);
+        let (acc, scratch) = rest.split_at_mut(4 * self.max_plane);
+        let scratch = scratch
+            .get_mut(..self.decode_len())
+            .ok_or(Error::Overflow)?;
         let mut cur = 0u8;
         let mut weighted = 0u16;
         for l in self.layers.iter().take(self.layer_count).flatten() {
@@ -327,6 +337,7 @@ impl Model<'_> {
                     x,
                     y,
                     weighted,
+                    scratch,
                 )?,
                 (Op::Conv2d, Some(w)) => conv(
                     l,
@@ -336,6 +347,7 @@ impl Model<'_> {
                     y,
                     acc,
                     weighted,
+                    scratch,
                 )?,
                 (Op::MaxPool, _) => max_pool(l, x, y),
                 _ => {}

@@ -10,50 +10,82 @@ use crate::error::{Error, Result};
 /// Longest Huffman code the format allows.
 pub const MAX_CODE_BITS: usize = 15;
 
-/// Reads bits MSB-first.
+/// Reads bits MSB-first through a 64-bit window refilled a byte at a time, so that a field of up to 16 bits costs
+/// a shift and a mask rather than a loop over bits.
 #[derive(Clone)]
 pub(crate) struct BitReader<'a> {
     bytes: &'a [u8],
-    byte: usize,
-    bit: u32,
+    next: usize,
+    /// Unread bits, left-aligned (the next bit is bit 63).
+    window: u64,
+    /// Number of valid bits in `window`.
+    count: u32,
 }
 
 impl<'a> BitReader<'a> {
     pub(crate) fn new(bytes: &'a [u8]) -> Self {
         BitReader {
             bytes,
-            byte: 0,
-            bit: 0,
+            next: 0,
+            window: 0,
+            count: 0,
         }
+    }
+
+    #[inline(always)]
+    fn refill(&mut self) {
+        while self.count <= 56 {
+            let Some(&b) = self.bytes.get(self.next) else {
+                return;
+            };
+            self.window |= u64::from(b) << (56 - self.count);
+            self.next += 1;
+            self.count += 8;
+        }
+    }
+
+    /// The next `width` bits (1..=16) without consuming them, zero-padded past the end, and how many are real.
+    #[inline(always)]
+    fn peek(&mut self, width: u32) -> (u32, u32) {
+        if self.count < width {
+            self.refill();
+        }
+        ((self.window >> (64 - width)) as u32, self.count.min(width))
+    }
+
+    #[inline(always)]
+    fn consume(&mut self, width: u32) {
+        self.window <<= width;
+        self.count -= width;
     }
 
     /// One bit, or `None` past the end.
     #[inline(always)]
+    #[cfg(test)]
     pub(crate) fn bit(&mut self) -> Option<u32> {
-        let b = *self.bytes.get(self.byte)?;
-        let v = u32::from(b >> (7 - self.bit)) & 1;
-        self.bit += 1;
-        if self.bit == 8 {
-            self.bit = 0;
-            self.byte += 1;
-        }
-        Some(v)
+        self.bits(1)
     }
 
     /// `width` bits (1..=16) as an unsigned value, or `None` past the end.
     #[inline(always)]
     pub(crate) fn bits(&mut self, width: u32) -> Option<u32> {
-        let mut v = 0;
-        for _ in 0..width {
-            v = (v << 1) | self.bit()?;
+        let (v, real) = self.peek(width);
+        if real < width {
+            return None;
         }
+        self.consume(width);
         Some(v)
     }
 }
 
 /// A canonical Huffman decoding table built from code lengths on the stack.
 pub(crate) struct Huffman {
+    /// First canonical code of each length.
+    first: [u16; MAX_CODE_BITS + 1],
+    /// Codes of each length.
     counts: [u16; MAX_CODE_BITS + 1],
+    /// Index in `symbols` of the first symbol of each length.
+    offsets: [u16; MAX_CODE_BITS + 1],
     symbols: [u8; 256],
 }
 
@@ -79,37 +111,48 @@ impl Huffman {
                 return None;
             }
         }
-        let mut offsets = [0u16; MAX_CODE_BITS + 2];
+        let (mut first, mut offsets) = ([0u16; MAX_CODE_BITS + 1], [0u16; MAX_CODE_BITS + 1]);
+        let (mut code, mut index) = (0u32, 0u16);
         for len in 1..=MAX_CODE_BITS {
-            offsets[len + 1] = offsets[len] + counts[len];
+            first[len] = code as u16;
+            offsets[len] = index;
+            index += counts[len];
+            code = (code + u32::from(counts[len])) << 1;
         }
+        let mut slots = offsets;
         let mut symbols = [0u8; 256];
         for (s, &l) in lengths.iter().enumerate() {
             if l != 0 {
-                let slot = &mut offsets[usize::from(l)];
+                let slot = &mut slots[usize::from(l)];
                 symbols[usize::from(*slot)] = s as u8;
                 *slot += 1;
             }
         }
-        Some(Huffman { counts, symbols })
+        Some(Huffman {
+            first,
+            counts,
+            offsets,
+            symbols,
+        })
     }
 
     /// Decodes one symbol, or `None` on a code that is not in the table or past the end of the stream.
     #[inline(always)]
     pub(crate) fn decode(&self, r: &mut BitReader) -> Option<u32> {
-        let (mut code, mut first, mut index) = (0i32, 0i32, 0i32);
+        let (bits, real) = r.peek(MAX_CODE_BITS as u32);
         for len in 1..=MAX_CODE_BITS {
-            code |= r.bit()? as i32;
-            let count = i32::from(self.counts[len]);
-            if code - first < count {
+            let code = bits >> (MAX_CODE_BITS - len);
+            let d = code.wrapping_sub(u32::from(self.first[len]));
+            if d < u32::from(self.counts[len]) {
+                if len as u32 > real {
+                    return None;
+                }
+                r.consume(len as u32);
                 return self
                     .symbols
-                    .get((index + code - first) as usize)
+                    .get(usize::from(self.offsets[len]) + d as usize)
                     .map(|&s| u32::from(s));
             }
-            index += count;
-            first = (first + count) << 1;
-            code <<= 1;
         }
         None
     }
@@ -210,6 +253,47 @@ impl<'a> Entries<'a> {
                 return Err(bad);
             }
             return Ok(Some((p, i as usize)));
+        }
+    }
+}
+
+/// Where a sparse layer's entries come from during a run: straight from its streams, or from arrays decoded into
+/// the caller's arena just before the layer runs ([`crate::StreamDecoding`]).
+// Lives on the stack for one layer; the decoder state is inline because there is no heap to box it in.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Source<'a> {
+    /// Decoding the streams as the kernel goes.
+    Stream(Entries<'a>),
+    /// Little-endian u32 positions and u8 indices, decoded ahead.
+    Decoded {
+        positions: &'a [u8],
+        indices: &'a [u8],
+        next: usize,
+    },
+}
+
+impl Source<'_> {
+    /// The next weight as (linear position, cluster index).
+    #[inline(always)]
+    pub(crate) fn next_entry(&mut self, layer: u16) -> Result<Option<(usize, usize)>> {
+        match self {
+            Source::Stream(e) => e.next_entry(layer),
+            Source::Decoded {
+                positions,
+                indices,
+                next,
+            } => {
+                let (Some(p), Some(&i)) =
+                    (positions.get(4 * *next..4 * *next + 4), indices.get(*next))
+                else {
+                    return Ok(None);
+                };
+                *next += 1;
+                Ok(Some((
+                    u32::from_le_bytes([p[0], p[1], p[2], p[3]]) as usize,
+                    usize::from(i),
+                )))
+            }
         }
     }
 }

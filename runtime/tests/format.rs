@@ -102,3 +102,28 @@ fn write_fuzz_seeds_on_request() {
         std::fs::write(dir.join("tiny-int.slim"), tiny_int()).unwrap();
     }
 }
+
+#[test]
+fn huffman_streams_decoded_into_the_arena_give_the_same_logits() {
+    use slimnet_runtime::StreamDecoding;
+    let bytes = tiny_f32(true);
+    let streaming = Model::from_bytes(&bytes).unwrap();
+    let mut decoded = streaming.clone();
+    decoded.set_stream_decoding(StreamDecoding::Arena);
+    // fc2 keeps 3 weights: 4-byte position + 1-byte index each.
+    assert_eq!(decoded.arena_len(), streaming.arena_len() + 15);
+    let mut a1 = vec![0u8; streaming.arena_len()];
+    let mut a2 = vec![0u8; decoded.arena_len()];
+    for p in [[0u8, 0, 0, 0], [3, 1, 4, 1], [200, 7, 9, 255]] {
+        let (mut o1, mut o2) = ([0f32; 2], [0f32; 2]);
+        streaming.run_u8(&p, &mut a1, &mut o1).unwrap();
+        decoded.run_u8(&p, &mut a2, &mut o2).unwrap();
+        assert_eq!(o1, o2);
+    }
+    // Bit-packed streams run in place in either mode: no extra arena.
+    let packed = tiny_f32(false);
+    let mut m = Model::from_bytes(&packed).unwrap();
+    let before = m.arena_len();
+    m.set_stream_decoding(StreamDecoding::Arena);
+    assert_eq!(m.arena_len(), before);
+}

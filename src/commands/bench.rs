@@ -22,6 +22,9 @@ pub struct Args {
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Decode Huffman-coded sparse streams into the arena before each layer instead of on the fly.
+    #[arg(long)]
+    pub decode_into_arena: bool,
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -52,7 +55,10 @@ fn time(runs: usize, repeats: usize, mut f: impl FnMut()) -> f64 {
 /// Runs `slimnet bench`.
 pub fn run(args: Args) -> Result<()> {
     let bytes = super::slim::read(&args.model)?;
-    let m = Model::from_bytes(&bytes).map_err(|e| anyhow!("{}: {e}", args.model.display()))?;
+    let mut m = Model::from_bytes(&bytes).map_err(|e| anyhow!("{}: {e}", args.model.display()))?;
+    if args.decode_into_arena {
+        m.set_stream_decoding(slimnet_runtime::StreamDecoding::Arena);
+    }
     let data = super::load_data(None, true)?;
     let image = data.test.image(0).to_vec();
     let mut results = Vec::new();
