@@ -12,12 +12,13 @@ use crate::slim::{
 use slimnet_models::{Activation, Dataset, Layer, Model};
 
 /// Keeps the largest `keep[l]` fraction of each dense layer's weights, shares them through `2^index_bits` int8
-/// values spread linearly over the layer's range, and returns the `.slim` description with the dense weights it
+/// values spread linearly over the layer's range, codes positions as `position_bits`-bit relative offsets, and returns the `.slim` description with the dense weights it
 /// stands for (one vector per dense layer). Activation ranges for the integer path come from the unpruned model.
 pub fn prune_and_share(
     model: &Model,
     keep: &[f64],
     index_bits: u8,
+    position_bits: u8,
     huffman: bool,
     integer: bool,
     calibration: &Dataset,
@@ -102,7 +103,7 @@ pub fn prune_and_share(
                     CodebookValues::I8(codebook),
                     &kept,
                     index_bits,
-                    5,
+                    position_bits,
                     huffman,
                 )),
             },

@@ -102,7 +102,7 @@ fn f32_runtime_matches_candle_and_int8_stays_close() {
 
 fn sparse_mlp(model: &Model, huffman: bool, integer: bool) -> (Vec<u8>, Vec<Vec<f32>>) {
     let (file, dense) =
-        naive::prune_and_share(model, &[0.15; 3], 4, huffman, integer, &mnist().train).unwrap();
+        naive::prune_and_share(model, &[0.15; 3], 4, 5, huffman, integer, &mnist().train).unwrap();
     (file.to_bytes().unwrap(), dense)
 }
 
