@@ -49,7 +49,7 @@ impl Observer for Progress {
     fn step(&mut self, r: &StepReport) {
         if let Some(bar) = &self.bar {
             // Redrawing every step would cost more than small steps themselves.
-            if r.step % 16 == 0 || r.step == r.steps {
+            if r.step.is_multiple_of(16) || r.step == r.steps {
                 bar.set_position(r.step as u64);
                 bar.set_message(format!("loss {:.4} acc {}", r.loss, pct(r.accuracy)));
             }

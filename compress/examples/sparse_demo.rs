@@ -11,7 +11,9 @@ use std::path::PathBuf;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 3 {
-        eprintln!("usage: sparse_demo MODEL.safetensors OUT_DIR [KEEP1,KEEP2,...] [BITS] [POSITION_BITS]");
+        eprintln!(
+            "usage: sparse_demo MODEL.safetensors OUT_DIR [KEEP1,KEEP2,...] [BITS] [POSITION_BITS]"
+        );
         std::process::exit(2);
     }
     let model = slimnet_models::Model::load(&PathBuf::from(&args[1]), None)?;

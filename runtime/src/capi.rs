@@ -120,7 +120,7 @@ pub unsafe extern "C" fn slimnet_model_load(
         return SLIMNET_E_ARGUMENT;
     }
     if storage_len < size_of::<Model<'static>>()
-        || !(storage as usize).is_multiple_of(align_of::<Model<'static>>())
+        || (storage as usize) & (align_of::<Model<'static>>() - 1) != 0
     {
         return SLIMNET_E_STORAGE;
     }
@@ -139,7 +139,7 @@ pub unsafe extern "C" fn slimnet_model_load(
 /// # Safety
 /// `model` must be null or storage filled by a successful `slimnet_model_load`.
 unsafe fn model<'a>(model: *const u8) -> Option<&'a Model<'static>> {
-    if model.is_null() || !(model as usize).is_multiple_of(align_of::<Model<'static>>()) {
+    if model.is_null() || (model as usize) & (align_of::<Model<'static>>() - 1) != 0 {
         return None;
     }
     // SAFETY: the caller passes storage initialized by slimnet_model_load.

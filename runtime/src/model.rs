@@ -314,7 +314,7 @@ impl<'a> Model<'a> {
             let offset = t.u32()? as usize;
             let len = t.u32()? as usize;
             let end = offset.checked_add(len).ok_or(Error::Overflow)?;
-            if !offset.is_multiple_of(4) || offset < prev_end || end > bytes.len() {
+            if offset & 3 != 0 || offset < prev_end || end > bytes.len() {
                 return Err(Error::BadSection { index: i as u16 });
             }
             prev_end = end;

@@ -10,7 +10,7 @@ pub fn u32le(v: u32) -> [u8; 4] {
 }
 
 pub fn pad4(v: &mut Vec<u8>) {
-    while !v.len().is_multiple_of(4) {
+    while v.len() % 4 != 0 {
         v.push(0);
     }
 }
