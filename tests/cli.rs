@@ -451,6 +451,15 @@ fn export_eval_run_info_on_slim_files() {
         assert!(out.contains("bytes"), "{out}");
         let v: Value = serde_json::from_str(&ok(&["eval", s(&slim), "--json"])).unwrap();
         assert_eq!(v["samples"], 10_000);
+        // Same keys as for safetensors; the f32 path's loss matches candle's.
+        let (l, cl) = (
+            v["loss"].as_f64().unwrap(),
+            candle["loss"].as_f64().unwrap(),
+        );
+        assert!(
+            (l - cl).abs() < if encoding == "f32" { 1e-3 } else { 0.02 },
+            "{encoding}: loss {l} vs {cl}"
+        );
         let (a, c) = (
             v["accuracy"].as_f64().unwrap(),
             candle["accuracy"].as_f64().unwrap(),
@@ -471,6 +480,7 @@ fn export_eval_run_info_on_slim_files() {
     let i: Value =
         serde_json::from_str(&ok(&["eval", s(&int8), "--integer-only", "--json"])).unwrap();
     assert_eq!(i["path"], "integer-only");
+    assert!(i["loss"].is_null(), "int8 logits carry no scale: no loss");
     let f32_slim = dir.path().join("m-f32.slim");
     let e = fails(&["eval", s(&f32_slim), "--integer-only"]);
     assert!(

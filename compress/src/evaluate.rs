@@ -21,6 +21,8 @@ pub struct SlimEvaluation {
     pub accuracy: f64,
     /// Samples run.
     pub samples: usize,
+    /// Mean cross-entropy of the runtime's logits (f32 path only: int8 logits carry no scale in the file).
+    pub loss: Option<f64>,
     /// Predicted class of every sample.
     pub predictions: Vec<u16>,
     /// `confusion[true][predicted]`.
@@ -46,21 +48,30 @@ pub fn evaluate_slim(bytes: &[u8], data: &Dataset, path: NumericPath) -> Result<
         NumericPath::F32 => model.arena_len(),
         NumericPath::Integer => model.arena_len_int8(),
     };
-    let results: Vec<Result<Vec<u16>>> = std::thread::scope(|s| {
+    let results: Vec<Result<Vec<(u16, f64)>>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..data.count)
             .step_by(chunk)
             .map(|start| {
                 let model = &model;
                 s.spawn(move || {
                     let mut arena = vec![0u8; arena_len];
+                    let mut logits = vec![0f32; model.classes()];
+                    let mut q = vec![0i8; model.classes()];
                     (start..(start + chunk).min(data.count))
                         .map(|i| {
                             let img = data.image(i);
-                            let p = match path {
-                                NumericPath::F32 => model.predict_u8(img, &mut arena),
-                                NumericPath::Integer => model.predict_int8(img, &mut arena),
+                            let run = match path {
+                                NumericPath::F32 => {
+                                    model.run_u8(img, &mut arena, &mut logits).map(|()| {
+                                        let label = usize::from(data.labels[i]);
+                                        (argmax(&logits), cross_entropy(&logits, label))
+                                    })
+                                }
+                                NumericPath::Integer => model
+                                    .run_int8(img, &mut arena, &mut q)
+                                    .map(|()| (argmax(&q), 0.0)),
                             };
-                            p.map(|c| c as u16)
+                            run.map(|(c, l)| (c as u16, l))
                                 .map_err(|e| Error::runtime("running the model", e))
                         })
                         .collect()
@@ -73,8 +84,12 @@ pub fn evaluate_slim(bytes: &[u8], data: &Dataset, path: NumericPath) -> Result<
             .collect()
     });
     let mut predictions = Vec::with_capacity(data.count);
+    let mut loss_sum = 0f64;
     for r in results {
-        predictions.extend(r?);
+        for (p, l) in r? {
+            predictions.push(p);
+            loss_sum += l;
+        }
     }
     let classes = model.classes().max(data.classes_needed());
     let mut confusion = vec![vec![0u32; classes]; classes];
@@ -85,8 +100,27 @@ pub fn evaluate_slim(bytes: &[u8], data: &Dataset, path: NumericPath) -> Result<
     }
     Ok(SlimEvaluation {
         accuracy: correct as f64 / data.count.max(1) as f64,
+        loss: (path == NumericPath::F32).then(|| loss_sum / data.count.max(1) as f64),
         samples: data.count,
         predictions,
         confusion,
     })
+}
+
+/// Index of the largest value (the first on ties), as the runtime's `predict` picks it.
+fn argmax<T: PartialOrd + Copy>(v: &[T]) -> usize {
+    let mut best = 0;
+    for (i, x) in v.iter().enumerate() {
+        if *x > v[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// `−log softmax(logits)[label]`, with the max subtracted before exponentiating.
+fn cross_entropy(logits: &[f32], label: usize) -> f64 {
+    let max = logits.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let sum: f64 = logits.iter().map(|&v| f64::from(v - max).exp()).sum();
+    sum.ln() - f64::from(logits.get(label).copied().unwrap_or(max) - max)
 }

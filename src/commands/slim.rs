@@ -113,6 +113,7 @@ pub fn eval(
                 "path": path_name,
                 "accuracy": e.accuracy,
                 "error": 1.0 - e.accuracy,
+                "loss": e.loss,
                 "samples": e.samples,
                 "bytes": bytes.len(),
                 "confusion": e.confusion,
