@@ -34,6 +34,7 @@ mod model;
 mod run_f32;
 mod run_int;
 mod stream;
+mod taps;
 
 pub use bytes::crc32;
 pub use error::{Error, Result, Section};

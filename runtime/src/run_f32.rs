@@ -125,84 +125,8 @@ fn dense(
     Ok(())
 }
 
-/// Taps handed to the convolution at once, and output pixels accumulated at once (both on the stack).
-const TAPS: usize = 64;
+/// Output pixels accumulated at once, in registers.
 const SPAN: usize = 64;
-
-/// Input offset of tap `t` (`c, ky, kx`) relative to the output pixel's top-left input pixel.
-#[inline(always)]
-fn tap_offset(l: &LayerInfo, t: usize) -> usize {
-    let k = l.size;
-    let (c, ky, kx) = (t / (k * k), t / k % k, t % k);
-    (c * l.input.h + ky) * l.input.w + kx
-}
-
-/// Calls `f(o, taps)` with the weights of output channel `o` as (input offset, value), in chunks of up to
-/// [`TAPS`], in channel order; int8 values are passed unscaled (the scale is applied per channel at the end).
-fn conv_taps(
-    l: &LayerInfo,
-    w: &Weights,
-    layer: u16,
-    scratch: &mut [u8],
-    mut f: impl FnMut(usize, &[(usize, f32)]),
-) -> Result<()> {
-    let n = w.fan_in;
-    let mut buf = [(0usize, 0f32); TAPS];
-    let mut len = 0usize;
-    let mut row = 0usize;
-    let mut push = |o: usize,
-                    t: usize,
-                    v: f32,
-                    buf: &mut [(usize, f32); TAPS],
-                    len: &mut usize,
-                    row: &mut usize| {
-        if (o != *row || *len == TAPS) && *len > 0 {
-            f(*row, buf.get(..*len).unwrap_or(&[]));
-            *len = 0;
-        }
-        *row = o;
-        if let Some(slot) = buf.get_mut(*len) {
-            *slot = (tap_offset(l, t), v);
-            *len += 1;
-        }
-    };
-    match w.payload {
-        Payload::DenseF32(ws) => {
-            for (j, b) in ws.chunks_exact(4).enumerate() {
-                push(j / n, j % n, get(b, 0), &mut buf, &mut len, &mut row);
-            }
-        }
-        Payload::DenseI8(ws) => {
-            for (j, &q) in ws.iter().enumerate() {
-                push(
-                    j / n,
-                    j % n,
-                    f32::from(q as i8),
-                    &mut buf,
-                    &mut len,
-                    &mut row,
-                );
-            }
-        }
-        Payload::Sparse(s) => {
-            let mut e = s.source(w.outputs * n, layer, scratch)?;
-            while let Some((p, i)) = e.next_entry(layer)? {
-                push(
-                    p / n,
-                    p % n,
-                    codebook_value(s.codebook, i),
-                    &mut buf,
-                    &mut len,
-                    &mut row,
-                );
-            }
-        }
-    }
-    if len > 0 {
-        f(row, buf.get(..len).unwrap_or(&[]));
-    }
-    Ok(())
-}
 
 /// Adds the taps of output channel `o` to its plane in `y`, [`SPAN`] output pixels at a time in registers.
 fn accumulate(l: &LayerInfo, x: &[u8], y: &mut [u8], o: usize, taps: &[(usize, f32)]) {
@@ -246,7 +170,23 @@ fn conv(
     for i in 0..l.output.len() {
         set(y, i, 0.0);
     }
-    conv_taps(l, w, layer, scratch, |o, taps| accumulate(l, x, y, o, taps))?;
+    // The encoding is matched once, not per weight.
+    let (f32s, i8s): (&[u8], &[u8]) = match w.payload {
+        Payload::DenseF32(ws) => (ws, &[]),
+        Payload::DenseI8(ws) => (&[], ws),
+        Payload::Sparse(_) => (&[], &[]),
+    };
+    let dense = |j: usize| match i8s.get(j) {
+        Some(&q) => Some(f32::from(q as i8)),
+        None => f32s.get(4 * j..4 * j + 4).map(|b| get(b, 0)),
+    };
+    let shared = |i: usize| match w.payload {
+        Payload::Sparse(s) => codebook_value(s.codebook, i),
+        _ => 0.0,
+    };
+    crate::taps::conv_taps(l, w, layer, scratch, dense, shared, |o, taps| {
+        accumulate(l, x, y, o, taps)
+    })?;
     for o in 0..w.outputs {
         let (sc, b) = (scale(w, o), get(w.bias_f32, o));
         for i in o * plane..(o + 1) * plane {

@@ -121,76 +121,8 @@ fn dense(
     Ok(())
 }
 
-/// Taps handed to the convolution at once, and output pixels accumulated at once (both on the stack).
-const TAPS: usize = 64;
+/// Output pixels accumulated at once, in registers.
 const SPAN: usize = 64;
-
-/// Calls `f(o, taps)` with the weights of output channel `o` as (input offset, int8 value), in chunks of up to
-/// [`TAPS`], in channel order.
-fn conv_taps(
-    l: &LayerInfo,
-    w: &Weights,
-    layer: u16,
-    scratch: &mut [u8],
-    mut f: impl FnMut(usize, &[(usize, i32)]),
-) -> Result<()> {
-    let n = w.fan_in;
-    let k = l.size;
-    let offset = |t: usize| {
-        let (c, ky, kx) = (t / (k * k), t / k % k, t % k);
-        (c * l.input.h + ky) * l.input.w + kx
-    };
-    let mut buf = [(0usize, 0i32); TAPS];
-    let (mut len, mut row) = (0usize, 0usize);
-    let mut push = |o: usize,
-                    t: usize,
-                    v: i32,
-                    buf: &mut [(usize, i32); TAPS],
-                    len: &mut usize,
-                    row: &mut usize| {
-        if (o != *row || *len == TAPS) && *len > 0 {
-            f(*row, buf.get(..*len).unwrap_or(&[]));
-            *len = 0;
-        }
-        *row = o;
-        if let Some(slot) = buf.get_mut(*len) {
-            *slot = (offset(t), v);
-            *len += 1;
-        }
-    };
-    match w.payload {
-        Payload::DenseI8(ws) => {
-            for (j, &q) in ws.iter().enumerate() {
-                push(
-                    j / n,
-                    j % n,
-                    i32::from(q as i8),
-                    &mut buf,
-                    &mut len,
-                    &mut row,
-                );
-            }
-        }
-        Payload::Sparse(s) => {
-            let mut e = s.source(w.outputs * n, layer, scratch)?;
-            while let Some((p, i)) = e.next_entry(layer)? {
-                push(
-                    p / n,
-                    p % n,
-                    codebook_q(s.codebook, i),
-                    &mut buf,
-                    &mut len,
-                    &mut row,
-                );
-            }
-        }
-        Payload::DenseF32(_) => return Err(Error::PathUnavailable),
-    }
-    if len > 0 {
-        f(row, buf.get(..len).unwrap_or(&[]));
-    }
-    Ok(())
-}
 
 /// Adds `v · (x − zp)` for every tap to the plane's i32 accumulators, [`SPAN`] pixels at a time in registers.
 fn accumulate(l: &LayerInfo, x: &[u8], plane: &mut [u8], taps: &[(usize, i32)], zp: i32) {
@@ -249,7 +181,15 @@ fn conv(
     acc.fill(0);
     // Channels come in order; a sparse channel may have no taps at all and is flushed with its bias alone.
     let mut next = 0usize;
-    conv_taps(l, w, layer, scratch, |o, taps| {
+    let dense = |j: usize| match w.payload {
+        Payload::DenseI8(ws) => ws.get(j).map(|&q| i32::from(q as i8)),
+        _ => None,
+    };
+    let shared = |i: usize| match w.payload {
+        Payload::Sparse(s) => codebook_q(s.codebook, i),
+        _ => 0,
+    };
+    crate::taps::conv_taps(l, w, layer, scratch, dense, shared, |o, taps| {
         while next < o {
             flush(next, acc, y);
             next += 1;

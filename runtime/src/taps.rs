@@ -1,0 +1,71 @@
+//! The weights of a convolution as "taps" grouped by output channel, shared by the f32 and integer kernels: every
+//! encoding (dense or sparse, bit-packed or Huffman) is turned into chunks of (input offset, value) pairs on the
+//! stack, so the kernels' inner loops see plain arrays. Generic over the value type, so it holds no float
+//! arithmetic of its own.
+
+use crate::error::{Error, Result};
+use crate::model::{LayerInfo, Payload, Weights};
+
+/// Taps handed to a kernel at once.
+pub(crate) const TAPS: usize = 64;
+
+/// Input offset of tap `t` (`c, ky, kx`) relative to the output pixel's top-left input pixel.
+#[inline(always)]
+fn tap_offset(l: &LayerInfo, t: usize) -> usize {
+    let k = l.size;
+    let (c, ky, kx) = (t / (k * k), t / k % k, t % k);
+    (c * l.input.h + ky) * l.input.w + kx
+}
+
+/// Calls `f(o, taps)` with the weights of output channel `o` as (input offset, value), in chunks of up to
+/// [`TAPS`], in channel order. `dense(j)` gives the value of dense weight `j` (`None`: this path cannot use the
+/// encoding), `shared(i)` the value of codebook entry `i`.
+pub(crate) fn conv_taps<V: Copy + Default>(
+    l: &LayerInfo,
+    w: &Weights,
+    layer: u16,
+    scratch: &mut [u8],
+    dense: impl Fn(usize) -> Option<V>,
+    shared: impl Fn(usize) -> V,
+    mut f: impl FnMut(usize, &[(usize, V)]),
+) -> Result<()> {
+    let n = w.fan_in;
+    let mut buf = [(0usize, V::default()); TAPS];
+    let (mut len, mut row) = (0usize, 0usize);
+    #[inline(always)]
+    fn split(p: usize, n: usize) -> (usize, usize) {
+        (p / n, p % n)
+    }
+    let mut push = |p: usize, v: V| {
+        let (o, t) = split(p, n);
+        if (o != row || len == TAPS) && len > 0 {
+            f(row, buf.get(..len).unwrap_or(&[]));
+            len = 0;
+        }
+        row = o;
+        if let Some(slot) = buf.get_mut(len) {
+            *slot = (tap_offset(l, t), v);
+            len += 1;
+        }
+    };
+    match w.payload {
+        Payload::DenseF32(_) | Payload::DenseI8(_) => {
+            for j in 0..w.outputs * n {
+                match dense(j) {
+                    Some(v) => push(j, v),
+                    None => return Err(Error::PathUnavailable),
+                }
+            }
+        }
+        Payload::Sparse(s) => {
+            let mut e = s.source(w.outputs * n, layer, scratch)?;
+            while let Some((p, i)) = e.next_entry(layer)? {
+                push(p, shared(i));
+            }
+        }
+    }
+    if len > 0 {
+        f(row, buf.get(..len).unwrap_or(&[]));
+    }
+    Ok(())
+}
