@@ -200,6 +200,56 @@ pub unsafe extern "C" fn slimnet_model_shape(
     SLIMNET_OK
 }
 
+/// The body shared by the `run` entry points: checks the pointers, runs `run` into logits on the stack, copies them
+/// to `out` and the argmax to `class` (either may be null).
+///
+/// # Safety
+/// As for the entry points: valid pointers for the given lengths, `model` from `slimnet_model_load`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn run_into<T: Copy + Default + PartialOrd>(
+    model: *const u8,
+    pixels: *const u8,
+    pixels_len: usize,
+    arena: *mut u8,
+    arena_len: usize,
+    out: *mut T,
+    out_len: usize,
+    class: *mut i32,
+    run: impl Fn(&Model<'static>, &[u8], &mut [u8], &mut [T]) -> Result<(), Error>,
+) -> i32 {
+    // SAFETY: forwarded caller guarantees.
+    let Some(m) = (unsafe { self::model(model) }) else {
+        return SLIMNET_E_ARGUMENT;
+    };
+    if pixels.is_null() || arena.is_null() {
+        return SLIMNET_E_ARGUMENT;
+    }
+    // SAFETY: non-null; the caller guarantees the lengths.
+    let (px, ar) = unsafe {
+        (
+            core::slice::from_raw_parts(pixels, pixels_len),
+            core::slice::from_raw_parts_mut(arena, arena_len),
+        )
+    };
+    let mut local = [T::default(); 256];
+    let Some(logits) = local.get_mut(..m.classes().min(256)) else {
+        return SLIMNET_E_OVERFLOW;
+    };
+    if let Err(e) = run(m, px, ar, logits) {
+        return code(e);
+    }
+    if !out.is_null() {
+        // SAFETY: non-null; the caller guarantees `out_len` writable elements.
+        let o = unsafe { core::slice::from_raw_parts_mut(out, out_len) };
+        o.iter_mut().zip(logits.iter()).for_each(|(d, s)| *d = *s);
+    }
+    if !class.is_null() {
+        // SAFETY: non-null, writable per the contract.
+        unsafe { class.write(crate::argmax(logits) as i32) };
+    }
+    SLIMNET_OK
+}
+
 /// Runs the integer-only path on `pixels` and writes `classes` int8 logits to `out` and the predicted class to
 /// `class` (either may be null).
 ///
@@ -217,38 +267,19 @@ pub unsafe extern "C" fn slimnet_run_int8(
     class: *mut i32,
 ) -> i32 {
     // SAFETY: forwarded caller guarantees.
-    let Some(m) = (unsafe { self::model(model) }) else {
-        return SLIMNET_E_ARGUMENT;
-    };
-    if pixels.is_null() || arena.is_null() {
-        return SLIMNET_E_ARGUMENT;
-    }
-    // SAFETY: non-null; the caller guarantees the lengths.
-    let (px, ar) = unsafe {
-        (
-            core::slice::from_raw_parts(pixels, pixels_len),
-            core::slice::from_raw_parts_mut(arena, arena_len),
+    unsafe {
+        run_into(
+            model,
+            pixels,
+            pixels_len,
+            arena,
+            arena_len,
+            out,
+            out_len,
+            class,
+            |m, p, a, o| m.run_int8(p, a, o),
         )
-    };
-    let mut local = [0i8; 256];
-    let n = m.classes().min(256);
-    let logits = match local.get_mut(..n) {
-        Some(l) => l,
-        None => return SLIMNET_E_OVERFLOW,
-    };
-    if let Err(e) = m.run_int8(px, ar, logits) {
-        return code(e);
     }
-    if !out.is_null() {
-        // SAFETY: non-null; the caller guarantees `out_len` writable elements.
-        let o = unsafe { core::slice::from_raw_parts_mut(out, out_len) };
-        o.iter_mut().zip(logits.iter()).for_each(|(d, s)| *d = *s);
-    }
-    if !class.is_null() {
-        // SAFETY: non-null, writable per the contract.
-        unsafe { class.write(crate::argmax(logits) as i32) };
-    }
-    SLIMNET_OK
 }
 
 /// Runs the f32 path on raw `pixels` and writes `classes` logits to `out` and the predicted class to `class`
@@ -269,36 +300,17 @@ pub unsafe extern "C" fn slimnet_run_u8(
     class: *mut i32,
 ) -> i32 {
     // SAFETY: forwarded caller guarantees.
-    let Some(m) = (unsafe { self::model(model) }) else {
-        return SLIMNET_E_ARGUMENT;
-    };
-    if pixels.is_null() || arena.is_null() {
-        return SLIMNET_E_ARGUMENT;
-    }
-    // SAFETY: non-null; the caller guarantees the lengths.
-    let (px, ar) = unsafe {
-        (
-            core::slice::from_raw_parts(pixels, pixels_len),
-            core::slice::from_raw_parts_mut(arena, arena_len),
+    unsafe {
+        run_into(
+            model,
+            pixels,
+            pixels_len,
+            arena,
+            arena_len,
+            out,
+            out_len,
+            class,
+            |m, p, a, o| m.run_u8(p, a, o),
         )
-    };
-    let mut local = [0f32; 256];
-    let n = m.classes().min(256);
-    let logits = match local.get_mut(..n) {
-        Some(l) => l,
-        None => return SLIMNET_E_OVERFLOW,
-    };
-    if let Err(e) = m.run_u8(px, ar, logits) {
-        return code(e);
     }
-    if !out.is_null() {
-        // SAFETY: non-null; the caller guarantees `out_len` writable elements.
-        let o = unsafe { core::slice::from_raw_parts_mut(out, out_len) };
-        o.iter_mut().zip(logits.iter()).for_each(|(d, s)| *d = *s);
-    }
-    if !class.is_null() {
-        // SAFETY: non-null, writable per the contract.
-        unsafe { class.write(crate::argmax(logits) as i32) };
-    }
-    SLIMNET_OK
 }
