@@ -5,7 +5,7 @@
 #   bash bench/instructions.sh MODEL.slim [MODEL.slim ...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -q -p slimnet-runtime --example infer
+cargo build --release -q -p slimnet-runtime --example infer --features arena-decoding
 exe=target/release/examples/infer
 img=$(mktemp)
 python3 -c "import gzip,sys; d=gzip.open('data/mnist/t10k-images-idx3-ubyte.gz').read(); sys.stdout.buffer.write(d[16:16+784])" > "$img"

@@ -16,9 +16,13 @@ fn main() {
     let bytes = std::fs::read(&args[1]).expect("model file");
     let n: usize = args[2].parse().expect("N");
     let integer = args.iter().skip(3).any(|a| a == "int8");
+    #[allow(unused_mut)] // only set mutably with the arena-decoding feature
     let mut model = slimnet_runtime::Model::from_bytes(&bytes).expect("valid model");
     if args.iter().skip(3).any(|a| a == "arena") {
+        #[cfg(feature = "arena-decoding")]
         model.set_stream_decoding(slimnet_runtime::StreamDecoding::Arena);
+        #[cfg(not(feature = "arena-decoding"))]
+        panic!("build the example with --features arena-decoding");
     }
     let mut image = Vec::new();
     std::io::stdin()

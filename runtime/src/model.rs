@@ -145,7 +145,7 @@ impl<'a> Sparse<'a> {
     {
         let mut e = self.entries(limit).ok_or(Error::CorruptStream { layer })?;
         let w = self.weights as usize;
-        if !self.huffman || scratch.len() < 5 * w {
+        if cfg!(not(feature = "arena-decoding")) || !self.huffman || scratch.len() < 5 * w {
             return Ok(Source::Stream(e));
         }
         let (positions, rest) = scratch.split_at_mut(4 * w);
@@ -173,6 +173,8 @@ pub enum StreamDecoding {
     OnTheFly,
     /// Into the arena just before each layer runs (positions as u32, indices as u8: 5 bytes per kept weight),
     /// then the kernel reads plain arrays. [`Model::arena_len`] and [`Model::arena_len_int8`] grow accordingly.
+    /// Needs the `arena-decoding` feature.
+    #[cfg(feature = "arena-decoding")]
     Arena,
 }
 
@@ -581,6 +583,7 @@ impl<'a> Model<'a> {
     pub(crate) fn decode_len(&self) -> usize {
         match self.decoding {
             StreamDecoding::OnTheFly => 0,
+            #[cfg(feature = "arena-decoding")]
             StreamDecoding::Arena => self.decode_bytes,
         }
     }

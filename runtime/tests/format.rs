@@ -103,6 +103,7 @@ fn write_fuzz_seeds_on_request() {
     }
 }
 
+#[cfg(feature = "arena-decoding")]
 #[test]
 fn huffman_streams_decoded_into_the_arena_give_the_same_logits() {
     use slimnet_runtime::StreamDecoding;
