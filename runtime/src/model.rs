@@ -560,7 +560,13 @@ impl<'a> Model<'a> {
     /// Exact scratch bytes [`Model::run`] and [`Model::run_u8`] need: the input and two ping-pong activation
     /// buffers, as f32 (plus the decoded streams in [`StreamDecoding::Arena`] mode).
     pub fn arena_len(&self) -> usize {
-        4 * (self.input.len() + self.buffers[0] + self.buffers[1]) + self.decode_len()
+        // Saturating: on a 32-bit target an absurd (but valid) model must ask for "too much", not wrap around.
+        let elements = self
+            .input
+            .len()
+            .saturating_add(self.buffers[0])
+            .saturating_add(self.buffers[1]);
+        elements.saturating_mul(4).saturating_add(self.decode_len())
     }
 
     /// Exact scratch bytes [`Model::run_int8`] needs: the input and two ping-pong activation buffers as int8,
