@@ -54,6 +54,10 @@ fn main() -> ExitCode {
             .map(|s| s.to_string())
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown".into());
+        // `slimnet info m.slim | head`: the reader went away. Stop quietly, as a program killed by SIGPIPE does.
+        if msg.contains("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(141);
+        }
         eprintln!("error: internal error ({msg}); please report it");
     }));
     let cli = Cli::parse();
