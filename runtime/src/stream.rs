@@ -32,8 +32,20 @@ impl<'a> BitReader<'a> {
         }
     }
 
-    #[inline(always)]
+    // Out of line: called once every few symbols, and inlining it at every read site costs ~2 KB of code.
+    #[inline(never)]
     fn refill(&mut self) {
+        // Fast path: one 8-byte load fills the window to at least 57 bits. The bits loaded past the whole bytes
+        // counted are the stream's own next bits, so loading them again later ORs identical values.
+        if let Some(chunk) = self.bytes.get(self.next..self.next + 8) {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(chunk);
+            self.window |= u64::from_be_bytes(b) >> self.count;
+            let whole = (63 - self.count) / 8;
+            self.next += whole as usize;
+            self.count += 8 * whole;
+            return;
+        }
         while self.count <= 56 {
             let Some(&b) = self.bytes.get(self.next) else {
                 return;
