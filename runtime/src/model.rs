@@ -526,6 +526,37 @@ impl<'a> Model<'a> {
         Ok(model)
     }
 
+    /// Runs `step(layer, weighted_index, x, y)` for every layer but flatten (a no-op on channel-major data), reading
+    /// the first from `input` and then alternating between the ping-pong buffers `a` and `b`, the layout the arena
+    /// sizes assume. Returns the buffer holding the last layer's output. Shared by both numeric paths.
+    pub(crate) fn walk<'b>(
+        &self,
+        input: &'b [u8],
+        a: &'b mut [u8],
+        b: &'b mut [u8],
+        mut step: impl FnMut(&LayerInfo<'a>, u16, &[u8], &mut [u8]) -> Result<()>,
+    ) -> Result<&'b [u8]> {
+        // Where the current activation lives: 0 = input, 1 = a, 2 = b.
+        let mut cur = 0u8;
+        let mut weighted = 0u16;
+        for l in self.layers.iter().take(self.layer_count).flatten() {
+            if l.op == Op::Flatten {
+                continue;
+            }
+            let (x, y): (&[u8], &mut [u8]) = match cur {
+                0 => (input, &mut *a),
+                1 => (&*a, &mut *b),
+                _ => (&*b, &mut *a),
+            };
+            step(l, weighted, x, y)?;
+            if l.weights.is_some() {
+                weighted += 1;
+            }
+            cur = if cur == 1 { 2 } else { 1 };
+        }
+        Ok(if cur == 1 { a } else { b })
+    }
+
     /// Shape of one input sample.
     pub fn input_dims(&self) -> Dims {
         self.input

@@ -258,46 +258,21 @@ impl Model<'_> {
         let scratch = scratch
             .get_mut(..self.decode_len())
             .ok_or(Error::Overflow)?;
-        let mut cur = 0u8;
-        let mut weighted = 0u16;
-        for l in self.layers.iter().take(self.layer_count).flatten() {
-            if l.op == Op::Flatten {
-                continue;
-            }
-            let (x, y): (&[u8], &mut [u8]) = match cur {
-                0 => (&*input, &mut *a),
-                1 => (&*a, &mut *b),
-                _ => (&*b, &mut *a),
-            };
+        let last = self.walk(input, a, b, |l, weighted, x, y| {
             match (l.op, &l.weights) {
-                (Op::Dense, Some(w)) => dense(
-                    l,
-                    w,
-                    &w.quant.ok_or(Error::PathUnavailable)?,
-                    x,
-                    y,
-                    weighted,
-                    scratch,
-                )?,
-                (Op::Conv2d, Some(w)) => conv(
-                    l,
-                    w,
-                    &w.quant.ok_or(Error::PathUnavailable)?,
-                    x,
-                    y,
-                    acc,
-                    weighted,
-                    scratch,
-                )?,
+                (Op::Dense, Some(w)) => {
+                    let q = w.quant.ok_or(Error::PathUnavailable)?;
+                    dense(l, w, &q, x, y, weighted, scratch)?
+                }
+                (Op::Conv2d, Some(w)) => {
+                    let q = w.quant.ok_or(Error::PathUnavailable)?;
+                    conv(l, w, &q, x, y, acc, weighted, scratch)?
+                }
                 (Op::MaxPool, _) => max_pool(l, x, y),
                 _ => {}
             }
-            if l.weights.is_some() {
-                weighted += 1;
-            }
-            cur = if cur == 1 { 2 } else { 1 };
-        }
-        let last: &[u8] = if cur == 1 { a } else { b };
+            Ok(())
+        })?;
         for (o, &v) in output.iter_mut().zip(last).take(self.classes) {
             *o = v as i8;
         }
