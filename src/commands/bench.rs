@@ -1,7 +1,7 @@
 //! `slimnet bench`: batch-1 latency of a `.slim` file in the runtime, one thread, as users of LiteRT's
 //! `benchmark_model` would measure it. The median of many calls on one image is reported for each path.
 
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 use serde_json::json;
 use slimnet_runtime::Model;
 use std::hint::black_box;
@@ -55,7 +55,7 @@ fn time(runs: usize, repeats: usize, mut f: impl FnMut()) -> f64 {
 /// Runs `slimnet bench`.
 pub fn run(args: Args) -> Result<()> {
     let bytes = super::slim::read(&args.model)?;
-    let mut m = Model::from_bytes(&bytes).map_err(|e| anyhow!("{}: {e}", args.model.display()))?;
+    let mut m = super::slim::parse(&args.model, &bytes)?;
     if args.decode_into_arena {
         m.set_stream_decoding(slimnet_runtime::StreamDecoding::Arena);
     }

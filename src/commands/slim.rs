@@ -18,11 +18,15 @@ pub fn is_slim(path: &Path) -> bool {
         .is_ok_and(|_| magic == slimnet_runtime::MAGIC)
 }
 
-/// Reads a `.slim` file and validates it with the runtime, naming the file in any error.
+/// Reads a `.slim` file's bytes (naming the file in any error); the caller validates them once, with
+/// [`parse`] or through the compressor's evaluation.
 pub fn read(path: &Path) -> Result<Vec<u8>> {
-    let bytes = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
-    SlimModel::from_bytes(&bytes).map_err(|e| anyhow!("{}: {e}", path.display()))?;
-    Ok(bytes)
+    std::fs::read(path).with_context(|| format!("{}", path.display()))
+}
+
+/// Validates `bytes` with the runtime, naming `path` in any error.
+pub fn parse<'a>(path: &Path, bytes: &'a [u8]) -> Result<SlimModel<'a>> {
+    SlimModel::from_bytes(bytes).map_err(|e| anyhow!("{}: {e}", path.display()))
 }
 
 /// `--encoding`.
@@ -137,7 +141,7 @@ pub fn eval(
 /// `slimnet info` on a `.slim` file.
 pub fn info(path: &Path, json: bool) -> Result<()> {
     let bytes = read(path)?;
-    let m = SlimModel::from_bytes(&bytes).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    let m = parse(path, &bytes)?;
     let layers: Vec<_> = (0..m.layer_count()).filter_map(|i| m.layer(i)).collect();
     let name = |op: Op| match op {
         Op::Dense => "dense",
@@ -268,7 +272,7 @@ fn png_pixels(path: &Path) -> Result<(usize, usize, Vec<u8>)> {
 /// Runs `slimnet run`.
 pub fn run(args: RunArgs) -> Result<()> {
     let bytes = read(&args.model)?;
-    let m = SlimModel::from_bytes(&bytes).map_err(|e| anyhow!("{}: {e}", args.model.display()))?;
+    let m = parse(&args.model, &bytes)?;
     let d = m.input_dims();
     let (pixels, label) = match (&args.idx, &args.png) {
         (Some(idx), _) => {
@@ -314,25 +318,23 @@ pub fn run(args: RunArgs) -> Result<()> {
         }
         (None, None) => bail!("give an image: --idx FILE --index N, or --png FILE"),
     };
-    let (class, scores): (usize, Vec<f64>) = if args.integer_only {
+    let fail = |e| anyhow!("{}: {e}", args.model.display());
+    let scores: Vec<f64> = if args.integer_only {
         let mut arena = vec![0u8; m.arena_len_int8()];
         let mut out = vec![0i8; m.classes()];
-        m.run_int8(&pixels, &mut arena, &mut out)
-            .map_err(|e| anyhow!("{}: {e}", args.model.display()))?;
-        let c = m
-            .predict_int8(&pixels, &mut arena)
-            .map_err(|e| anyhow!("{e}"))?;
-        (c, out.iter().map(|&v| f64::from(v)).collect())
+        m.run_int8(&pixels, &mut arena, &mut out).map_err(fail)?;
+        out.iter().map(|&v| f64::from(v)).collect()
     } else {
         let mut arena = vec![0u8; m.arena_len()];
         let mut out = vec![0f32; m.classes()];
-        m.run_u8(&pixels, &mut arena, &mut out)
-            .map_err(|e| anyhow!("{}: {e}", args.model.display()))?;
-        let c = m
-            .predict_u8(&pixels, &mut arena)
-            .map_err(|e| anyhow!("{e}"))?;
-        (c, out.iter().map(|&v| f64::from(v)).collect())
+        m.run_u8(&pixels, &mut arena, &mut out).map_err(fail)?;
+        out.iter().map(|&v| f64::from(v)).collect()
     };
+    // The runtime's rule: the first of equal maxima.
+    let class = scores
+        .iter()
+        .enumerate()
+        .fold(0, |best, (i, v)| if *v > scores[best] { i } else { best });
     if args.json {
         println!(
             "{}",
