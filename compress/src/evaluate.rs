@@ -64,12 +64,15 @@ pub fn evaluate_slim(bytes: &[u8], data: &Dataset, path: NumericPath) -> Result<
                                 NumericPath::F32 => {
                                     model.run_u8(img, &mut arena, &mut logits).map(|()| {
                                         let label = usize::from(data.labels[i]);
-                                        (argmax(&logits), cross_entropy(&logits, label))
+                                        (
+                                            slimnet_runtime::argmax(&logits),
+                                            cross_entropy(&logits, label),
+                                        )
                                     })
                                 }
                                 NumericPath::Integer => model
                                     .run_int8(img, &mut arena, &mut q)
-                                    .map(|()| (argmax(&q), 0.0)),
+                                    .map(|()| (slimnet_runtime::argmax(&q), 0.0)),
                             };
                             run.map(|(c, l)| (c as u16, l))
                                 .map_err(|e| Error::runtime("running the model", e))
@@ -105,17 +108,6 @@ pub fn evaluate_slim(bytes: &[u8], data: &Dataset, path: NumericPath) -> Result<
         predictions,
         confusion,
     })
-}
-
-/// Index of the largest value (the first on ties), as the runtime's `predict` picks it.
-fn argmax<T: PartialOrd + Copy>(v: &[T]) -> usize {
-    let mut best = 0;
-    for (i, x) in v.iter().enumerate() {
-        if *x > v[best] {
-            best = i;
-        }
-    }
-    best
 }
 
 /// `−log softmax(logits)[label]`, with the max subtracted before exponentiating.

@@ -45,8 +45,8 @@ pub use model::{
 pub use run_int::{requantize, rounding_divide_by_pot, sat_rounding_doubling_high_mul};
 pub use stream::MAX_CODE_BITS;
 
-/// Index of the largest value (the first on ties; NaN never wins).
-pub(crate) fn argmax<T: PartialOrd + Copy>(v: &[T]) -> usize {
+/// Index of the largest value (the first on ties; NaN never wins): how `predict_*` pick the class from logits.
+pub fn argmax<T: PartialOrd + Copy>(v: &[T]) -> usize {
     let mut best = 0;
     for (i, x) in v.iter().enumerate() {
         if let Some(b) = v.get(best) {

@@ -330,11 +330,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         m.run_u8(&pixels, &mut arena, &mut out).map_err(fail)?;
         out.iter().map(|&v| f64::from(v)).collect()
     };
-    // The runtime's rule: the first of equal maxima.
-    let class = scores
-        .iter()
-        .enumerate()
-        .fold(0, |best, (i, v)| if *v > scores[best] { i } else { best });
+    let class = slimnet_runtime::argmax(&scores);
     if args.json {
         println!(
             "{}",
