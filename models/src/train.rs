@@ -331,15 +331,7 @@ impl Trainer<'_> {
         order.shuffle(&mut rng);
         let steps = data.count.div_ceil(cfg.batch_size);
         observer.epoch_start(epoch, cfg.epochs, steps);
-        for (p, v) in state.params.tensors.iter().zip(vars) {
-            if let Some(v) = v {
-                v.set(&Tensor::from_slice(
-                    &p.data,
-                    p.spec.shape.as_slice(),
-                    &Device::Cpu,
-                )?)?;
-            }
-        }
+        // The vars already hold `state.params`: created from them in `run`, re-set after every step.
         let start = Instant::now();
         let (mut loss_sum, mut correct, mut seen) = (0f64, 0usize, 0usize);
         let mut lr = cfg.lr;
