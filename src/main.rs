@@ -40,8 +40,11 @@ enum Command {
     Run(commands::slim::RunArgs),
     /// Batch-1 latency of a .slim model in the runtime (one thread, median of many calls).
     Bench(commands::bench::Args),
+    /// Compress a trained model: pruning with retraining, weight sharing, 8-bit quantization, entropy coding →
+    /// one .slim file, with size and accuracy at every stage.
+    Compress(commands::compress::Args),
     /// The main job with sensible defaults: train LeNet-300-100 on the bundled MNIST (or take --model-file),
-    /// evaluate it, and print the results table.
+    /// compress it with the default preset, and print the accuracy-versus-size table of every stage.
     Pipeline(commands::pipeline::Args),
 }
 
@@ -82,6 +85,7 @@ fn main() -> ExitCode {
         Command::Run(a) => commands::slim::run(a),
         Command::Bench(a) => commands::bench::run(a),
         Command::Pipeline(a) => commands::pipeline::run(a),
+        Command::Compress(a) => commands::compress::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -91,6 +91,36 @@ impl Observer for Progress {
     }
 }
 
+impl slimnet_compress::compressor::Events for Progress {
+    fn stage_start(&mut self, name: &str, what: &str) {
+        if !self.quiet {
+            eprintln!("{name}: {what}");
+        }
+        self.label = format!("{name}: ");
+    }
+
+    fn stage_end(&mut self, s: &slimnet_compress::compressor::Stage) {
+        if !self.quiet {
+            eprintln!(
+                "{}: {} bytes{} ({:.1}×), test accuracy {}{} in {:.1} s",
+                s.name,
+                s.bytes,
+                if s.bytes_kind == "file" {
+                    ""
+                } else {
+                    " accounted"
+                },
+                s.ratio,
+                pct(s.accuracy),
+                s.accuracy_integer_only
+                    .map(|a| format!(", integer-only {}", pct(a)))
+                    .unwrap_or_default(),
+                s.seconds
+            );
+        }
+    }
+}
+
 /// The metrics as CSV, one row per epoch (empty cells where there is no validation split).
 fn csv(history: &[EpochMetrics]) -> String {
     let mut out =

@@ -34,6 +34,14 @@ pub enum Error {
 }
 
 impl Error {
+    /// A setting out of range, named by its flag.
+    pub fn config(flag: &'static str, reason: impl Into<String>) -> Self {
+        Error::Config {
+            flag,
+            reason: reason.into(),
+        }
+    }
+
     /// Wraps a runtime error with context.
     pub fn runtime(context: impl Into<String>, source: slimnet_runtime::Error) -> Self {
         Error::Runtime {

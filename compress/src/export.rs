@@ -4,7 +4,10 @@
 
 use crate::error::{Error, Result};
 use crate::quantize::{quantize_multiplier, quantize_per_channel, QParams};
-use crate::slim::{LayerQuant, LayerWeights, Paths, SlimFile, SlimLayer, WeightPayload};
+use crate::slim::{
+    CodebookValues, CoderChoice, LayerQuant, LayerWeights, Paths, SlimFile, SlimLayer,
+    SparseStreams, WeightPayload,
+};
 use candle_core::Tensor;
 use slimnet_models::{net, Activation, Dataset, Layer, Model, NetSpec, Params, Role};
 
@@ -159,61 +162,196 @@ pub fn layer_quant(
         multipliers,
         shifts,
         bias,
+        input_scale: qin.scale as f32,
     }
 }
 
-/// Builds the `.slim` description of `model` with dense weights. `calibration` supplies training images for the
-/// activation ranges (int8 only).
-pub fn export(
+/// How one weighted layer is stored.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Storage {
+    /// Dense f32 (f32 path only).
+    DenseF32,
+    /// Dense int8, one scale per output channel.
+    DenseI8,
+    /// Sparse shared weights: kept positions, their cluster, and the shared values (stored as an f32 codebook on
+    /// the f32 path, quantized to an int8 codebook when the file has the integer path).
+    Shared {
+        /// Row-major positions of the kept weights, ascending.
+        positions: Vec<usize>,
+        /// Cluster of each kept weight.
+        assignment: Vec<u32>,
+        /// The shared values.
+        centroids: Vec<f32>,
+        /// Bits per cluster index.
+        index_bits: u8,
+    },
+}
+
+/// What [`build`] produces: the file description and, per weighted layer, the weights the runtime will use
+/// (dequantized), which a caller can evaluate or calibrate with.
+#[derive(Debug, Clone)]
+pub struct Built {
+    /// The file.
+    pub file: SlimFile,
+    /// The network as the runtime's f32 path sees it.
+    pub effective: Folded,
+}
+
+/// The int8 codebook of `centroids`: one scale, values rounded to −127..=127, equal values merged. Returns the
+/// codebook, its scale and the old → new index map.
+pub fn int8_codebook(centroids: &[f32]) -> (Vec<i8>, f32, Vec<u32>) {
+    let max = centroids.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
+    let q: Vec<i8> = centroids
+        .iter()
+        .map(|v| (v / scale).round().clamp(-127.0, 127.0) as i8)
+        .collect();
+    let mut unique = q.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    let map = q
+        .iter()
+        .map(|v| unique.binary_search(v).unwrap_or(0) as u32)
+        .collect();
+    (unique, scale, map)
+}
+
+/// Builds the `.slim` description of a batch-norm-free `folded` network with each weighted layer stored as
+/// `storage` says (in network order). With `integer`, codebooks become int8, dense layers must be int8, and the
+/// activation ranges are calibrated on `samples` images of `calibration` with the weights as stored. Sparse
+/// streams are coded as `coder` allows.
+pub fn build(
     model: &Model,
-    encoding: DenseEncoding,
+    folded: &Folded,
+    storage: &[Storage],
+    integer: bool,
+    coder: CoderChoice,
     calibration: &Dataset,
     samples: usize,
-) -> Result<SlimFile> {
-    let folded = fold_batch_norm(model)?;
-    let int8 = encoding == DenseEncoding::Int8;
-    let ranges = if int8 {
-        calibrate(&folded, model, calibration, samples)?
+) -> Result<Built> {
+    if folded.net.batch_norm() {
+        return Err(Error::Unsupported("batch norm must be folded first".into()));
+    }
+    let weighted: Vec<(usize, &Layer)> = folded
+        .net
+        .layers
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.name().is_some())
+        .collect();
+    if weighted.len() != storage.len() {
+        return Err(Error::Unsupported(format!(
+            "{} storage plans for {} weighted layers",
+            storage.len(),
+            weighted.len()
+        )));
+    }
+    // Payloads first, with the weights they stand for.
+    let mut effective = folded.clone();
+    let mut stored: Vec<(WeightPayload, Vec<f32>)> = Vec::new();
+    for ((_, layer), st) in weighted.iter().zip(storage) {
+        let name = layer.name().expect("weighted");
+        let outputs = layer.outputs().expect("weighted");
+        let w = &mut effective
+            .params
+            .get_mut(&format!("{name}.weight"))
+            .ok_or_else(|| Error::Unsupported(format!("missing tensor {name}.weight")))?
+            .data;
+        let (payload, scales) = match st {
+            Storage::DenseF32 if integer => {
+                return Err(Error::Unsupported(format!(
+                    "{name}: f32 weights in a file with the integer path"
+                )))
+            }
+            Storage::DenseF32 => (WeightPayload::DenseF32(w.clone()), Vec::new()),
+            Storage::DenseI8 => {
+                let (q, scales) = quantize_per_channel(w, outputs);
+                let cols = w.len() / outputs.max(1);
+                for (i, v) in w.iter_mut().enumerate() {
+                    *v = f32::from(q[i]) * scales[i / cols.max(1)];
+                }
+                (WeightPayload::DenseI8(q), scales)
+            }
+            Storage::Shared {
+                positions,
+                assignment,
+                centroids,
+                index_bits,
+            } => {
+                if positions.len() != assignment.len() || positions.iter().any(|&p| p >= w.len()) {
+                    return Err(Error::Unsupported(format!(
+                        "{name}: bad shared-weight plan"
+                    )));
+                }
+                let (codebook, values, scale, map) = if integer {
+                    let (cb, scale, map) = int8_codebook(centroids);
+                    let values: Vec<f32> = cb.iter().map(|&q| f32::from(q) * scale).collect();
+                    (CodebookValues::I8(cb), values, scale, map)
+                } else {
+                    let map = (0..centroids.len() as u32).collect();
+                    (
+                        CodebookValues::F32(centroids.clone()),
+                        centroids.clone(),
+                        1.0,
+                        map,
+                    )
+                };
+                w.iter_mut().for_each(|v| *v = 0.0);
+                let kept: Vec<(usize, u32)> = positions
+                    .iter()
+                    .zip(assignment)
+                    .map(|(&p, &a)| {
+                        let i = map[a as usize];
+                        w[p] = values[i as usize];
+                        (p, i)
+                    })
+                    .collect();
+                (
+                    WeightPayload::Sparse(SparseStreams::smallest(
+                        codebook,
+                        &kept,
+                        *index_bits,
+                        coder,
+                    )),
+                    vec![scale],
+                )
+            }
+        };
+        stored.push((payload, scales));
+    }
+    let ranges = if integer {
+        calibrate(&effective, model, calibration, samples)?
     } else {
         Vec::new()
     };
     let qin = input_qparams(model);
     let mut current = qin;
+    let mut stored = stored.into_iter();
     let mut layers = Vec::new();
     for (li, layer) in folded.net.layers.iter().enumerate() {
-        let weights = |name: &str, outputs: usize| -> Result<LayerWeights> {
-            let w = &folded
-                .params
-                .get(&format!("{name}.weight"))
-                .expect("folded")
-                .data;
-            let b = &folded
+        let mut weights = |name: &str| -> Result<LayerWeights> {
+            let (payload, scales) = stored.next().expect("one per weighted layer");
+            let b = &effective
                 .params
                 .get(&format!("{name}.bias"))
-                .expect("folded")
+                .ok_or_else(|| Error::Unsupported(format!("missing tensor {name}.bias")))?
                 .data;
-            Ok(match encoding {
-                DenseEncoding::F32 => LayerWeights {
-                    bias: b.clone(),
-                    scales: Vec::new(),
-                    quant: None,
-                    payload: WeightPayload::DenseF32(w.clone()),
-                },
-                DenseEncoding::Int8 => {
-                    let (q, scales) = quantize_per_channel(w, outputs);
-                    let (lo, hi) = ranges[li];
-                    let qout = QParams::from_range(lo, hi);
-                    LayerWeights {
-                        bias: b.clone(),
-                        quant: Some(layer_quant(b, &scales, true, current, qout)),
-                        scales,
-                        payload: WeightPayload::DenseI8(q),
-                    }
-                }
+            let quant = integer.then(|| {
+                let qout = QParams::from_range(ranges[li].0, ranges[li].1);
+                let per_channel = matches!(payload, WeightPayload::DenseI8(_));
+                let q = layer_quant(b, &scales, per_channel, current, qout);
+                current = qout;
+                q
+            });
+            Ok(LayerWeights {
+                bias: b.clone(),
+                scales,
+                quant,
+                payload,
             })
         };
         let relu = |a: &Activation| *a == Activation::Relu;
-        let slim = match layer {
+        layers.push(match layer {
             Layer::Dense {
                 name,
                 inputs,
@@ -224,7 +362,7 @@ pub fn export(
                 inputs: *inputs as u32,
                 outputs: *outputs as u32,
                 relu: relu(activation),
-                weights: weights(name, *outputs)?,
+                weights: weights(name)?,
             },
             Layer::Conv2d {
                 name,
@@ -239,29 +377,57 @@ pub fn export(
                 kernel: u16::try_from(*kernel)
                     .map_err(|_| Error::Unsupported(format!("kernel {kernel}")))?,
                 relu: relu(activation),
-                weights: weights(name, *out_channels)?,
+                weights: weights(name)?,
             },
             Layer::MaxPool { size } => SlimLayer::MaxPool {
                 size: u16::try_from(*size)
                     .map_err(|_| Error::Unsupported(format!("pool {size}")))?,
             },
             Layer::Flatten => SlimLayer::Flatten,
-        };
-        if int8 && layer.name().is_some() {
-            current = QParams::from_range(ranges[li].0, ranges[li].1);
-        }
-        layers.push(slim);
+        });
     }
     let s = folded.net.input;
-    Ok(SlimFile {
-        input: [s.channels as u32, s.height as u32, s.width as u32],
-        classes: folded.net.classes as u32,
-        normalization: (model.normalization.mean, model.normalization.std),
-        input_table: int8.then(|| input_table(model, qin)),
-        layers,
-        paths: Paths {
-            f32: true,
-            integer: int8,
+    Ok(Built {
+        file: SlimFile {
+            input: [s.channels as u32, s.height as u32, s.width as u32],
+            classes: folded.net.classes as u32,
+            normalization: (model.normalization.mean, model.normalization.std),
+            input_table: integer.then(|| input_table(model, qin)),
+            layers,
+            paths: Paths { f32: true, integer },
         },
+        effective,
     })
+}
+
+/// Builds the `.slim` description of `model` with dense weights. `calibration` supplies training images for the
+/// activation ranges (int8 only).
+pub fn export(
+    model: &Model,
+    encoding: DenseEncoding,
+    calibration: &Dataset,
+    samples: usize,
+) -> Result<SlimFile> {
+    let folded = fold_batch_norm(model)?;
+    let weighted = folded
+        .net
+        .layers
+        .iter()
+        .filter(|l| l.name().is_some())
+        .count();
+    let (st, integer) = match encoding {
+        DenseEncoding::F32 => (Storage::DenseF32, false),
+        DenseEncoding::Int8 => (Storage::DenseI8, true),
+    };
+    let storage = vec![st; weighted];
+    Ok(build(
+        model,
+        &folded,
+        &storage,
+        integer,
+        CoderChoice::Packed,
+        calibration,
+        samples,
+    )?
+    .file)
 }

@@ -1,16 +1,20 @@
-//! `slimnet-compress`: quantization, entropy coding and the `.slim` writer (pruning and weight sharing arrive
-//! with the compressor issue). It retrains through `slimnet-models`' trainer and measures accuracy by running
-//! `slimnet-runtime` on the file it wrote.
+//! `slimnet-compress`: pruning with retraining ([`prune`]), weight sharing with centroid fine-tuning
+//! ([`cluster`]), 8-bit quantization ([`quantize`]), entropy coding ([`huffman`]) and the `.slim` writer
+//! ([`slim`], [`export`]), put together by [`compressor`]. It retrains through `slimnet-models`' trainer and
+//! measures accuracy by running `slimnet-runtime` on the file it wrote ([`evaluate`]).
 #![warn(missing_docs)]
 
+pub mod cluster;
+pub mod compressor;
 mod error;
 pub mod evaluate;
 pub mod export;
 pub mod huffman;
-pub mod naive;
+pub mod prune;
 pub mod quantize;
 pub mod slim;
 
+pub use compressor::{compress, Compressed, Preset, Report, Settings};
 pub use error::{Error, Result};
 pub use evaluate::{evaluate_slim, NumericPath, SlimEvaluation};
 pub use export::{export, DenseEncoding};

@@ -86,6 +86,8 @@ pub struct LayerQuant {
     pub shifts: Vec<i32>,
     /// int32 biases, scale `s_in · s_w`.
     pub bias: Vec<i32>,
+    /// The input activation scale `s_in` (the f32 path derives its biases from `bias` with it).
+    pub input_scale: f32,
 }
 
 /// A sparse layer's codebook.
@@ -97,6 +99,27 @@ pub enum CodebookValues {
     F32(Vec<f32>),
 }
 
+/// How one sparse stream is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StreamCoding {
+    /// Fixed-width fields.
+    Packed,
+    /// Canonical Huffman (its code-length table stored beside it).
+    Huffman,
+}
+
+/// Which codings the writer may pick from, per stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CoderChoice {
+    /// Per stream, whichever is smaller.
+    Smallest,
+    /// Always bit-packed (entropy coding skipped).
+    Packed,
+    /// Always Huffman.
+    Huffman,
+}
+
 /// The kept weights of a sparse layer as symbol streams.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SparseStreams {
@@ -106,65 +129,139 @@ pub struct SparseStreams {
     pub index_bits: u8,
     /// Bits per relative position (1..=8).
     pub position_bits: u8,
-    /// Canonical Huffman (else bit-packed).
-    pub huffman: bool,
+    /// Coding of the position stream.
+    pub position_coding: StreamCoding,
+    /// Coding of the index stream.
+    pub index_coding: StreamCoding,
     /// Position symbols, fillers included.
     pub positions: Vec<u32>,
     /// One cluster index per kept weight.
     pub indices: Vec<u32>,
 }
 
+/// One stream as stored: its bytes and, for Huffman, its code-length table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncodedStream {
+    /// The coded stream.
+    pub bytes: Vec<u8>,
+    /// Code length of every symbol (Huffman only; empty when bit-packed).
+    pub lengths: Vec<u8>,
+}
+
+impl EncodedStream {
+    /// Encodes `symbols` of `bits` bits each.
+    pub fn new(symbols: &[u32], bits: u8, coding: StreamCoding) -> EncodedStream {
+        match coding {
+            StreamCoding::Packed => EncodedStream {
+                bytes: huffman::pack(symbols, bits),
+                lengths: Vec::new(),
+            },
+            StreamCoding::Huffman => {
+                let lengths = huffman::code_lengths(&histogram(symbols, 1 << bits));
+                EncodedStream {
+                    bytes: huffman::encode(symbols, &lengths),
+                    lengths,
+                }
+            }
+        }
+    }
+
+    /// Bytes the stream and its table take in the file.
+    pub fn stored_bytes(&self) -> usize {
+        self.bytes.len() + self.lengths.len()
+    }
+}
+
+/// Relative position symbols for kept weights at increasing linear positions, with `2^bits − 1` as the filler.
+pub fn position_symbols(kept: &[usize], bits: u8) -> Vec<u32> {
+    let filler = (1u32 << bits) - 1;
+    let mut symbols = Vec::with_capacity(kept.len());
+    let mut next = 0usize;
+    for &p in kept {
+        let mut gap = p - next;
+        while gap >= filler as usize {
+            symbols.push(filler);
+            gap -= filler as usize;
+        }
+        symbols.push(gap as u32);
+        next = p + 1;
+    }
+    symbols
+}
+
+/// The codings `choice` allows.
+fn codings(choice: CoderChoice) -> &'static [StreamCoding] {
+    match choice {
+        CoderChoice::Smallest => &[StreamCoding::Packed, StreamCoding::Huffman],
+        CoderChoice::Packed => &[StreamCoding::Packed],
+        CoderChoice::Huffman => &[StreamCoding::Huffman],
+    }
+}
+
+/// The smallest coding of `symbols` among those allowed.
+fn smallest(symbols: &[u32], bits: u8, choice: CoderChoice) -> (StreamCoding, usize) {
+    codings(choice)
+        .iter()
+        .map(|&c| (c, EncodedStream::new(symbols, bits, c).stored_bytes()))
+        .min_by_key(|&(_, n)| n)
+        .expect("at least one coding")
+}
+
 impl SparseStreams {
-    /// Streams for the kept weights at increasing linear `positions` with cluster `indices`.
+    /// Streams for kept weights at increasing linear `positions` with cluster `indices`, both bit-packed.
     pub fn from_positions(
         codebook: CodebookValues,
         kept: &[(usize, u32)],
         index_bits: u8,
         position_bits: u8,
-        huffman: bool,
     ) -> SparseStreams {
-        let filler = (1u32 << position_bits) - 1;
-        let mut positions = Vec::with_capacity(kept.len());
-        let mut next = 0usize;
-        for &(p, _) in kept {
-            let mut gap = p - next;
-            while gap >= filler as usize {
-                positions.push(filler);
-                gap -= filler as usize;
-            }
-            positions.push(gap as u32);
-            next = p + 1;
-        }
+        let positions: Vec<usize> = kept.iter().map(|&(p, _)| p).collect();
         SparseStreams {
             codebook,
             index_bits,
             position_bits,
-            huffman,
-            positions,
+            position_coding: StreamCoding::Packed,
+            index_coding: StreamCoding::Packed,
+            positions: position_symbols(&positions, position_bits),
             indices: kept.iter().map(|&(_, i)| i).collect(),
         }
     }
 
-    /// The encoded streams and, for Huffman, the length tables: (positions, indices, position lengths, index
-    /// lengths).
-    pub fn encode(&self) -> (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>) {
-        if self.huffman {
-            let pl = huffman::code_lengths(&histogram(&self.positions, 1 << self.position_bits));
-            let il = huffman::code_lengths(&histogram(&self.indices, 1 << self.index_bits));
-            (
-                huffman::encode(&self.positions, &pl),
-                huffman::encode(&self.indices, &il),
-                pl,
-                il,
-            )
-        } else {
-            (
-                huffman::pack(&self.positions, self.position_bits),
-                huffman::pack(&self.indices, self.index_bits),
-                Vec::new(),
-                Vec::new(),
-            )
+    /// Streams for the kept weights with the position width (1..=8 bits) and the codings, among those `choice`
+    /// allows, that make the layer smallest.
+    pub fn smallest(
+        codebook: CodebookValues,
+        kept: &[(usize, u32)],
+        index_bits: u8,
+        choice: CoderChoice,
+    ) -> SparseStreams {
+        let positions: Vec<usize> = kept.iter().map(|&(p, _)| p).collect();
+        let (position_bits, position_coding, _) = (1..=8u8)
+            .map(|r| {
+                let (c, n) = smallest(&position_symbols(&positions, r), r, choice);
+                (r, c, n)
+            })
+            .min_by_key(|&(_, _, n)| n)
+            .expect("eight widths");
+        let indices: Vec<u32> = kept.iter().map(|&(_, i)| i).collect();
+        let (index_coding, _) = smallest(&indices, index_bits, choice);
+        SparseStreams {
+            codebook,
+            index_bits,
+            position_bits,
+            position_coding,
+            index_coding,
+            positions: position_symbols(&positions, position_bits),
+            indices,
         }
+    }
+
+    /// The encoded (position, index) streams.
+    pub fn encode(&self) -> (EncodedStream, EncodedStream) {
+        (
+            EncodedStream::new(&self.positions, self.position_bits, self.position_coding),
+            EncodedStream::new(&self.indices, self.index_bits, self.index_coding),
+        )
     }
 }
 
@@ -212,12 +309,19 @@ impl LayerWeights {
         let (enc, coding, ib, pb) = match &self.payload {
             WeightPayload::DenseF32(_) => (1u8, 0u8, 0u8, 0u8),
             WeightPayload::DenseI8(_) => (2, 0, 0, 0),
-            WeightPayload::Sparse(sp) => (3, u8::from(sp.huffman), sp.index_bits, sp.position_bits),
+            WeightPayload::Sparse(sp) => (
+                3,
+                u8::from(sp.position_coding == StreamCoding::Huffman)
+                    | u8::from(sp.index_coding == StreamCoding::Huffman) << 1,
+                sp.index_bits,
+                sp.position_bits,
+            ),
         };
         s.extend_from_slice(&[enc, coding, ib, pb]);
         s.write_u32::<LittleEndian>(outputs).expect("vec");
         s.write_u32::<LittleEndian>(fan_in).expect("vec");
-        if paths.f32 {
+        // With both paths the f32 path derives its biases from the integer ones (FORMAT.md).
+        if paths.f32 && !paths.integer {
             if self.bias.len() != outputs as usize {
                 return Err(Error::Unsupported(format!(
                     "{} f32 biases for {outputs} outputs",
@@ -240,6 +344,10 @@ impl LayerWeights {
                 s.write_i32::<LittleEndian>(*v).expect("vec");
             }
         }
+        if paths.f32 && paths.integer {
+            let q = self.quant.as_ref().expect("checked above");
+            s.write_f32::<LittleEndian>(q.input_scale).expect("vec");
+        }
         if paths.f32 {
             self.scales
                 .iter()
@@ -254,7 +362,7 @@ impl LayerWeights {
                 pad4(&mut s);
             }
             WeightPayload::Sparse(sp) => {
-                let (pos, idx, pl, il) = sp.encode();
+                let (pos, idx) = sp.encode();
                 let (cb_type, k) = match &sp.codebook {
                     CodebookValues::I8(c) => (0u8, c.len()),
                     CodebookValues::F32(c) => (1u8, c.len()),
@@ -264,8 +372,8 @@ impl LayerWeights {
                     k,
                     sp.positions.len(),
                     sp.indices.len(),
-                    pos.len(),
-                    idx.len(),
+                    pos.bytes.len(),
+                    idx.bytes.len(),
                 ] {
                     s.write_u32::<LittleEndian>(v as u32).expect("vec");
                 }
@@ -278,14 +386,12 @@ impl LayerWeights {
                         .iter()
                         .for_each(|v| s.write_f32::<LittleEndian>(*v).expect("vec")),
                 }
-                if sp.huffman {
-                    s.extend_from_slice(&pl);
-                    s.extend_from_slice(&il);
-                    pad4(&mut s);
-                }
-                s.extend_from_slice(&pos);
+                s.extend_from_slice(&pos.lengths);
+                s.extend_from_slice(&idx.lengths);
                 pad4(&mut s);
-                s.extend_from_slice(&idx);
+                s.extend_from_slice(&pos.bytes);
+                pad4(&mut s);
+                s.extend_from_slice(&idx.bytes);
                 pad4(&mut s);
             }
         }

@@ -1,7 +1,11 @@
 //! Write → read → run: models trained with candle, exported by this crate, run by the runtime, and compared with
 //! candle's own evaluation of the same weights (parity), across the f32 and integer-only paths and every encoding.
 
-use slimnet_compress::{evaluate_slim, export, naive, DenseEncoding, NumericPath};
+use slimnet_compress::cluster::{BitWidth, ClusterInit, SharedLayer};
+use slimnet_compress::export::{build, fold_batch_norm, Storage};
+use slimnet_compress::prune::{Masks, Sparsity, SparsityTarget};
+use slimnet_compress::slim::CoderChoice;
+use slimnet_compress::{evaluate_slim, export, DenseEncoding, NumericPath};
 use slimnet_models::fit::{fit, FitRequest};
 use slimnet_models::{net, train::Silent, Dataset, Mnist, Model, TrainConfig};
 use std::path::Path;
@@ -100,10 +104,55 @@ fn f32_runtime_matches_candle_and_int8_stays_close() {
     }
 }
 
+/// Magnitude pruning to 85 % and 4-bit weight sharing, without retraining: the file and the dense weights it
+/// stands for (one vector per layer).
 fn sparse_mlp(model: &Model, huffman: bool, integer: bool) -> (Vec<u8>, Vec<Vec<f32>>) {
-    let (file, dense) =
-        naive::prune_and_share(model, &[0.15; 3], 4, 5, huffman, integer, &mnist().train).unwrap();
-    (file.to_bytes().unwrap(), dense)
+    let folded = fold_batch_norm(model).unwrap();
+    let target = SparsityTarget::Global(Sparsity::new(0.85, "test").unwrap());
+    let masks = Masks::magnitude(&folded.params, &target);
+    let storage: Vec<Storage> = ["fc1", "fc2", "fc3"]
+        .iter()
+        .map(|name| {
+            let bits = BitWidth::new(4, "test").unwrap();
+            let l =
+                SharedLayer::cluster(&folded.params, &masks, name, bits, ClusterInit::Linear, 0)
+                    .unwrap();
+            Storage::Shared {
+                positions: l.positions,
+                assignment: l.assignment,
+                centroids: l.centroids,
+                index_bits: 4,
+            }
+        })
+        .collect();
+    let coder = if huffman {
+        CoderChoice::Huffman
+    } else {
+        CoderChoice::Packed
+    };
+    let built = build(
+        model,
+        &folded,
+        &storage,
+        integer,
+        coder,
+        &mnist().train,
+        500,
+    )
+    .unwrap();
+    let dense = ["fc1", "fc2", "fc3"]
+        .iter()
+        .map(|n| {
+            built
+                .effective
+                .params
+                .get(&format!("{n}.weight"))
+                .unwrap()
+                .data
+                .clone()
+        })
+        .collect();
+    (built.file.to_bytes().unwrap(), dense)
 }
 
 #[test]

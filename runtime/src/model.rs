@@ -93,7 +93,8 @@ pub(crate) enum Codebook<'a> {
 /// A sparse layer's streams.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Sparse<'a> {
-    pub huffman: bool,
+    pub position_huffman: bool,
+    pub index_huffman: bool,
     pub index_bits: u32,
     pub position_bits: u32,
     pub codebook: Codebook<'a>,
@@ -109,16 +110,15 @@ pub(crate) struct Sparse<'a> {
 impl<'a> Sparse<'a> {
     /// A fresh decoder over the kept weights (validated at load, so it cannot fail in `run`).
     pub(crate) fn entries(&self, limit: usize) -> Option<Entries<'a>> {
-        let (pc, ic) = if self.huffman {
-            (
-                Coding::Huffman(self.position_lengths),
-                Coding::Huffman(self.index_lengths),
-            )
+        let pc = if self.position_huffman {
+            Coding::Huffman(self.position_lengths)
         } else {
-            (
-                Coding::Packed(self.position_bits),
-                Coding::Packed(self.index_bits),
-            )
+            Coding::Packed(self.position_bits)
+        };
+        let ic = if self.index_huffman {
+            Coding::Huffman(self.index_lengths)
+        } else {
+            Coding::Packed(self.index_bits)
         };
         Some(Entries::new(
             Symbols::new(pc, self.positions)?,
@@ -132,6 +132,11 @@ impl<'a> Sparse<'a> {
 }
 
 impl<'a> Sparse<'a> {
+    /// Whether either stream is Huffman coded.
+    pub(crate) fn huffman(&self) -> bool {
+        self.position_huffman || self.index_huffman
+    }
+
     /// The entries for a run: decoded into `scratch` first when it is large enough and the streams are Huffman
     /// coded (the arena mode of [`StreamDecoding`]), else straight from the streams.
     pub(crate) fn source<'b>(
@@ -145,7 +150,7 @@ impl<'a> Sparse<'a> {
     {
         let mut e = self.entries(limit).ok_or(Error::CorruptStream { layer })?;
         let w = self.weights as usize;
-        if cfg!(not(feature = "arena-decoding")) || !self.huffman || scratch.len() < 5 * w {
+        if cfg!(not(feature = "arena-decoding")) || !self.huffman() || scratch.len() < 5 * w {
             return Ok(Source::Stream(e));
         }
         let (positions, rest) = scratch.split_at_mut(4 * w);
@@ -193,7 +198,10 @@ pub(crate) enum Payload<'a> {
 pub(crate) struct Weights<'a> {
     pub outputs: usize,
     pub fan_in: usize,
+    /// f32 biases; empty in files with both paths, where the f32 path derives them from the integer ones.
     pub bias_f32: &'a [u8],
+    /// With both paths: the input activation scale `s_in` (one f32), for those derived biases.
+    pub input_scale: &'a [u8],
     pub scales: &'a [u8],
     pub quant: Option<Quant<'a>>,
     pub payload: Payload<'a>,
@@ -488,7 +496,7 @@ impl<'a> Model<'a> {
                 ..
             }) = &weights
             {
-                if s.huffman {
+                if s.huffman() {
                     model.decode_bytes = model.decode_bytes.max(mul(5, s.weights as usize)?);
                 }
             }
@@ -648,9 +656,12 @@ impl<'a> Model<'a> {
                 Payload::Sparse(s) => s.weights as usize,
                 _ => w.outputs * w.fan_in,
             }),
-            huffman: l
+            position_huffman: l
                 .weights
-                .is_some_and(|w| matches!(w.payload, Payload::Sparse(s) if s.huffman)),
+                .is_some_and(|w| matches!(w.payload, Payload::Sparse(s) if s.position_huffman)),
+            index_huffman: l
+                .weights
+                .is_some_and(|w| matches!(w.payload, Payload::Sparse(s) if s.index_huffman)),
             section_bytes: l.weights.map_or(0, |w| w.section_bytes),
         })
     }
@@ -671,8 +682,10 @@ pub struct LayerSummary {
     pub encoding: Option<Encoding>,
     /// Weights stored (non-zero for sparse layers).
     pub weights_kept: Option<usize>,
-    /// Whether the sparse streams are Huffman coded.
-    pub huffman: bool,
+    /// Whether the sparse layer's position stream is Huffman coded (else bit-packed).
+    pub position_huffman: bool,
+    /// Whether the sparse layer's index stream is Huffman coded (else bit-packed).
+    pub index_huffman: bool,
     /// Bytes of the layer's section.
     pub section_bytes: usize,
 }
@@ -706,7 +719,12 @@ fn parse_layer(
     }
     let int = flags & FLAG_INT != 0;
     let f32_path = flags & FLAG_F32 != 0;
-    let bias_f32 = if f32_path { r.words(outputs)? } else { &[] };
+    // With both paths the f32 path derives its biases from the integer ones (FORMAT.md): stored once.
+    let bias_f32 = if f32_path && !int {
+        r.words(outputs)?
+    } else {
+        &[]
+    };
     let quant = if int {
         if encoding == 1 {
             return Err(invalid(
@@ -755,6 +773,7 @@ fn parse_layer(
         3 => 1,
         _ => 0,
     };
+    let input_scale = if f32_path && int { r.words(1)? } else { &[] };
     let scales = if f32_path { r.words(scale_count)? } else { &[] };
     let payload = match encoding {
         1 => Payload::DenseF32(r.words(n)?),
@@ -764,7 +783,7 @@ fn parse_layer(
             Payload::DenseI8(w)
         }
         3 => {
-            if !(1..=8).contains(&index_bits) || !(1..=8).contains(&position_bits) || coding > 1 {
+            if !(1..=8).contains(&index_bits) || !(1..=8).contains(&position_bits) || coding > 3 {
                 return Err(invalid(
                     section,
                     "stream widths or coding",
@@ -787,21 +806,25 @@ fn parse_layer(
                 1 if !int => Codebook::F32(r.words(k as usize)?),
                 v => return Err(invalid(section, "codebook type", u64::from(v))),
             };
-            let huffman = coding == 1;
-            let (position_lengths, index_lengths) = if huffman {
-                let p = r.take(1 << position_bits)?;
-                let i = r.take(1 << index_bits)?;
-                r.align4()?;
-                (p, i)
+            let (position_huffman, index_huffman) = (coding & 1 != 0, coding & 2 != 0);
+            let position_lengths = if position_huffman {
+                r.take(1 << position_bits)?
             } else {
-                (&[][..], &[][..])
+                &[]
             };
+            let index_lengths = if index_huffman {
+                r.take(1 << index_bits)?
+            } else {
+                &[]
+            };
+            r.align4()?;
             let positions = r.take(pos_bytes)?;
             r.align4()?;
             let indices = r.take(idx_bytes)?;
             r.align4()?;
             let sparse = Sparse {
-                huffman,
+                position_huffman,
+                index_huffman,
                 index_bits,
                 position_bits,
                 codebook,
@@ -838,6 +861,12 @@ fn parse_layer(
                 return Err(invalid(section, "scale", i as u64));
             }
         }
+        if int
+            && !(crate::bytes::f32_at(input_scale, 0) > 0.0
+                && crate::bytes::f32_at(input_scale, 0).is_finite())
+        {
+            return Err(invalid(section, "input scale", 0));
+        }
     }
     if r.pos() != bytes.len() {
         return Err(invalid(
@@ -850,6 +879,7 @@ fn parse_layer(
         outputs,
         fan_in,
         bias_f32,
+        input_scale,
         scales,
         quant,
         payload,

@@ -74,6 +74,16 @@ fn scale(w: &Weights, o: usize) -> f32 {
     }
 }
 
+/// The f32 bias of output `o`: stored, or `bias_q · s_in · s_w` in files that also carry the integer path.
+fn bias(w: &Weights, o: usize) -> f32 {
+    match w.quant {
+        Some(q) if w.bias_f32.is_empty() => {
+            crate::bytes::i32_at(q.bias, o) as f32 * f32_at(w.input_scale, 0) * scale(w, o)
+        }
+        _ => get(w.bias_f32, o),
+    }
+}
+
 fn codebook_value(cb: Codebook, i: usize) -> f32 {
     match cb {
         Codebook::I8(c) => c.get(i).map_or(0.0, |&q| f32::from(q as i8)),
@@ -93,12 +103,12 @@ fn dense(
     match w.payload {
         Payload::DenseF32(ws) => {
             for (o, row) in ws.chunks_exact(4 * n).enumerate().take(w.outputs) {
-                set(y, o, finish(dot_f32(row, x) + get(w.bias_f32, o), l.relu));
+                set(y, o, finish(dot_f32(row, x) + bias(w, o), l.relu));
             }
         }
         Payload::DenseI8(ws) => {
             for (o, row) in ws.chunks_exact(n).enumerate().take(w.outputs) {
-                let v = dot_i8_f32(row, x) * scale(w, o) + get(w.bias_f32, o);
+                let v = dot_i8_f32(row, x) * scale(w, o) + bias(w, o);
                 set(y, o, finish(v, l.relu));
             }
         }
@@ -108,7 +118,7 @@ fn dense(
             let s0 = scale(w, 0);
             while let Some((p, i)) = e.next_entry(layer)? {
                 while p >= row_start + n {
-                    set(y, row, finish(acc * s0 + get(w.bias_f32, row), l.relu));
+                    set(y, row, finish(acc * s0 + bias(w, row), l.relu));
                     row += 1;
                     row_start += n;
                     acc = 0.0;
@@ -116,7 +126,7 @@ fn dense(
                 acc += codebook_value(s.codebook, i) * get(x, p - row_start);
             }
             while row < w.outputs {
-                set(y, row, finish(acc * s0 + get(w.bias_f32, row), l.relu));
+                set(y, row, finish(acc * s0 + bias(w, row), l.relu));
                 row += 1;
                 acc = 0.0;
             }
@@ -188,7 +198,7 @@ fn conv(
         accumulate(l, x, y, o, taps)
     })?;
     for o in 0..w.outputs {
-        let (sc, b) = (scale(w, o), get(w.bias_f32, o));
+        let (sc, b) = (scale(w, o), bias(w, o));
         for i in o * plane..(o + 1) * plane {
             set(y, i, finish(get(y, i) * sc + b, l.relu));
         }

@@ -6,8 +6,8 @@ use slimnet_runtime::{Encoding, Error, Model, Op};
 
 #[test]
 fn hand_built_f32_file_computes_the_specified_logits() {
-    for huffman in [false, true] {
-        let bytes = tiny_f32(huffman);
+    for (ph, ih) in [(false, false), (true, true), (true, false), (false, true)] {
+        let bytes = tiny_f32_coded(ph, ih);
         let m = Model::from_bytes(&bytes).unwrap();
         assert_eq!((m.input_len(), m.classes()), (4, 2));
         assert!(m.has_f32() && !m.has_integer());
@@ -27,8 +27,14 @@ fn hand_built_f32_file_computes_the_specified_logits() {
         }
         let fc2 = m.layer(2).unwrap();
         assert_eq!(
-            (fc2.op, fc2.encoding, fc2.weights_kept, fc2.huffman),
-            (Op::Dense, Some(Encoding::Sparse), Some(3), huffman)
+            (
+                fc2.op,
+                fc2.encoding,
+                fc2.weights_kept,
+                fc2.position_huffman,
+                fc2.index_huffman
+            ),
+            (Op::Dense, Some(Encoding::Sparse), Some(3), ph, ih)
         );
     }
 }

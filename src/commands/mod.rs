@@ -1,6 +1,7 @@
 //! One module per subcommand; helpers shared by several live here.
 
 pub mod bench;
+pub mod compress;
 pub mod eval;
 pub mod info;
 pub mod pipeline;

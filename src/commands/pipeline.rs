@@ -1,5 +1,5 @@
-//! `slimnet pipeline`: the main job. Trains (or loads) a model with the default recipe, evaluates it on the test
-//! set, and prints the accuracy-versus-size table. Compression stages join this table as they land.
+//! `slimnet pipeline`: the main job. Trains (or loads) a model with the default recipe, compresses it with the
+//! default preset (or the compression flags given), and prints the accuracy-versus-size table of every stage.
 
 use super::train::RecipeArgs;
 use crate::progress::Progress;
@@ -16,6 +16,8 @@ pub struct Args {
     pub model_file: Option<PathBuf>,
     #[command(flatten)]
     pub recipe: RecipeArgs,
+    #[command(flatten)]
+    pub compress: super::compress::CompressArgs,
     /// Dataset directory (default: the bundled MNIST).
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
@@ -60,22 +62,32 @@ pub fn run(args: Args) -> Result<()> {
             (fitted.model, path, fitted.metrics.test_accuracy)
         }
     };
-    let dense = model.net.dense_f32_bytes();
+    let settings = args.compress.settings(&model)?;
+    let out = args.out_dir.join(format!(
+        "{}.slim",
+        path.file_stem()
+            .map_or("model".into(), |s| s.to_string_lossy())
+    ));
+    let report =
+        super::compress::compress_to(&model, &data, &settings, &args.compress, &out, args.quiet)?;
+    let report_path = out.with_extension("json");
+    super::compress::write_report(&report_path, &report)?;
     println!();
     println!(
-        "{} ({}), {} test images",
+        "{} ({}, trained to {} test accuracy) → {} ({} bytes, {:.1}× smaller), {} test images",
         path.display(),
         model.net.arch,
+        super::pct(accuracy),
+        out.display(),
+        super::thousands(report.bytes),
+        report.ratio,
         data.test.count
     );
     println!();
-    println!("| stage | test accuracy | error | bytes | ratio vs dense f32 |");
-    println!("| --- | ---: | ---: | ---: | ---: |");
-    println!(
-        "| float32 baseline | {} | {} | {} | 1.0× |",
-        super::pct(accuracy),
-        super::pct(1.0 - accuracy),
-        super::thousands(dense)
-    );
+    super::compress::print_stages(&report);
+    println!();
+    super::compress::print_layers(&report);
+    println!();
+    println!("report: {}", report_path.display());
     Ok(())
 }

@@ -149,11 +149,15 @@ pub fn info(path: &Path, json: bool) -> Result<()> {
         Op::MaxPool => "maxpool",
         Op::Flatten => "flatten",
     };
-    let enc = |e: Option<Encoding>, huffman: bool| match e {
+    let enc = |e: Option<Encoding>, positions_huffman: bool, indices_huffman: bool| match e {
         Some(Encoding::DenseF32) => "dense f32",
         Some(Encoding::DenseI8) => "dense int8",
-        Some(Encoding::Sparse) if huffman => "sparse shared, Huffman",
-        Some(Encoding::Sparse) => "sparse shared, bit-packed",
+        Some(Encoding::Sparse) => match (positions_huffman, indices_huffman) {
+            (true, true) => "sparse shared, Huffman",
+            (true, false) => "sparse shared, Huffman positions, bit-packed indices",
+            (false, true) => "sparse shared, bit-packed positions, Huffman indices",
+            (false, false) => "sparse shared, bit-packed",
+        },
         None => "",
     };
     let d = m.input_dims();
@@ -162,7 +166,7 @@ pub fn info(path: &Path, json: bool) -> Result<()> {
             .iter()
             .map(|l| {
                 json!({"op": name(l.op), "relu": l.relu, "input": [l.input.c, l.input.h, l.input.w],
-                       "output": [l.output.c, l.output.h, l.output.w], "encoding": enc(l.encoding, l.huffman),
+                       "output": [l.output.c, l.output.h, l.output.w], "encoding": enc(l.encoding, l.position_huffman, l.index_huffman),
                        "weights_kept": l.weights_kept, "section_bytes": l.section_bytes})
             })
             .collect();
@@ -214,7 +218,7 @@ pub fn info(path: &Path, json: bool) -> Result<()> {
             l.output.h,
             l.output.w,
             if l.relu { " relu" } else { "" },
-            enc(l.encoding, l.huffman)
+            enc(l.encoding, l.position_huffman, l.index_huffman)
         );
     }
     Ok(())

@@ -87,6 +87,11 @@ pub fn graph(
 /// fc1 weights rows: [1, 0, 0, 0], [0, 1, 0, -1], [0.5, 0.5, 0.5, 0.5]; bias [0, 0.25, -1].
 /// fc2 kept weights: (0,0)=c0, (0,2)=c1, (1,1)=c1 with codebook [2.0, -1.0]; bias [0.5, 0].
 pub fn tiny_f32(huffman: bool) -> Vec<u8> {
+    tiny_f32_coded(huffman, huffman)
+}
+
+/// [`tiny_f32`] with each sparse stream of fc2 Huffman coded or bit-packed on its own.
+pub fn tiny_f32_coded(position_huffman: bool, index_huffman: bool) -> Vec<u8> {
     let g = graph(
         [1, 2, 2],
         2,
@@ -110,7 +115,12 @@ pub fn tiny_f32(huffman: bool) -> Vec<u8> {
     }
     // fc2: positions of (0,0), (0,2), (1,1) in a 2×3 matrix: 0, 2, 4. With r = 2 bits (filler = 3):
     // gaps 0 (pos 0), 1 (pos 2), 1 (pos 4). Indices 0, 1, 1 with b = 1 bit.
-    let mut fc2 = vec![3u8, u8::from(huffman), 1, 2];
+    let mut fc2 = vec![
+        3u8,
+        u8::from(position_huffman) | u8::from(index_huffman) << 1,
+        1,
+        2,
+    ];
     fc2.extend(u32le(2));
     fc2.extend(u32le(3));
     for b in [0.5f32, 0.0] {
@@ -121,24 +131,26 @@ pub fn tiny_f32(huffman: bool) -> Vec<u8> {
     fc2.extend(u32le(2)); // k
     fc2.extend(u32le(3)); // position symbols
     fc2.extend(u32le(3)); // kept weights
-    let (pos, idx): (Vec<u8>, Vec<u8>) = if huffman {
-        // Position lengths for symbols 0..4: 0→1 bit, 1→1 bit (codes 0, 1); index lengths 0→1, 1→1.
-        // Positions 0,1,1 → bits 0 1 1 → 0110_0000; indices 0,1,1 → 0110_0000.
-        (vec![0b0110_0000], vec![0b0110_0000])
+                          // Huffman position lengths for symbols 0..4: 0→1 bit, 1→1 bit (codes 0, 1): positions 0,1,1 → 0110_0000;
+                          // bit-packed 2-bit positions 00 01 01 → 0001_0100. Indices 0,1,1 are 0110_0000 either way (1-bit codes).
+    let pos = vec![if position_huffman {
+        0b0110_0000
     } else {
-        // 2-bit positions 00 01 01 → 0001_0100; 1-bit indices 0 1 1 → 0110_0000.
-        (vec![0b0001_0100], vec![0b0110_0000])
-    };
+        0b0001_0100
+    }];
+    let idx = vec![0b0110_0000u8];
     fc2.extend(u32le(pos.len() as u32));
     fc2.extend(u32le(idx.len() as u32));
     for c in [2.0f32, -1.0] {
         fc2.extend(c.to_le_bytes());
     }
-    if huffman {
+    if position_huffman {
         fc2.extend([1, 1, 0, 0]); // position code lengths (2^2 symbols)
-        fc2.extend([1, 1]); // index code lengths (2^1 symbols)
-        pad4(&mut fc2);
     }
+    if index_huffman {
+        fc2.extend([1, 1]); // index code lengths (2^1 symbols)
+    }
+    pad4(&mut fc2);
     fc2.extend(&pos);
     pad4(&mut fc2);
     fc2.extend(&idx);

@@ -1,0 +1,338 @@
+//! `slimnet compress`: Deep Compression's pipeline on a trained model, one `.slim` file out, with the size and the
+//! accuracy of every stage and the per-layer account of the bytes (a table, or one JSON object with `--json`).
+
+use crate::progress::Progress;
+use anyhow::{Context, Result};
+use slimnet_compress::cluster::ClusterInit;
+use slimnet_compress::compressor::{LayerBits, Preset, Report, Settings};
+use slimnet_compress::prune::{PruneSchedule, SparsityTarget};
+use slimnet_compress::slim::CoderChoice;
+use slimnet_models::fit::check_compatible;
+use slimnet_models::{Mnist, Model};
+use std::path::{Path, PathBuf};
+
+/// A stage that `--skip` can leave out.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SkipStage {
+    /// Pruning (and its retraining).
+    Prune,
+    /// Weight sharing (and centroid fine-tuning).
+    Cluster,
+    /// 8-bit quantization (the file is then f32-only).
+    Quantize,
+    /// Entropy coding (streams stay bit-packed).
+    Entropy,
+}
+
+/// `--coder`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CoderArg {
+    /// Per stream, the smaller of bit-packed and Huffman.
+    Smallest,
+    /// Canonical Huffman for every stream.
+    Huffman,
+    /// Fixed-width fields (no entropy coding).
+    Packed,
+}
+
+/// The compression flags, shared with `slimnet pipeline`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct CompressArgs {
+    /// Starting settings: slimnet (tuned further than the paper) or deep-compression (the paper's rates and bits).
+    /// The flags below override them.
+    #[arg(long, default_value = "slimnet", value_name = "NAME")]
+    pub preset: String,
+    /// Final sparsity: one global fraction (0.9: one magnitude threshold over all layers) or per layer
+    /// (fc1=0.92,fc2=0.91; unlisted layers are not pruned).
+    #[arg(long, value_name = "S")]
+    pub sparsity: Option<String>,
+    /// Pruning rounds, each followed by retraining (1 = one-shot).
+    #[arg(long, value_name = "N")]
+    pub prune_rounds: Option<usize>,
+    /// How sparsity rises over the rounds: cubic (Zhu & Gupta) or linear (equal steps).
+    #[arg(long, value_name = "NAME")]
+    pub prune_schedule: Option<String>,
+    /// Retraining epochs after each pruning round (0: prune without retraining).
+    #[arg(long, value_name = "N")]
+    pub retrain_epochs: Option<usize>,
+    /// Peak learning rate of retraining (Adam, cosine decay).
+    #[arg(long, value_name = "F")]
+    pub retrain_lr: Option<f64>,
+    /// Bits per cluster index: one width for every layer (5) or per layer (fc1=4,fc2=5; unlisted layers are not
+    /// clustered and keep their own int8 values).
+    #[arg(long, value_name = "B")]
+    pub bits: Option<String>,
+    /// k-means initialization: linear, random, density, kmeans++.
+    #[arg(long, value_name = "NAME")]
+    pub cluster_init: Option<String>,
+    /// Centroid fine-tuning epochs.
+    #[arg(long, value_name = "N")]
+    pub finetune_epochs: Option<usize>,
+    /// Peak learning rate of centroid fine-tuning.
+    #[arg(long, value_name = "F")]
+    pub finetune_lr: Option<f64>,
+    /// Entropy coder of the sparse streams.
+    #[arg(long, value_enum, value_name = "NAME")]
+    pub coder: Option<CoderArg>,
+    /// Stages to leave out (comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "STAGE")]
+    pub skip: Vec<SkipStage>,
+    /// Seed of retraining and clustering.
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// Training images used to calibrate activation ranges for the integer path.
+    #[arg(long, value_name = "N")]
+    pub calibration: Option<usize>,
+    /// Validation samples carved from the end of the training set (epoch selection while retraining).
+    #[arg(long, default_value_t = 5000, value_name = "N")]
+    pub val: usize,
+    /// Retrain on only this many training samples (quick runs).
+    #[arg(long, value_name = "N")]
+    pub train_limit: Option<usize>,
+}
+
+impl CompressArgs {
+    /// The settings: the preset for `model`'s network, then every flag given.
+    pub fn settings(&self, model: &Model) -> Result<Settings> {
+        let net = &model.net;
+        let mut s = Settings::preset(self.preset.parse::<Preset>()?, net);
+        if let Some(t) = &self.sparsity {
+            s.sparsity = SparsityTarget::parse(t, net)?;
+        }
+        if let Some(n) = self.prune_rounds {
+            s.prune_rounds = n;
+        }
+        if let Some(t) = &self.prune_schedule {
+            s.prune_schedule = t.parse::<PruneSchedule>()?;
+        }
+        if let Some(n) = self.retrain_epochs {
+            s.retrain_epochs = n;
+        }
+        if let Some(v) = self.retrain_lr {
+            s.retrain_lr = v;
+        }
+        if let Some(t) = &self.bits {
+            s.bits = LayerBits::parse(t, net)?;
+        }
+        if let Some(t) = &self.cluster_init {
+            s.cluster_init = t.parse::<ClusterInit>()?;
+        }
+        if let Some(n) = self.finetune_epochs {
+            s.finetune_epochs = n;
+        }
+        if let Some(v) = self.finetune_lr {
+            s.finetune_lr = v;
+        }
+        if let Some(c) = self.coder {
+            s.coder = match c {
+                CoderArg::Smallest => CoderChoice::Smallest,
+                CoderArg::Huffman => CoderChoice::Huffman,
+                CoderArg::Packed => CoderChoice::Packed,
+            };
+        }
+        if let Some(v) = self.seed {
+            s.seed = v;
+        }
+        if let Some(n) = self.calibration {
+            s.calibration_samples = n;
+        }
+        for skip in &self.skip {
+            match skip {
+                SkipStage::Prune => s.sparsity = SparsityTarget::PerLayer(Default::default()),
+                SkipStage::Cluster => s.bits = LayerBits::default(),
+                SkipStage::Quantize => s.quantize = false,
+                SkipStage::Entropy => s.coder = CoderChoice::Packed,
+            }
+        }
+        s.validate(net)?;
+        Ok(s)
+    }
+}
+
+/// `slimnet compress` arguments.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The trained model (safetensors).
+    #[arg(value_name = "MODEL")]
+    pub model: PathBuf,
+    /// Where to write the `.slim` file (atomically).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Architecture of a model file without slimnet metadata (e.g. exported from PyTorch).
+    #[arg(long, value_name = "SPEC")]
+    pub arch: Option<String>,
+    #[command(flatten)]
+    pub compress: CompressArgs,
+    /// Dataset directory (default: the bundled MNIST).
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Print one JSON object (the report) instead of tables.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the JSON report to this file.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// No progress output.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Runs `slimnet compress`.
+pub fn run(args: Args) -> Result<()> {
+    super::check_out_dir(&args.out)?;
+    if let Some(r) = &args.report {
+        super::check_out_dir(r)?;
+    }
+    let model = Model::load(&args.model, args.arch.as_deref())?;
+    let settings = args
+        .compress
+        .settings(&model)
+        .with_context(|| format!("{}", args.model.display()))?;
+    let data = super::load_data(args.data.clone(), args.quiet || args.json)?;
+    let report = compress_to(
+        &model,
+        &data,
+        &settings,
+        &args.compress,
+        &args.out,
+        args.quiet || args.json,
+    )?;
+    if let Some(path) = &args.report {
+        write_report(path, &report)?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_report(&args.model, &args.out, &model, &report);
+    }
+    Ok(())
+}
+
+/// Compresses `model` on `data` and writes the file to `out`; the report comes back.
+pub fn compress_to(
+    model: &Model,
+    data: &Mnist,
+    settings: &Settings,
+    args: &CompressArgs,
+    out: &Path,
+    quiet: bool,
+) -> Result<Report> {
+    check_compatible(model, data)?;
+    let split = data.split(args.val, args.train_limit)?;
+    let mut progress = Progress::new(quiet, None, "");
+    let compressed = slimnet_compress::compress(model, &split, settings, &mut progress)?;
+    slimnet_models::atomic::write_atomic(out, &compressed.bytes)?;
+    let r = &compressed.report;
+    if r.accuracy < 0.5 * r.baseline_accuracy {
+        eprintln!(
+            "warning: accuracy collapsed: {} after compression against {} before; see the stages",
+            super::pct(r.accuracy),
+            super::pct(r.baseline_accuracy)
+        );
+    }
+    Ok(compressed.report)
+}
+
+/// Writes the report as JSON, atomically.
+pub fn write_report(path: &Path, report: &Report) -> Result<()> {
+    let json = serde_json::to_string_pretty(report)?;
+    slimnet_models::atomic::write_atomic(path, json.as_bytes())?;
+    Ok(())
+}
+
+/// The stage table (accuracy against size).
+pub fn print_stages(report: &Report) {
+    println!("| stage | test accuracy | error | integer-only accuracy | bytes | ratio vs dense f32 | seconds |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for s in &report.stages {
+        println!(
+            "| {} | {} | {} | {} | {}{} | {:.1}× | {:.1} |",
+            s.name,
+            super::pct(s.accuracy),
+            super::pct(1.0 - s.accuracy),
+            s.accuracy_integer_only
+                .map(super::pct)
+                .unwrap_or_else(|| "—".into()),
+            super::thousands(s.bytes),
+            if s.bytes_kind == "file" {
+                ""
+            } else {
+                " (accounted)"
+            },
+            s.ratio,
+            s.seconds
+        );
+    }
+}
+
+/// The per-layer table, as in Han et al.'s tables.
+pub fn print_layers(report: &Report) {
+    println!(
+        "| layer | weights | kept | encoding | clusters | index bits | position bits | coded bits/index | coded bits/position | codebook B | before coding B | after coding B | section B | ratio |"
+    );
+    println!("| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let opt = |v: Option<String>| v.unwrap_or_else(|| "—".into());
+    for l in &report.layers {
+        println!(
+            "| {} | {} | {:.2} % | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1}× |",
+            l.name,
+            super::thousands(l.weights),
+            l.kept_percent,
+            l.encoding,
+            opt(l.clusters.map(|v| v.to_string())),
+            opt(l.index_bits.map(|v| v.to_string())),
+            opt(l.position_bits.map(|v| v.to_string())),
+            opt(l
+                .bits_per_index
+                .zip(l.index_coding)
+                .map(|(v, c)| format!("{v:.2} ({})", coding(c)))),
+            opt(l
+                .bits_per_position
+                .zip(l.position_coding)
+                .map(|(v, c)| format!("{v:.2} ({})", coding(c)))),
+            l.codebook_bytes,
+            super::thousands(l.bytes_before_coding),
+            super::thousands(l.bytes_after_coding),
+            super::thousands(l.section_bytes),
+            l.ratio
+        );
+    }
+    println!(
+        "| other (header, graph, input table) | | | | | | | | | | | | {} | |",
+        super::thousands(report.other_bytes)
+    );
+    println!(
+        "| **total** | | | | | | | | | | | | **{}** | **{:.1}×** |",
+        super::thousands(report.bytes),
+        report.ratio
+    );
+}
+
+fn coding(c: slimnet_compress::slim::StreamCoding) -> &'static str {
+    match c {
+        slimnet_compress::slim::StreamCoding::Packed => "packed",
+        slimnet_compress::slim::StreamCoding::Huffman => "Huffman",
+    }
+}
+
+fn print_report(model_path: &Path, out: &Path, model: &Model, r: &Report) {
+    println!();
+    println!(
+        "{} ({}) → {}: {} bytes, {:.1}× smaller than dense f32 ({} bytes); test accuracy {} (f32 path){}, {} before",
+        model_path.display(),
+        model.net.arch,
+        out.display(),
+        super::thousands(r.bytes),
+        r.ratio,
+        super::thousands(r.dense_f32_bytes),
+        super::pct(r.accuracy),
+        r.accuracy_integer_only
+            .map(|a| format!(", {} (integer-only)", super::pct(a)))
+            .unwrap_or_default(),
+        super::pct(r.baseline_accuracy)
+    );
+    println!();
+    print_stages(r);
+    println!();
+    print_layers(r);
+}
