@@ -412,25 +412,61 @@ fn pipeline_trains_and_prints_the_table() {
         "1500",
         "--val",
         "500",
+        "--prune-rounds",
+        "2",
+        "--retrain-epochs",
+        "1",
+        "--final-epochs",
+        "1",
+        "--finetune-epochs",
+        "1",
         "--out-dir",
         s(dir.path()),
         "-q",
     ]);
-    assert!(
-        out.contains("| float32 baseline |") && out.contains("1,066,440"),
-        "{out}"
-    );
+    for row in [
+        "| float32 |",
+        "| pruned |",
+        "| clustered |",
+        "| quantized |",
+        "| coded |",
+        "| fc1 |",
+    ] {
+        assert!(out.contains(row), "{row}: {out}");
+    }
     let model = dir.path().join("lenet-300-100.safetensors");
     assert!(model.exists());
+    assert!(dir.path().join("lenet-300-100.slim").exists());
+    let report: Value =
+        serde_json::from_str(&fs::read_to_string(dir.path().join("lenet-300-100.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["dense_f32_bytes"], 1_066_440);
     let again = ok(&[
         "pipeline",
         "--model-file",
         s(&model),
         "--out-dir",
         s(dir.path()),
+        "--train-limit",
+        "1500",
+        "--val",
+        "500",
+        "--prune-rounds",
+        "1",
+        "--retrain-epochs",
+        "1",
+        "--final-epochs",
+        "1",
+        "--finetune-epochs",
+        "0",
+        "--skip",
+        "quantize",
         "-q",
     ]);
-    assert!(again.contains("| float32 baseline |"), "{again}");
+    assert!(
+        again.contains("| coded |") && !again.contains("| quantized |"),
+        "{again}"
+    );
 }
 
 #[test]
@@ -567,4 +603,192 @@ fn slim_test_image() -> (Vec<u8>, u8) {
     .read_to_end(&mut raw)
     .unwrap();
     (raw[16..16 + 784].to_vec(), 7)
+}
+
+/// Flags that make `compress` quick: small retraining on 2,000 images.
+const QUICK_COMPRESS: [&str; 14] = [
+    "--train-limit",
+    "2000",
+    "--val",
+    "500",
+    "--prune-rounds",
+    "2",
+    "--retrain-epochs",
+    "1",
+    "--final-epochs",
+    "1",
+    "--finetune-epochs",
+    "1",
+    "--calibration",
+    "200",
+];
+
+#[test]
+fn compress_writes_a_slim_file_that_runs_at_the_reported_accuracy() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = quick_model(dir.path(), "m.safetensors", &[]);
+    let out = dir.path().join("m.slim");
+    let report = dir.path().join("m.json");
+    let mut args = vec![
+        "compress",
+        s(&model),
+        "--out",
+        s(&out),
+        "--json",
+        "--report",
+        s(&report),
+    ];
+    args.extend_from_slice(&QUICK_COMPRESS);
+    let stdout = ok(&args);
+    let v: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        v,
+        serde_json::from_str::<Value>(&fs::read_to_string(&report).unwrap()).unwrap()
+    );
+    let bytes = fs::read(&out).unwrap();
+    assert_eq!(v["bytes"].as_u64().unwrap() as usize, bytes.len());
+    assert_eq!(v["dense_f32_bytes"], 1_066_440);
+    assert!(v["ratio"].as_f64().unwrap() > 40.0, "{}", v["ratio"]);
+    let names: Vec<&str> = v["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["float32", "pruned", "clustered", "quantized", "coded"]
+    );
+    for st in v["stages"].as_array().unwrap() {
+        assert!(
+            st["bytes"].as_u64().unwrap() > 0 && st["accuracy"].as_f64().unwrap() > 0.5,
+            "{st}"
+        );
+    }
+    let layers = v["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 3);
+    for key in [
+        "kept_percent",
+        "index_bits",
+        "position_bits",
+        "codebook_bytes",
+        "bytes_before_coding",
+        "bytes_after_coding",
+        "section_bytes",
+        "ratio",
+    ] {
+        assert!(layers.iter().all(|l| !l[key].is_null()), "{key}");
+    }
+    // The runtime, run on the written file by `slimnet eval`, reads the same accuracies.
+    let e: Value = serde_json::from_str(&ok(&["eval", s(&out), "--json"])).unwrap();
+    assert_eq!(e["accuracy"], v["accuracy"]);
+    let e: Value =
+        serde_json::from_str(&ok(&["eval", s(&out), "--json", "--integer-only"])).unwrap();
+    assert_eq!(e["accuracy"], v["accuracy_integer_only"]);
+    assert!(ok(&["info", s(&out)]).contains("sparse shared"));
+    // Reproducible with the seed.
+    let again = dir.path().join("again.slim");
+    let mut args = vec![
+        "compress",
+        s(&model),
+        "--out",
+        s(&again),
+        "-q",
+        "--seed",
+        "1",
+    ];
+    args.extend_from_slice(&QUICK_COMPRESS);
+    let table = ok(&args);
+    assert!(table.contains("| **total** |"), "{table}");
+    assert_eq!(fs::read(&again).unwrap(), bytes);
+}
+
+#[test]
+fn compress_refuses_bad_settings_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = quick_model(dir.path(), "m.safetensors", &[]);
+    let out = dir.path().join("never.slim");
+    let cases: [(&[&str], &str); 7] = [
+        (&["--bits", "9"], "bits must be in 1..=8"),
+        (&["--bits", "fc1=0"], "bits must be in 1..=8"),
+        (&["--sparsity", "1.0"], "sparsity must be in [0, 1)"),
+        (&["--sparsity", "fc9=0.5"], "no layer `fc9`"),
+        (&["--preset", "tiny"], "not a preset"),
+        (&["--cluster-init", "magic"], "not an initialization"),
+        (
+            &["--sparsity", "fc3=0.99", "--bits", "fc3=8"],
+            "only 10 weights kept",
+        ),
+    ];
+    for (extra, want) in cases {
+        let mut args = vec!["compress", s(&model), "--out", s(&out), "-q"];
+        args.extend_from_slice(&QUICK_COMPRESS);
+        args.extend_from_slice(extra);
+        let err = fails(&args);
+        assert!(err.contains(want), "{extra:?}: {err}");
+        assert!(!out.exists());
+    }
+    // A .slim file where a trained model is needed, and an output directory that does not exist.
+    let slim = dir.path().join("m.slim");
+    ok(&["export", s(&model), "--out", s(&slim)]);
+    let err = fails(&["compress", s(&slim), "--out", s(&out)]);
+    assert!(err.contains("m.slim"), "{err}");
+    let err = fails(&["compress", s(&model), "--out", "/nonexistent/x.slim"]);
+    assert!(err.contains("does not exist"), "{err}");
+}
+
+#[test]
+fn compress_handles_convolutions_on_any_idx_dataset() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("quad");
+    fs::create_dir(&data).unwrap();
+    quadrants(&data, 400);
+    let model = dir.path().join("q.safetensors");
+    ok(&[
+        "train",
+        "--data",
+        s(&data),
+        "--model",
+        "cnn:c4k3-p2-f16",
+        "--epochs",
+        "3",
+        "--val",
+        "80",
+        "--lr",
+        "0.01",
+        "--out",
+        s(&model),
+        "-q",
+    ]);
+    let out = dir.path().join("q.slim");
+    let v: Value = serde_json::from_str(&ok(&[
+        "compress",
+        s(&model),
+        "--data",
+        s(&data),
+        "--out",
+        s(&out),
+        "--json",
+        "--val",
+        "80",
+        "--sparsity",
+        "0.6",
+        "--bits",
+        "conv1=3,fc1=4,fc2=3",
+        "--prune-rounds",
+        "1",
+        "--retrain-epochs",
+        "2",
+        "--final-epochs",
+        "2",
+        "--finetune-epochs",
+        "1",
+    ]))
+    .unwrap();
+    assert!(v["accuracy"].as_f64().unwrap() > 0.9, "{v}");
+    assert!(v["accuracy_integer_only"].as_f64().unwrap() > 0.9, "{v}");
+    assert_eq!(v["layers"][0]["encoding"], "sparse shared");
+    let e: Value =
+        serde_json::from_str(&ok(&["eval", s(&out), "--data", s(&data), "--json"])).unwrap();
+    assert_eq!(e["accuracy"], v["accuracy"]);
 }

@@ -91,6 +91,8 @@ pub struct Settings {
     pub prune_schedule: PruneSchedule,
     /// Retraining epochs after each pruning round (0 = prune without retraining).
     pub retrain_epochs: usize,
+    /// Retraining epochs after the last round, at the final sparsity (Zhu & Gupta's recovery period).
+    pub final_epochs: usize,
     /// Peak learning rate of retraining (Adam, cosine decay within each round).
     pub retrain_lr: f64,
     /// Bits per layer for weight sharing; empty skips clustering.
@@ -155,7 +157,8 @@ impl Settings {
             prune_rounds: 4,
             prune_schedule: PruneSchedule::Cubic,
             retrain_epochs: 3,
-            retrain_lr: 5e-4,
+            final_epochs: 3,
+            retrain_lr: 1e-3,
             bits: bits_by_kind(6, 5),
             cluster_init: ClusterInit::Linear,
             finetune_epochs: 3,
@@ -441,8 +444,8 @@ pub fn compress(
         events.stage_start(
             "pruned",
             &format!(
-                "magnitude pruning in {} round(s), {} epoch(s) of retraining each",
-                settings.prune_rounds, settings.retrain_epochs
+                "magnitude pruning in {} round(s), {} epoch(s) of retraining each, {} after the last",
+                settings.prune_rounds, settings.retrain_epochs, settings.final_epochs
             ),
         );
         for round in 1..=settings.prune_rounds {
@@ -451,14 +454,14 @@ pub fn compress(
                 .fraction(round, settings.prune_rounds);
             masks = Masks::magnitude(&params, &settings.sparsity.scaled(fraction));
             masks.apply(&mut params);
-            if settings.retrain_epochs > 0 {
-                let config = retrain_config(
-                    settings,
-                    &masks,
-                    settings.retrain_epochs,
-                    settings.retrain_lr,
-                    round as u64,
-                );
+            let epochs = if round == settings.prune_rounds {
+                settings.final_epochs
+            } else {
+                settings.retrain_epochs
+            };
+            if epochs > 0 {
+                let config =
+                    retrain_config(settings, &masks, epochs, settings.retrain_lr, round as u64);
                 params = train(
                     &work,
                     split,

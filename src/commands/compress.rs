@@ -8,7 +8,7 @@ use slimnet_compress::compressor::{LayerBits, Preset, Report, Settings};
 use slimnet_compress::prune::{PruneSchedule, SparsityTarget};
 use slimnet_compress::slim::CoderChoice;
 use slimnet_models::fit::check_compatible;
-use slimnet_models::{Mnist, Model};
+use slimnet_models::{Mnist, Model, Split};
 use std::path::{Path, PathBuf};
 
 /// A stage that `--skip` can leave out.
@@ -55,6 +55,9 @@ pub struct CompressArgs {
     /// Retraining epochs after each pruning round (0: prune without retraining).
     #[arg(long, value_name = "N")]
     pub retrain_epochs: Option<usize>,
+    /// Retraining epochs after the last round, at the final sparsity.
+    #[arg(long, value_name = "N")]
+    pub final_epochs: Option<usize>,
     /// Peak learning rate of retraining (Adam, cosine decay).
     #[arg(long, value_name = "F")]
     pub retrain_lr: Option<f64>,
@@ -83,12 +86,6 @@ pub struct CompressArgs {
     /// Training images used to calibrate activation ranges for the integer path.
     #[arg(long, value_name = "N")]
     pub calibration: Option<usize>,
-    /// Validation samples carved from the end of the training set (epoch selection while retraining).
-    #[arg(long, default_value_t = 5000, value_name = "N")]
-    pub val: usize,
-    /// Retrain on only this many training samples (quick runs).
-    #[arg(long, value_name = "N")]
-    pub train_limit: Option<usize>,
 }
 
 impl CompressArgs {
@@ -107,6 +104,9 @@ impl CompressArgs {
         }
         if let Some(n) = self.retrain_epochs {
             s.retrain_epochs = n;
+        }
+        if let Some(n) = self.final_epochs {
+            s.final_epochs = n;
         }
         if let Some(v) = self.retrain_lr {
             s.retrain_lr = v;
@@ -163,6 +163,12 @@ pub struct Args {
     pub arch: Option<String>,
     #[command(flatten)]
     pub compress: CompressArgs,
+    /// Validation samples carved from the end of the training set (epoch selection while retraining).
+    #[arg(long, default_value_t = 5000, value_name = "N")]
+    pub val: usize,
+    /// Retrain on only this many training samples (quick runs).
+    #[arg(long, value_name = "N")]
+    pub train_limit: Option<usize>,
     /// Dataset directory (default: the bundled MNIST).
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
@@ -189,11 +195,12 @@ pub fn run(args: Args) -> Result<()> {
         .settings(&model)
         .with_context(|| format!("{}", args.model.display()))?;
     let data = super::load_data(args.data.clone(), args.quiet || args.json)?;
+    let split = data.split(args.val, args.train_limit)?;
     let report = compress_to(
         &model,
         &data,
+        &split,
         &settings,
-        &args.compress,
         &args.out,
         args.quiet || args.json,
     )?;
@@ -208,19 +215,18 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// Compresses `model` on `data` and writes the file to `out`; the report comes back.
+/// Compresses `model` on `split` (of `data`) and writes the file to `out`; the report comes back.
 pub fn compress_to(
     model: &Model,
     data: &Mnist,
+    split: &Split,
     settings: &Settings,
-    args: &CompressArgs,
     out: &Path,
     quiet: bool,
 ) -> Result<Report> {
     check_compatible(model, data)?;
-    let split = data.split(args.val, args.train_limit)?;
     let mut progress = Progress::new(quiet, None, "");
-    let compressed = slimnet_compress::compress(model, &split, settings, &mut progress)?;
+    let compressed = slimnet_compress::compress(model, split, settings, &mut progress)?;
     slimnet_models::atomic::write_atomic(out, &compressed.bytes)?;
     let r = &compressed.report;
     if r.accuracy < 0.5 * r.baseline_accuracy {

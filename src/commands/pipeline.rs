@@ -68,8 +68,8 @@ pub fn run(args: Args) -> Result<()> {
         path.file_stem()
             .map_or("model".into(), |s| s.to_string_lossy())
     ));
-    let report =
-        super::compress::compress_to(&model, &data, &settings, &args.compress, &out, args.quiet)?;
+    let split = data.split(args.recipe.val, args.recipe.train_limit)?;
+    let report = super::compress::compress_to(&model, &data, &split, &settings, &out, args.quiet)?;
     let report_path = out.with_extension("json");
     super::compress::write_report(&report_path, &report)?;
     println!();
