@@ -137,9 +137,7 @@ pub fn nearest(centroids: &[f32], v: f32) -> u32 {
     let i = centroids.partition_point(|&c| c < v);
     let best = if i == 0 {
         0
-    } else if i == centroids.len() {
-        i - 1
-    } else if v - centroids[i - 1] <= centroids[i] - v {
+    } else if i == centroids.len() || v - centroids[i - 1] <= centroids[i] - v {
         i - 1
     } else {
         i

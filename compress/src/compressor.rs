@@ -12,7 +12,7 @@ use crate::export::{build, fold_batch_norm, Folded, Storage};
 use crate::prune::{check_layer, MaskProjection, Masks, PruneSchedule, SparsityTarget};
 use crate::slim::{CoderChoice, StreamCoding, WeightPayload};
 use serde::Serialize;
-use slimnet_models::train::{Selection, StepContext};
+use slimnet_models::train::{Selection, StepContext, Teacher};
 use slimnet_models::{
     evaluate, Model, NetSpec, Observer, Params, Projection, Split, TrainConfig, Trainer,
 };
@@ -112,6 +112,8 @@ pub struct Settings {
     pub batch_size: usize,
     /// Dropout of the dense model's training; retraining scales it by √(kept fraction) (Han et al. 2015 §3.5).
     pub dropout: f32,
+    /// Retrain and fine-tune against the dense model's own predictions (knowledge distillation): `(T, α)`.
+    pub distill: Option<(f32, f32)>,
     /// Seed of retraining, fine-tuning and clustering.
     pub seed: u64,
     /// Training images used to calibrate activation ranges.
@@ -167,6 +169,7 @@ impl Settings {
             coder: CoderChoice::Smallest,
             batch_size: 64,
             dropout: 0.2,
+            distill: None,
             seed: 1,
             calibration_samples: 1000,
         };
@@ -195,6 +198,7 @@ impl Settings {
             },
             (Preset::Slimnet, "lenet-300-100") => Settings {
                 sparsity: per_layer(&[("fc1", 0.96), ("fc2", 0.94), ("fc3", 0.8)]),
+                prune_rounds: 8,
                 bits: bits_by_kind(5, 5),
                 ..base
             },
@@ -240,6 +244,14 @@ impl Settings {
         }
         if self.batch_size == 0 {
             return Err(Error::config("--batch-size", "must be at least 1"));
+        }
+        if let Some((t, a)) = self.distill {
+            if !(t > 0.0 && t.is_finite() && (0.0..=1.0).contains(&a)) {
+                return Err(Error::config(
+                    "--distill",
+                    format!("needs T > 0 and α in [0, 1], got T = {t}, α = {a}"),
+                ));
+            }
         }
         if self.calibration_samples == 0 {
             return Err(Error::config("--calibration", "must be at least 1"));
@@ -466,6 +478,7 @@ pub fn compress(
                     &work,
                     split,
                     &config,
+                    settings.distill,
                     params,
                     &mut MaskProjection { masks: &masks },
                     events,
@@ -549,7 +562,15 @@ pub fn compress(
                     layers: &mut shared,
                 },
             };
-            params = train(&work, split, &config, params, &mut projection, events)?;
+            params = train(
+                &work,
+                split,
+                &config,
+                settings.distill,
+                params,
+                &mut projection,
+                events,
+            )?;
             for l in &mut shared {
                 l.read_centroids(&params);
             }
@@ -710,10 +731,12 @@ fn retrain_config(
     }
 }
 
+/// Retrains `params` of `work`'s network under `projection`, distilling from `work` itself when `distill` is set.
 fn train(
     work: &Model,
     split: &Split,
     config: &TrainConfig,
+    distill: Option<(f32, f32)>,
     params: Params,
     projection: &mut dyn Projection,
     events: &mut dyn Events,
@@ -724,6 +747,12 @@ fn train(
         split,
         normalization: work.normalization,
         checkpoint: None,
+        teacher: distill.map(|(temperature, weight)| Teacher {
+            net: &work.net,
+            params: &work.params,
+            temperature,
+            weight,
+        }),
     };
     Ok(trainer.run(params, false, projection, events)?.params)
 }

@@ -295,12 +295,15 @@ fn prune_smallest(w: &[f32], n: usize, keep: &mut [bool]) {
 
 /// `(tensor index, layer name)` of every weight tensor.
 pub fn weight_tensors(params: &Params) -> impl Iterator<Item = (usize, String)> + '_ {
-    params.tensors.iter().enumerate().filter_map(|(i, p)| {
-        (p.spec.role == Role::Weight).then(|| {
+    params
+        .tensors
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.spec.role == Role::Weight)
+        .map(|(i, p)| {
             let layer = p.spec.name.strip_suffix(".weight").unwrap_or(&p.spec.name);
             (i, layer.to_string())
         })
-    })
 }
 
 /// Holds pruned weights at zero while retraining: their gradients are zeroed before the update and the weights

@@ -44,6 +44,7 @@ fn one_epoch(
         split: s,
         normalization: slimnet_models::Normalization::of(&s.train),
         checkpoint: None,
+        teacher: None,
     };
     trainer
         .run(params, false, projection, &mut Silent)

@@ -78,6 +78,7 @@ pub fn fit(data: &Mnist, req: &FitRequest, observer: &mut dyn Observer) -> Resul
         split: &split,
         normalization,
         checkpoint: req.checkpoint.clone(),
+        teacher: None,
     };
     let init = Params::init(&net, req.config.seed);
     let trained = trainer.run(init, req.resume, &mut NoProjection, observer)?;

@@ -86,6 +86,15 @@ pub fn loss(kind: Loss, logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
     }
 }
 
+/// `T² · mean over the batch of CE(softmax(teacher/T), softmax(student/T))`: the soft-target term of knowledge
+/// distillation, scaled by `T²` so that its gradients keep their size as `T` changes (Hinton et al. 2015).
+pub fn distillation_loss(student: &Tensor, teacher: &Tensor, temperature: f32) -> Result<Tensor> {
+    let t = f64::from(temperature);
+    let soft = log_softmax(&(teacher / t)?)?.exp()?;
+    let logp = log_softmax(&(student / t)?)?;
+    Ok((soft.mul(&logp)?.sum(D::Minus1)?.mean_all()?.neg()? * (t * t))?)
+}
+
 fn one_hot(labels: &Tensor, classes: usize) -> Result<Tensor> {
     let ids = labels.to_vec1::<u32>()?;
     let mut v = vec![0f32; ids.len() * classes];

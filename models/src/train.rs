@@ -223,6 +223,21 @@ struct State {
     history: Vec<EpochMetrics>,
 }
 
+/// Knowledge distillation (Hinton et al. 2015): the loss becomes `(1 − α)·CE(labels) + α·T²·CE(softmax(t/T),
+/// softmax(s/T))`, with `t` a teacher's logits on the same batch and `s` the student's. The compressor retrains
+/// a pruned network against its own dense original this way.
+#[derive(Debug, Clone, Copy)]
+pub struct Teacher<'a> {
+    /// The teacher's architecture (same input and classes as the student).
+    pub net: &'a NetSpec,
+    /// Its weights.
+    pub params: &'a Params,
+    /// Temperature `T` (> 0).
+    pub temperature: f32,
+    /// Weight `α` of the teacher's term, in [0, 1].
+    pub weight: f32,
+}
+
 /// A training run: network, recipe, data, and where to checkpoint.
 pub struct Trainer<'a> {
     /// The architecture.
@@ -235,6 +250,8 @@ pub struct Trainer<'a> {
     pub normalization: Normalization,
     /// Checkpoint file written after every epoch (atomically), if any.
     pub checkpoint: Option<PathBuf>,
+    /// Distil from this teacher, if any.
+    pub teacher: Option<Teacher<'a>>,
 }
 
 impl Trainer<'_> {
@@ -286,8 +303,12 @@ impl Trainer<'_> {
                     .transpose()
             })
             .collect::<candle_core::Result<_>>()?;
+        let teacher = self
+            .teacher
+            .map(|t| Ok::<_, Error>((t, net::constants(t.params)?)))
+            .transpose()?;
         while state.epochs_done < self.config.epochs {
-            self.epoch(&mut state, &vars, projection, observer)?;
+            self.epoch(&mut state, &vars, teacher.as_ref(), projection, observer)?;
             if let Some(path) = &self.checkpoint {
                 self.save_checkpoint(path, &state)?;
             }
@@ -317,6 +338,7 @@ impl Trainer<'_> {
         &self,
         state: &mut State,
         vars: &[Option<Var>],
+        teacher: Option<&(Teacher, Vec<Tensor>)>,
         projection: &mut dyn Projection,
         observer: &mut dyn Observer,
     ) -> Result<()> {
@@ -364,7 +386,12 @@ impl Trainer<'_> {
                 rng: &mut rng,
             };
             let (logits, bn_stats) = net::forward(self.net, &tensors, &x, mode)?;
-            let loss = net::loss(cfg.loss, &logits, &y)?;
+            let mut loss = net::loss(cfg.loss, &logits, &y)?;
+            if let Some((t, tensors)) = teacher {
+                let (target, _) = net::forward(t.net, tensors, &x, Mode::Eval)?;
+                let kd = net::distillation_loss(&logits, &target.detach(), t.temperature)?;
+                loss = ((loss * f64::from(1.0 - t.weight))? + (kd * f64::from(t.weight))?)?;
+            }
             let loss_value = loss.to_scalar::<f32>()?;
             if !loss_value.is_finite() {
                 return Err(Error::Diverged {
@@ -622,6 +649,7 @@ mod tests {
             split: &split,
             normalization: Normalization::of(&split.train),
             checkpoint: ckpt,
+            teacher: None,
         };
         t.run(
             Params::init(&net, cfg.seed),
@@ -695,6 +723,7 @@ mod tests {
             split: &split,
             normalization: Normalization::of(&split.train),
             checkpoint: None,
+            teacher: None,
         };
         let out = t
             .run(Params::init(&net, 1), false, &mut NoProjection, &mut Silent)
@@ -820,6 +849,7 @@ mod tests {
             split: &split,
             normalization: Normalization::of(&split.train),
             checkpoint: None,
+            teacher: None,
         };
         let out = t
             .run(Params::init(&net, 1), false, &mut HalfMask, &mut Silent)

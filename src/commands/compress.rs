@@ -74,6 +74,10 @@ pub struct CompressArgs {
     /// Peak learning rate of centroid fine-tuning.
     #[arg(long, value_name = "F")]
     pub finetune_lr: Option<f64>,
+    /// Retrain against the dense model's own predictions: T,α (temperature, weight of the teacher's term), e.g.
+    /// 4,0.7; `off` to train on the labels alone.
+    #[arg(long, value_name = "T,A")]
+    pub distill: Option<String>,
     /// Entropy coder of the sparse streams.
     #[arg(long, value_enum, value_name = "NAME")]
     pub coder: Option<CoderArg>,
@@ -122,6 +126,18 @@ impl CompressArgs {
         }
         if let Some(v) = self.finetune_lr {
             s.finetune_lr = v;
+        }
+        if let Some(d) = &self.distill {
+            s.distill = if d == "off" {
+                None
+            } else {
+                let bad = || anyhow::anyhow!("--distill: `{d}` is not T,α (e.g. 4,0.7) or off");
+                let (t, a) = d.split_once(',').ok_or_else(bad)?;
+                Some((
+                    t.trim().parse().map_err(|_| bad())?,
+                    a.trim().parse().map_err(|_| bad())?,
+                ))
+            };
         }
         if let Some(c) = self.coder {
             s.coder = match c {
