@@ -106,7 +106,7 @@ pub struct Settings {
     /// Quantize to 8 bits (int8 codebooks and weights, int32 biases, calibrated activations): the file then has
     /// the integer-only path too. Without it the file is f32-only.
     pub quantize: bool,
-    /// Entropy coding of the sparse streams.
+    /// Entropy coding of the sparse streams (per stream: bit-packed, Huffman or zstd).
     pub coder: CoderChoice,
     /// Mini-batch size while retraining.
     pub batch_size: usize,
@@ -166,7 +166,7 @@ impl Settings {
             finetune_epochs: 3,
             finetune_lr: 1e-4,
             quantize: true,
-            coder: CoderChoice::Smallest,
+            coder: CoderChoice::Smallest { zstd_level: 19 },
             batch_size: 64,
             dropout: 0.2,
             distill: None,
@@ -250,6 +250,15 @@ impl Settings {
                 return Err(Error::config(
                     "--distill",
                     format!("needs T > 0 and α in [0, 1], got T = {t}, α = {a}"),
+                ));
+            }
+        }
+        if let CoderChoice::Smallest { zstd_level: l } | CoderChoice::Zstd { level: l } = self.coder
+        {
+            if !(1..=22).contains(&l) {
+                return Err(Error::config(
+                    "--zstd-level",
+                    format!("must be in 1..=22, got {l}"),
                 ));
             }
         }

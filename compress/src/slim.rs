@@ -107,17 +107,38 @@ pub enum StreamCoding {
     Packed,
     /// Canonical Huffman (its code-length table stored beside it).
     Huffman,
+    /// zstd at this level of the bit-packed form (the runtime decodes it into its arena).
+    Zstd(i32),
+}
+
+impl StreamCoding {
+    /// Its 2-bit code in the layer section's coding byte (FORMAT.md).
+    pub fn code(self) -> u8 {
+        match self {
+            StreamCoding::Packed => 0,
+            StreamCoding::Huffman => 1,
+            StreamCoding::Zstd(_) => 2,
+        }
+    }
 }
 
 /// Which codings the writer may pick from, per stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CoderChoice {
-    /// Per stream, whichever is smaller.
-    Smallest,
+    /// Per stream, whichever of bit-packed, Huffman and zstd (at this level) is smallest.
+    Smallest {
+        /// zstd level, 1..=22.
+        zstd_level: i32,
+    },
     /// Always bit-packed (entropy coding skipped).
     Packed,
     /// Always Huffman.
     Huffman,
+    /// Always zstd at this level.
+    Zstd {
+        /// zstd level, 1..=22.
+        level: i32,
+    },
 }
 
 /// The kept weights of a sparse layer as symbol streams.
@@ -163,6 +184,13 @@ impl EncodedStream {
                     lengths,
                 }
             }
+            StreamCoding::Zstd(level) => EncodedStream {
+                // In-memory compression of a byte slice cannot fail short of an out-of-range level, which
+                // `Settings::validate` refuses.
+                bytes: zstd::bulk::compress(&huffman::pack(symbols, bits), level)
+                    .expect("zstd compresses in memory"),
+                lengths: Vec::new(),
+            },
         }
     }
 
@@ -190,19 +218,24 @@ pub fn position_symbols(kept: &[usize], bits: u8) -> Vec<u32> {
 }
 
 /// The codings `choice` allows.
-fn codings(choice: CoderChoice) -> &'static [StreamCoding] {
+fn codings(choice: CoderChoice) -> Vec<StreamCoding> {
     match choice {
-        CoderChoice::Smallest => &[StreamCoding::Packed, StreamCoding::Huffman],
-        CoderChoice::Packed => &[StreamCoding::Packed],
-        CoderChoice::Huffman => &[StreamCoding::Huffman],
+        CoderChoice::Smallest { zstd_level } => vec![
+            StreamCoding::Packed,
+            StreamCoding::Huffman,
+            StreamCoding::Zstd(zstd_level),
+        ],
+        CoderChoice::Packed => vec![StreamCoding::Packed],
+        CoderChoice::Huffman => vec![StreamCoding::Huffman],
+        CoderChoice::Zstd { level } => vec![StreamCoding::Zstd(level)],
     }
 }
 
 /// The smallest coding of `symbols` among those allowed.
 fn smallest(symbols: &[u32], bits: u8, choice: CoderChoice) -> (StreamCoding, usize) {
     codings(choice)
-        .iter()
-        .map(|&c| (c, EncodedStream::new(symbols, bits, c).stored_bytes()))
+        .into_iter()
+        .map(|c| (c, EncodedStream::new(symbols, bits, c).stored_bytes()))
         .min_by_key(|&(_, n)| n)
         .expect("at least one coding")
 }
@@ -311,8 +344,7 @@ impl LayerWeights {
             WeightPayload::DenseI8(_) => (2, 0, 0, 0),
             WeightPayload::Sparse(sp) => (
                 3,
-                u8::from(sp.position_coding == StreamCoding::Huffman)
-                    | u8::from(sp.index_coding == StreamCoding::Huffman) << 1,
+                sp.position_coding.code() | sp.index_coding.code() << 2,
                 sp.index_bits,
                 sp.position_bits,
             ),

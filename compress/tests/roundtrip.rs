@@ -106,11 +106,12 @@ fn f32_runtime_matches_candle_and_int8_stays_close() {
 
 /// Magnitude pruning to 85 % and 4-bit weight sharing, without retraining: the file and the dense weights it
 /// stands for (one vector per layer).
-fn sparse_mlp(model: &Model, huffman: bool, integer: bool) -> (Vec<u8>, Vec<Vec<f32>>) {
+fn sparse_mlp(model: &Model, coder: CoderChoice, integer: bool) -> (Vec<u8>, Vec<Vec<f32>>) {
     let folded = fold_batch_norm(model).unwrap();
     let target = SparsityTarget::Global(Sparsity::new(0.85, "test").unwrap());
     let masks = Masks::magnitude(&folded.params, &target);
-    let storage: Vec<Storage> = ["fc1", "fc2", "fc3"]
+    let names: Vec<&str> = model.net.layers.iter().filter_map(|l| l.name()).collect();
+    let storage: Vec<Storage> = names
         .iter()
         .map(|name| {
             let bits = BitWidth::new(4, "test").unwrap();
@@ -125,11 +126,6 @@ fn sparse_mlp(model: &Model, huffman: bool, integer: bool) -> (Vec<u8>, Vec<Vec<
             }
         })
         .collect();
-    let coder = if huffman {
-        CoderChoice::Huffman
-    } else {
-        CoderChoice::Packed
-    };
     let built = build(
         model,
         &folded,
@@ -140,7 +136,7 @@ fn sparse_mlp(model: &Model, huffman: bool, integer: bool) -> (Vec<u8>, Vec<Vec<
         500,
     )
     .unwrap();
-    let dense = ["fc1", "fc2", "fc3"]
+    let dense = names
         .iter()
         .map(|n| {
             built
@@ -159,8 +155,9 @@ fn sparse_mlp(model: &Model, huffman: bool, integer: bool) -> (Vec<u8>, Vec<Vec<
 fn sparse_shared_layers_run_from_their_streams_and_match_the_dense_equivalent() {
     let model = quick("lenet-300-100", false);
     let data = test_slice();
-    let (packed, dense) = sparse_mlp(&model, false, true);
-    let (huff, _) = sparse_mlp(&model, true, true);
+    let (packed, dense) = sparse_mlp(&model, CoderChoice::Packed, true);
+    let (huff, _) = sparse_mlp(&model, CoderChoice::Huffman, true);
+    let (zstd, _) = sparse_mlp(&model, CoderChoice::Zstd { level: 19 }, true);
     assert!(
         huff.len() < packed.len(),
         "Huffman {} vs bit-packed {}",
@@ -174,8 +171,11 @@ fn sparse_shared_layers_run_from_their_streams_and_match_the_dense_equivalent() 
         m.params.get_mut(&format!("{name}.weight")).unwrap().data = d.clone();
     }
     let reference = candle_predictions(&m, &data);
-    for bytes in [&packed, &huff] {
+    let packed_f32 = evaluate_slim(&packed, &data, NumericPath::F32).unwrap();
+    for bytes in [&packed, &huff, &zstd] {
         let f = evaluate_slim(bytes, &data, NumericPath::F32).unwrap();
+        // Lossless codings: the same weights, the same predictions.
+        assert_eq!(f.predictions, packed_f32.predictions);
         assert!(agreement(&f.predictions, &reference) >= 0.999);
         let i = evaluate_slim(bytes, &data, NumericPath::Integer).unwrap();
         assert!(
@@ -213,7 +213,6 @@ fn sparse_shared_layers_run_from_their_streams_and_match_the_dense_equivalent() 
 #[test]
 fn a_written_sparse_file_rejects_every_bit_flip_and_truncation() {
     let model = quick("mlp:8", false);
-    let (bytes, _) = sparse_mlp(&model, true, true);
     let run = |b: &[u8]| -> Result<(), slimnet_runtime::Error> {
         let m = slimnet_runtime::Model::from_bytes(b)?;
         let mut arena = vec![0u8; m.arena_len().max(m.arena_len_int8())];
@@ -221,13 +220,25 @@ fn a_written_sparse_file_rejects_every_bit_flip_and_truncation() {
         m.predict_int8(&[9u8; 784], &mut arena)?;
         Ok(())
     };
-    assert!(run(&bytes).is_ok());
-    for i in 0..bytes.len() * 8 {
-        let mut b = bytes.clone();
-        b[i / 8] ^= 1 << (i % 8);
-        assert!(run(&b).is_err(), "bit {i}");
-    }
-    for len in 0..bytes.len() {
-        assert!(run(&bytes[..len]).is_err(), "length {len}");
+    for coder in [CoderChoice::Huffman, CoderChoice::Zstd { level: 19 }] {
+        let (bytes, _) = sparse_mlp(&model, coder, true);
+        assert!(run(&bytes).is_ok());
+        for i in 0..bytes.len() * 8 {
+            let mut b = bytes.clone();
+            b[i / 8] ^= 1 << (i % 8);
+            assert!(run(&b).is_err(), "{coder:?}: bit {i}");
+        }
+        for len in 0..bytes.len() {
+            assert!(run(&bytes[..len]).is_err(), "{coder:?}: length {len}");
+        }
+        // Corruption that the CRC does not catch (the CRC re-sealed): zstd streams are only checked when a run
+        // decodes them, which must then fail cleanly or run, never panic.
+        for i in 24..bytes.len() {
+            let mut b = bytes.clone();
+            b[i] ^= 0x5A;
+            let crc = slimnet_runtime::crc32(&b[16..]);
+            b[12..16].copy_from_slice(&crc.to_le_bytes());
+            let _ = run(&b);
+        }
     }
 }

@@ -35,15 +35,24 @@ mod run_f32;
 mod run_int;
 mod stream;
 mod taps;
+mod zstd;
 
 pub use bytes::crc32;
 pub use error::{Error, Result, Section};
 pub use model::{
-    Dims, Encoding, LayerSummary, Model, Op, StreamDecoding, FLAG_F32, FLAG_INT, HEADER_BYTES,
-    MAGIC, MAX_ELEMENTS, MAX_LAYERS, SECTION_GRAPH, SECTION_LAYER, VERSION,
+    Dims, Encoding, LayerSummary, Model, Op, StreamCoding, StreamDecoding, FLAG_F32, FLAG_INT,
+    HEADER_BYTES, MAGIC, MAX_ELEMENTS, MAX_LAYERS, SECTION_GRAPH, SECTION_LAYER, VERSION,
 };
 pub use run_int::{requantize, rounding_divide_by_pot, sat_rounding_doubling_high_mul};
 pub use stream::MAX_CODE_BITS;
+
+/// Decodes the Zstandard frame `src` into `dst`, which must be exactly as long as the frame's declared content
+/// size (the decoder behind zstd-coded sparse streams, exposed for tests and for callers that store other data
+/// zstd-compressed). No allocation; about 10 KB of stack for the decoding tables. Corrupt or unsupported frames
+/// (dictionaries, undeclared content size) give [`Error::CorruptStream`] with layer 0.
+pub fn zstd_decompress(src: &[u8], dst: &mut [u8]) -> Result<()> {
+    zstd::decompress(src, dst, 0)
+}
 
 /// Index of the largest value (the first on ties; NaN never wins): how `predict_*` pick the class from logits.
 pub fn argmax<T: PartialOrd + Copy>(v: &[T]) -> usize {

@@ -93,8 +93,8 @@ pub(crate) enum Codebook<'a> {
 /// A sparse layer's streams.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Sparse<'a> {
-    pub position_huffman: bool,
-    pub index_huffman: bool,
+    pub position_coding: StreamCoding,
+    pub index_coding: StreamCoding,
     pub index_bits: u32,
     pub position_bits: u32,
     pub codebook: Codebook<'a>,
@@ -108,37 +108,69 @@ pub(crate) struct Sparse<'a> {
 }
 
 impl<'a> Sparse<'a> {
-    /// A fresh decoder over the kept weights (validated at load, so it cannot fail in `run`).
-    pub(crate) fn entries(&self, limit: usize) -> Option<Entries<'a>> {
-        let pc = if self.position_huffman {
-            Coding::Huffman(self.position_lengths)
-        } else {
-            Coding::Packed(self.position_bits)
-        };
-        let ic = if self.index_huffman {
-            Coding::Huffman(self.index_lengths)
-        } else {
-            Coding::Packed(self.index_bits)
+    /// Bytes of the bit-packed form of the (position, index) streams: what a zstd-coded stream decodes to.
+    pub(crate) fn packed_lens(&self) -> Option<(usize, usize)> {
+        let p = (self.symbols as usize).checked_mul(self.position_bits as usize)?;
+        let i = (self.weights as usize).checked_mul(self.index_bits as usize)?;
+        Some((p.div_ceil(8), i.div_ceil(8)))
+    }
+
+    /// A fresh decoder over the kept weights reading `positions` and `indices` (the stored streams, or for
+    /// zstd-coded ones their decoded bit-packed form).
+    fn entries_over<'x>(
+        &self,
+        positions: &'x [u8],
+        indices: &'x [u8],
+        limit: usize,
+    ) -> Option<Entries<'x>>
+    where
+        'a: 'x,
+    {
+        let coding = |c: StreamCoding, lengths: &'a [u8], bits: u32| match c {
+            StreamCoding::Huffman => Coding::Huffman(lengths),
+            StreamCoding::Packed | StreamCoding::Zstd => Coding::Packed(bits),
         };
         Some(Entries::new(
-            Symbols::new(pc, self.positions)?,
-            Symbols::new(ic, self.indices)?,
+            Symbols::new(
+                coding(
+                    self.position_coding,
+                    self.position_lengths,
+                    self.position_bits,
+                ),
+                positions,
+            )?,
+            Symbols::new(
+                coding(self.index_coding, self.index_lengths, self.index_bits),
+                indices,
+            )?,
             self.position_bits,
             self.symbols,
             limit,
             self.codebook_len,
         ))
     }
+
+    /// A fresh decoder over the kept weights, for layers without zstd-coded streams (validated at load, so it
+    /// cannot fail in `run`).
+    pub(crate) fn entries(&self, limit: usize) -> Option<Entries<'a>> {
+        self.entries_over(self.positions, self.indices, limit)
+    }
+
+    /// Whether a stream is zstd coded (and must be decoded into the arena before a run).
+    pub(crate) fn zstd(&self) -> bool {
+        self.position_coding == StreamCoding::Zstd || self.index_coding == StreamCoding::Zstd
+    }
 }
 
 impl<'a> Sparse<'a> {
     /// Whether either stream is Huffman coded.
     pub(crate) fn huffman(&self) -> bool {
-        self.position_huffman || self.index_huffman
+        self.position_coding == StreamCoding::Huffman || self.index_coding == StreamCoding::Huffman
     }
 
-    /// The entries for a run: decoded into `scratch` first when it is large enough and the streams are Huffman
-    /// coded (the arena mode of [`StreamDecoding`]), else straight from the streams.
+    /// The entries for a run: zstd-coded streams are first decoded into `scratch` (always); otherwise the entries
+    /// are decoded into `scratch` first when it is large enough and the streams are Huffman coded (the arena mode
+    /// of [`StreamDecoding`]), else read straight from the streams.
     pub(crate) fn source<'b>(
         &self,
         limit: usize,
@@ -148,7 +180,29 @@ impl<'a> Sparse<'a> {
     where
         'a: 'b,
     {
-        let mut e = self.entries(limit).ok_or(Error::CorruptStream { layer })?;
+        let corrupt = Error::CorruptStream { layer };
+        if self.zstd() {
+            let (pl, il) = self.packed_lens().ok_or(Error::Overflow)?;
+            let (pbuf, rest) = scratch.split_at_mut(pl.min(scratch.len()));
+            let ibuf = rest.get_mut(..il).ok_or(Error::Overflow)?;
+            let positions: &[u8] = if self.position_coding == StreamCoding::Zstd {
+                crate::zstd::decompress(self.positions, pbuf, layer)?;
+                pbuf
+            } else {
+                self.positions
+            };
+            let indices: &[u8] = if self.index_coding == StreamCoding::Zstd {
+                crate::zstd::decompress(self.indices, ibuf, layer)?;
+                ibuf
+            } else {
+                self.indices
+            };
+            return Ok(Source::Stream(
+                self.entries_over(positions, indices, limit)
+                    .ok_or(corrupt)?,
+            ));
+        }
+        let mut e = self.entries(limit).ok_or(corrupt)?;
         let w = self.weights as usize;
         if cfg!(not(feature = "arena-decoding")) || !self.huffman() || scratch.len() < 5 * w {
             return Ok(Source::Stream(e));
@@ -169,6 +223,17 @@ impl<'a> Sparse<'a> {
             next: 0,
         })
     }
+}
+
+/// How one sparse stream is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamCoding {
+    /// Fixed-width fields.
+    Packed,
+    /// Canonical Huffman, decoded on the fly (or into the arena, see [`StreamDecoding`]).
+    Huffman,
+    /// zstd of the bit-packed form, decoded into the arena before each run of the layer.
+    Zstd,
 }
 
 /// How Huffman-coded sparse streams are decoded during a run.
@@ -250,6 +315,8 @@ pub struct Model<'a> {
     pub(crate) file_bytes: usize,
     /// Bytes to decode the largest Huffman-coded sparse layer into (5 per kept weight).
     pub(crate) decode_bytes: usize,
+    /// Bytes to decode the largest layer's zstd-coded streams into (their bit-packed form); always reserved.
+    pub(crate) zstd_bytes: usize,
     /// How Huffman streams are decoded.
     pub(crate) decoding: StreamDecoding,
 }
@@ -376,6 +443,7 @@ impl<'a> Model<'a> {
             max_plane: 0,
             file_bytes: bytes.len(),
             decode_bytes: 0,
+            zstd_bytes: 0,
             decoding: StreamDecoding::OnTheFly,
         };
         let mut dims = input;
@@ -496,7 +564,12 @@ impl<'a> Model<'a> {
                 ..
             }) = &weights
             {
-                if s.huffman() {
+                if s.zstd() {
+                    let (pl, il) = s.packed_lens().ok_or(Error::Overflow)?;
+                    model.zstd_bytes = model
+                        .zstd_bytes
+                        .max(pl.checked_add(il).ok_or(Error::Overflow)?);
+                } else if s.huffman() {
                     model.decode_bytes = model.decode_bytes.max(mul(5, s.weights as usize)?);
                 }
             }
@@ -626,11 +699,12 @@ impl<'a> Model<'a> {
 
     /// Arena bytes reserved for decoded streams.
     pub(crate) fn decode_len(&self) -> usize {
-        match self.decoding {
+        let huffman = match self.decoding {
             StreamDecoding::OnTheFly => 0,
             #[cfg(feature = "arena-decoding")]
             StreamDecoding::Arena => self.decode_bytes,
-        }
+        };
+        huffman.max(self.zstd_bytes)
     }
 
     /// Number of layers.
@@ -656,12 +730,14 @@ impl<'a> Model<'a> {
                 Payload::Sparse(s) => s.weights as usize,
                 _ => w.outputs * w.fan_in,
             }),
-            position_huffman: l
-                .weights
-                .is_some_and(|w| matches!(w.payload, Payload::Sparse(s) if s.position_huffman)),
-            index_huffman: l
-                .weights
-                .is_some_and(|w| matches!(w.payload, Payload::Sparse(s) if s.index_huffman)),
+            position_coding: l.weights.and_then(|w| match w.payload {
+                Payload::Sparse(s) => Some(s.position_coding),
+                _ => None,
+            }),
+            index_coding: l.weights.and_then(|w| match w.payload {
+                Payload::Sparse(s) => Some(s.index_coding),
+                _ => None,
+            }),
             section_bytes: l.weights.map_or(0, |w| w.section_bytes),
         })
     }
@@ -682,10 +758,10 @@ pub struct LayerSummary {
     pub encoding: Option<Encoding>,
     /// Weights stored (non-zero for sparse layers).
     pub weights_kept: Option<usize>,
-    /// Whether the sparse layer's position stream is Huffman coded (else bit-packed).
-    pub position_huffman: bool,
-    /// Whether the sparse layer's index stream is Huffman coded (else bit-packed).
-    pub index_huffman: bool,
+    /// How a sparse layer's position stream is coded.
+    pub position_coding: Option<StreamCoding>,
+    /// How a sparse layer's index stream is coded.
+    pub index_coding: Option<StreamCoding>,
     /// Bytes of the layer's section.
     pub section_bytes: usize,
 }
@@ -783,7 +859,18 @@ fn parse_layer(
             Payload::DenseI8(w)
         }
         3 => {
-            if !(1..=8).contains(&index_bits) || !(1..=8).contains(&position_bits) || coding > 3 {
+            let stream_coding = |c: u8| match c & 3 {
+                0 => Some(StreamCoding::Packed),
+                1 => Some(StreamCoding::Huffman),
+                2 => Some(StreamCoding::Zstd),
+                _ => None,
+            };
+            let (Some(position_coding), Some(index_coding)) =
+                (stream_coding(coding), stream_coding(coding >> 2))
+            else {
+                return Err(invalid(section, "stream coding", u64::from(coding)));
+            };
+            if !(1..=8).contains(&index_bits) || !(1..=8).contains(&position_bits) || coding > 15 {
                 return Err(invalid(
                     section,
                     "stream widths or coding",
@@ -806,13 +893,12 @@ fn parse_layer(
                 1 if !int => Codebook::F32(r.words(k as usize)?),
                 v => return Err(invalid(section, "codebook type", u64::from(v))),
             };
-            let (position_huffman, index_huffman) = (coding & 1 != 0, coding & 2 != 0);
-            let position_lengths = if position_huffman {
+            let position_lengths = if position_coding == StreamCoding::Huffman {
                 r.take(1 << position_bits)?
             } else {
                 &[]
             };
-            let index_lengths = if index_huffman {
+            let index_lengths = if index_coding == StreamCoding::Huffman {
                 r.take(1 << index_bits)?
             } else {
                 &[]
@@ -823,8 +909,8 @@ fn parse_layer(
             let indices = r.take(idx_bytes)?;
             r.align4()?;
             let sparse = Sparse {
-                position_huffman,
-                index_huffman,
+                position_coding,
+                index_coding,
                 index_bits,
                 position_bits,
                 codebook,
@@ -836,14 +922,26 @@ fn parse_layer(
                 positions,
                 indices,
             };
-            // Decode once: every position in range, every index in the codebook, counts as declared.
-            let mut entries = sparse.entries(n).ok_or(Error::CorruptStream { layer })?;
-            let mut found = 0u32;
-            while entries.next_entry(layer)?.is_some() {
-                found += 1;
-            }
-            if found != weights {
-                return Err(Error::CorruptStream { layer });
+            if sparse.zstd() {
+                // zstd streams need memory to decode into, which loading does not have: check their frame headers
+                // (content size = the bit-packed form) here; their content is checked as it is decoded in a run.
+                let (pl, il) = sparse.packed_lens().ok_or(Error::Overflow)?;
+                let ok = |c: StreamCoding, bytes: &[u8], len: usize| {
+                    c != StreamCoding::Zstd || crate::zstd::check_header(bytes, len)
+                };
+                if !ok(position_coding, positions, pl) || !ok(index_coding, indices, il) {
+                    return Err(Error::CorruptStream { layer });
+                }
+            } else {
+                // Decode once: every position in range, every index in the codebook, counts as declared.
+                let mut entries = sparse.entries(n).ok_or(Error::CorruptStream { layer })?;
+                let mut found = 0u32;
+                while entries.next_entry(layer)?.is_some() {
+                    found += 1;
+                }
+                if found != weights {
+                    return Err(Error::CorruptStream { layer });
+                }
             }
             Payload::Sparse(sparse)
         }

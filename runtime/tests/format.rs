@@ -2,7 +2,15 @@
 
 mod common;
 use common::*;
-use slimnet_runtime::{Encoding, Error, Model, Op};
+use slimnet_runtime::{Encoding, Error, Model, Op, StreamCoding};
+
+fn coding(huffman: bool) -> StreamCoding {
+    if huffman {
+        StreamCoding::Huffman
+    } else {
+        StreamCoding::Packed
+    }
+}
 
 #[test]
 fn hand_built_f32_file_computes_the_specified_logits() {
@@ -31,10 +39,16 @@ fn hand_built_f32_file_computes_the_specified_logits() {
                 fc2.op,
                 fc2.encoding,
                 fc2.weights_kept,
-                fc2.position_huffman,
-                fc2.index_huffman
+                fc2.position_coding,
+                fc2.index_coding
             ),
-            (Op::Dense, Some(Encoding::Sparse), Some(3), ph, ih)
+            (
+                Op::Dense,
+                Some(Encoding::Sparse),
+                Some(3),
+                Some(coding(ph)),
+                Some(coding(ih))
+            )
         );
     }
 }

@@ -33,6 +33,8 @@ pub enum CoderArg {
     Huffman,
     /// Fixed-width fields (no entropy coding).
     Packed,
+    /// zstd (--zstd-level) of the bit-packed form of every stream.
+    Zstd,
 }
 
 /// The compression flags, shared with `slimnet pipeline`.
@@ -81,6 +83,9 @@ pub struct CompressArgs {
     /// Entropy coder of the sparse streams.
     #[arg(long, value_enum, value_name = "NAME")]
     pub coder: Option<CoderArg>,
+    /// zstd level (1..=22, default 19) for zstd-coded streams.
+    #[arg(long, value_name = "N")]
+    pub zstd_level: Option<i32>,
     /// Stages to leave out (comma-separated).
     #[arg(long, value_enum, value_delimiter = ',', value_name = "STAGE")]
     pub skip: Vec<SkipStage>,
@@ -139,12 +144,16 @@ impl CompressArgs {
                 ))
             };
         }
+        let level = self.zstd_level.unwrap_or(19);
         if let Some(c) = self.coder {
             s.coder = match c {
-                CoderArg::Smallest => CoderChoice::Smallest,
+                CoderArg::Smallest => CoderChoice::Smallest { zstd_level: level },
                 CoderArg::Huffman => CoderChoice::Huffman,
                 CoderArg::Packed => CoderChoice::Packed,
+                CoderArg::Zstd => CoderChoice::Zstd { level },
             };
+        } else if let CoderChoice::Smallest { zstd_level } = &mut s.coder {
+            *zstd_level = level;
         }
         if let Some(v) = self.seed {
             s.seed = v;
@@ -334,6 +343,7 @@ fn coding(c: slimnet_compress::slim::StreamCoding) -> &'static str {
     match c {
         slimnet_compress::slim::StreamCoding::Packed => "packed",
         slimnet_compress::slim::StreamCoding::Huffman => "Huffman",
+        slimnet_compress::slim::StreamCoding::Zstd(_) => "zstd",
     }
 }
 

@@ -6,7 +6,7 @@ use serde_json::json;
 use slimnet_compress::{evaluate_slim, export, DenseEncoding, NumericPath};
 use slimnet_models::data::read_idx;
 use slimnet_models::Model;
-use slimnet_runtime::{Encoding, Model as SlimModel, Op};
+use slimnet_runtime::{Encoding, Model as SlimModel, Op, StreamCoding};
 use std::path::{Path, PathBuf};
 
 /// Whether `path` starts with the `.slim` magic.
@@ -149,16 +149,22 @@ pub fn info(path: &Path, json: bool) -> Result<()> {
         Op::MaxPool => "maxpool",
         Op::Flatten => "flatten",
     };
-    let enc = |e: Option<Encoding>, positions_huffman: bool, indices_huffman: bool| match e {
-        Some(Encoding::DenseF32) => "dense f32",
-        Some(Encoding::DenseI8) => "dense int8",
-        Some(Encoding::Sparse) => match (positions_huffman, indices_huffman) {
-            (true, true) => "sparse shared, Huffman",
-            (true, false) => "sparse shared, Huffman positions, bit-packed indices",
-            (false, true) => "sparse shared, bit-packed positions, Huffman indices",
-            (false, false) => "sparse shared, bit-packed",
-        },
+    let coding = |c: Option<StreamCoding>| match c {
+        Some(StreamCoding::Packed) => "bit-packed",
+        Some(StreamCoding::Huffman) => "Huffman",
+        Some(StreamCoding::Zstd) => "zstd",
         None => "",
+    };
+    let enc = |e: Option<Encoding>, p: Option<StreamCoding>, i: Option<StreamCoding>| match e {
+        Some(Encoding::DenseF32) => "dense f32".to_string(),
+        Some(Encoding::DenseI8) => "dense int8".to_string(),
+        Some(Encoding::Sparse) if p == i => format!("sparse shared, {}", coding(p)),
+        Some(Encoding::Sparse) => format!(
+            "sparse shared, {} positions, {} indices",
+            coding(p),
+            coding(i)
+        ),
+        None => String::new(),
     };
     let d = m.input_dims();
     if json {
@@ -166,7 +172,7 @@ pub fn info(path: &Path, json: bool) -> Result<()> {
             .iter()
             .map(|l| {
                 json!({"op": name(l.op), "relu": l.relu, "input": [l.input.c, l.input.h, l.input.w],
-                       "output": [l.output.c, l.output.h, l.output.w], "encoding": enc(l.encoding, l.position_huffman, l.index_huffman),
+                       "output": [l.output.c, l.output.h, l.output.w], "encoding": enc(l.encoding, l.position_coding, l.index_coding),
                        "weights_kept": l.weights_kept, "section_bytes": l.section_bytes})
             })
             .collect();
@@ -218,7 +224,7 @@ pub fn info(path: &Path, json: bool) -> Result<()> {
             l.output.h,
             l.output.w,
             if l.relu { " relu" } else { "" },
-            enc(l.encoding, l.position_huffman, l.index_huffman)
+            enc(l.encoding, l.position_coding, l.index_coding)
         );
     }
     Ok(())

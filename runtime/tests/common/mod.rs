@@ -117,7 +117,7 @@ pub fn tiny_f32_coded(position_huffman: bool, index_huffman: bool) -> Vec<u8> {
     // gaps 0 (pos 0), 1 (pos 2), 1 (pos 4). Indices 0, 1, 1 with b = 1 bit.
     let mut fc2 = vec![
         3u8,
-        u8::from(position_huffman) | u8::from(index_huffman) << 1,
+        u8::from(position_huffman) | u8::from(index_huffman) << 2,
         1,
         2,
     ];
