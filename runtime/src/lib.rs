@@ -35,6 +35,7 @@ mod run_f32;
 mod run_int;
 mod stream;
 mod taps;
+#[cfg(feature = "zstd")]
 mod zstd;
 
 pub use bytes::crc32;
@@ -49,7 +50,8 @@ pub use stream::MAX_CODE_BITS;
 /// Decodes the Zstandard frame `src` into `dst`, which must be exactly as long as the frame's declared content
 /// size (the decoder behind zstd-coded sparse streams, exposed for tests and for callers that store other data
 /// zstd-compressed). No allocation; about 10 KB of stack for the decoding tables. Corrupt or unsupported frames
-/// (dictionaries, undeclared content size) give [`Error::CorruptStream`] with layer 0.
+/// (dictionaries, undeclared content size) give [`Error::CorruptStream`] with layer 0. Needs the `zstd` feature.
+#[cfg(feature = "zstd")]
 pub fn zstd_decompress(src: &[u8], dst: &mut [u8]) -> Result<()> {
     zstd::decompress(src, dst, 0)
 }

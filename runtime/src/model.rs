@@ -181,6 +181,7 @@ impl<'a> Sparse<'a> {
         'a: 'b,
     {
         let corrupt = Error::CorruptStream { layer };
+        #[cfg(feature = "zstd")]
         if self.zstd() {
             let (pl, il) = self.packed_lens().ok_or(Error::Overflow)?;
             let (pbuf, rest) = scratch.split_at_mut(pl.min(scratch.len()));
@@ -232,7 +233,8 @@ pub enum StreamCoding {
     Packed,
     /// Canonical Huffman, decoded on the fly (or into the arena, see [`StreamDecoding`]).
     Huffman,
-    /// zstd of the bit-packed form, decoded into the arena before each run of the layer.
+    /// zstd of the bit-packed form, decoded into the arena before each run of the layer (readers built without
+    /// the `zstd` feature refuse such files).
     Zstd,
 }
 
@@ -862,7 +864,7 @@ fn parse_layer(
             let stream_coding = |c: u8| match c & 3 {
                 0 => Some(StreamCoding::Packed),
                 1 => Some(StreamCoding::Huffman),
-                2 => Some(StreamCoding::Zstd),
+                2 if cfg!(feature = "zstd") => Some(StreamCoding::Zstd),
                 _ => None,
             };
             let (Some(position_coding), Some(index_coding)) =
@@ -926,9 +928,12 @@ fn parse_layer(
                 // zstd streams need memory to decode into, which loading does not have: check their frame headers
                 // (content size = the bit-packed form) here; their content is checked as it is decoded in a run.
                 let (pl, il) = sparse.packed_lens().ok_or(Error::Overflow)?;
+                #[cfg(feature = "zstd")]
                 let ok = |c: StreamCoding, bytes: &[u8], len: usize| {
                     c != StreamCoding::Zstd || crate::zstd::check_header(bytes, len)
                 };
+                #[cfg(not(feature = "zstd"))]
+                let ok = |_: StreamCoding, _: &[u8], _: usize| false;
                 if !ok(position_coding, positions, pl) || !ok(index_coding, indices, il) {
                     return Err(Error::CorruptStream { layer });
                 }

@@ -416,11 +416,11 @@ impl Huffman {
         let symbols = count + 1;
         let mut nbits = [0u8; 256];
         let mut rank = [0u32; 13];
-        for s in 0..symbols {
-            let w = u32::from(weights[s]);
+        for (n, &w) in nbits.iter_mut().zip(&weights).take(symbols) {
             if w > 0 {
-                let b = max_bits + 1 - w;
-                nbits[s] = b as u8;
+                // w ≤ max_bits: the weights' total reached 2^(w−1) at least.
+                let b = max_bits + 1 - u32::from(w);
+                *n = b as u8;
                 rank[b as usize] += 1;
             }
         }
@@ -433,8 +433,8 @@ impl Huffman {
         if next != 1 << max_bits {
             return Err(());
         }
-        for s in 0..symbols {
-            let b = u32::from(nbits[s]);
+        for (s, &n) in nbits.iter().enumerate().take(symbols) {
+            let b = u32::from(n);
             if b == 0 {
                 continue;
             }
