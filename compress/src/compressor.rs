@@ -8,7 +8,7 @@
 use crate::cluster::{BitWidth, ClusterInit, SharedLayer, TieProjection};
 use crate::error::{Error, Result};
 use crate::evaluate::{evaluate_slim, NumericPath};
-use crate::export::{build, fold_batch_norm, Folded, Storage};
+use crate::export::{build, fold_batch_norm, Built, Folded, Storage};
 use crate::prune::{check_layer, MaskProjection, Masks, PruneSchedule, SparsityTarget};
 use crate::slim::{CoderChoice, StreamCoding, WeightPayload};
 use serde::Serialize;
@@ -585,26 +585,17 @@ pub fn compress(
             }
         }
         let storage = storage_plan(&work.net, &params, &masks, &shared, false);
-        let stage = file_stage(
-            "clustered",
+        let file = StageFile::new(
             &work,
             &params,
             &storage,
             false,
             CoderChoice::Packed,
             split,
-            settings,
+            settings.calibration_samples,
         )?;
-        push(
-            &mut stages,
-            events,
-            Stage {
-                seconds: t.elapsed().as_secs_f64(),
-                val_accuracy: val_of(&params)?,
-                ratio: ratio(stage.0.len()),
-                ..stage.1
-            },
-        );
+        let stage = file.stage("clustered", dense_f32_bytes, val_of(&params)?, t);
+        push(&mut stages, events, stage);
     }
 
     // Stage 3: 8-bit quantization; stage 4: entropy coding.
@@ -615,24 +606,19 @@ pub fn compress(
             "quantized",
             "int8 codebooks and weights, int32 biases, calibrated activations",
         );
-        let stage = file_stage(
-            "quantized",
+        let file = StageFile::new(
             &work,
             &params,
             &quantized_storage,
             true,
             CoderChoice::Packed,
             split,
-            settings,
+            settings.calibration_samples,
         )?;
         push(
             &mut stages,
             events,
-            Stage {
-                seconds: t.elapsed().as_secs_f64(),
-                ratio: ratio(stage.0.len()),
-                ..stage.1
-            },
+            file.stage("quantized", dense_f32_bytes, None, t),
         );
     }
     let t = Instant::now();
@@ -640,53 +626,35 @@ pub fn compress(
         "coded",
         "entropy coding of the sparse streams; the final file",
     );
-    let folded_now = Folded {
-        net: work.net.clone(),
-        params: params.clone(),
-    };
-    let final_model = Model {
-        params: params.clone(),
-        ..work.clone()
-    };
-    let built = build(
-        &final_model,
-        &folded_now,
+    let file = StageFile::new(
+        &work,
+        &params,
         &quantized_storage,
         settings.quantize,
         settings.coder,
-        &split.train,
+        split,
         settings.calibration_samples,
     )?;
-    let bytes = built.file.to_bytes()?;
-    let f32_eval = evaluate_slim(&bytes, &split.test, NumericPath::F32)?;
-    let int_eval = if settings.quantize {
-        Some(evaluate_slim(&bytes, &split.test, NumericPath::Integer)?)
-    } else {
-        None
-    };
-    let effective_params = built.effective.params.clone();
+    let val = val_of(&file.built.effective.params)?;
     push(
         &mut stages,
         events,
-        Stage {
-            name: "coded".into(),
-            bytes: bytes.len(),
-            bytes_kind: "file",
-            ratio: ratio(bytes.len()),
-            accuracy: f32_eval.accuracy,
-            accuracy_integer_only: int_eval.as_ref().map(|e| e.accuracy),
-            val_accuracy: val_of(&effective_params)?,
-            seconds: t.elapsed().as_secs_f64(),
-        },
+        file.stage("coded", dense_f32_bytes, val, t),
     );
+    let StageFile {
+        built,
+        bytes,
+        accuracy,
+        accuracy_integer_only,
+    } = file;
     let layers = account(&work.net, &built.file, &bytes, &masks)?;
     let other_bytes = bytes.len() - layers.iter().map(|l| l.section_bytes).sum::<usize>();
     let report = Report {
         bytes: bytes.len(),
         dense_f32_bytes,
         ratio: ratio(bytes.len()),
-        accuracy: f32_eval.accuracy,
-        accuracy_integer_only: int_eval.map(|e| e.accuracy),
+        accuracy,
+        accuracy_integer_only,
         baseline_accuracy: baseline.accuracy,
         stages,
         layers,
@@ -697,7 +665,7 @@ pub fn compress(
     Ok(Compressed {
         bytes,
         model: Model {
-            params: effective_params,
+            params: built.effective.params,
             ..work
         },
         report,
@@ -828,55 +796,77 @@ fn int8_shared(w: &[f32], keep: &[bool]) -> Storage {
     }
 }
 
-/// Builds a stage's file, runs it on the test set (and on the integer path when `integer`), and returns it.
-#[allow(clippy::too_many_arguments)]
-fn file_stage(
-    name: &str,
-    work: &Model,
-    params: &Params,
-    storage: &[Storage],
-    integer: bool,
-    coder: CoderChoice,
-    split: &Split,
-    settings: &Settings,
-) -> Result<(Vec<u8>, Stage)> {
-    let folded = Folded {
-        net: work.net.clone(),
-        params: params.clone(),
-    };
-    let model = Model {
-        params: params.clone(),
-        ..work.clone()
-    };
-    let built = build(
-        &model,
-        &folded,
-        storage,
-        integer,
-        coder,
-        &split.train,
-        settings.calibration_samples,
-    )?;
-    let bytes = built.file.to_bytes()?;
-    let f = evaluate_slim(&bytes, &split.test, NumericPath::F32)?;
-    let i = if integer {
-        Some(evaluate_slim(&bytes, &split.test, NumericPath::Integer)?.accuracy)
-    } else {
-        None
-    };
-    Ok((
-        bytes.clone(),
+/// A stage's file, with the accuracies the runtime measures on it.
+struct StageFile {
+    built: Built,
+    bytes: Vec<u8>,
+    accuracy: f64,
+    accuracy_integer_only: Option<f64>,
+}
+
+impl StageFile {
+    /// Builds the file of `params` stored as `storage`, and runs it on the test set (on both paths when
+    /// `integer`).
+    fn new(
+        work: &Model,
+        params: &Params,
+        storage: &[Storage],
+        integer: bool,
+        coder: CoderChoice,
+        split: &Split,
+        calibration_samples: usize,
+    ) -> Result<StageFile> {
+        let folded = Folded {
+            net: work.net.clone(),
+            params: params.clone(),
+        };
+        let model = Model {
+            params: params.clone(),
+            ..work.clone()
+        };
+        let built = build(
+            &model,
+            &folded,
+            storage,
+            integer,
+            coder,
+            &split.train,
+            calibration_samples,
+        )?;
+        let bytes = built.file.to_bytes()?;
+        let accuracy = evaluate_slim(&bytes, &split.test, NumericPath::F32)?.accuracy;
+        let accuracy_integer_only = if integer {
+            Some(evaluate_slim(&bytes, &split.test, NumericPath::Integer)?.accuracy)
+        } else {
+            None
+        };
+        Ok(StageFile {
+            built,
+            bytes,
+            accuracy,
+            accuracy_integer_only,
+        })
+    }
+
+    /// The stage's row of the report.
+    fn stage(
+        &self,
+        name: &str,
+        dense_f32_bytes: usize,
+        val_accuracy: Option<f64>,
+        t: Instant,
+    ) -> Stage {
         Stage {
             name: name.into(),
-            bytes: bytes.len(),
+            bytes: self.bytes.len(),
             bytes_kind: "file",
-            ratio: 0.0,
-            accuracy: f.accuracy,
-            accuracy_integer_only: i,
-            val_accuracy: None,
-            seconds: 0.0,
-        },
-    ))
+            ratio: dense_f32_bytes as f64 / self.bytes.len().max(1) as f64,
+            accuracy: self.accuracy,
+            accuracy_integer_only: self.accuracy_integer_only,
+            val_accuracy,
+            seconds: t.elapsed().as_secs_f64(),
+        }
+    }
 }
 
 /// Bytes of the pruned model stored as Han et al. store it before weight sharing: f32 values, bit-packed relative
