@@ -99,6 +99,11 @@ impl slimnet_compress::compressor::Events for Progress {
         self.label = format!("{name}: ");
     }
 
+    fn warning(&mut self, message: &str) {
+        // Shown even with --quiet: it is about the result, not progress.
+        eprintln!("warning: {message}");
+    }
+
     fn stage_end(&mut self, s: &slimnet_compress::compressor::Stage) {
         if !self.quiet {
             eprintln!(

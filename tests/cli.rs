@@ -735,6 +735,36 @@ fn compress_refuses_bad_settings_and_writes_nothing() {
     assert!(err.contains("m.slim"), "{err}");
     let err = fails(&["compress", s(&model), "--out", "/nonexistent/x.slim"]);
     assert!(err.contains("does not exist"), "{err}");
+    // A collapse of accuracy is not an error, but it is said plainly, with its stage, even with -q.
+    let collapsed = dir.path().join("collapsed.slim");
+    let args = [
+        "compress",
+        s(&model),
+        "--out",
+        s(&collapsed),
+        "-q",
+        "--train-limit",
+        "2000",
+        "--val",
+        "500",
+        "--prune-rounds",
+        "1",
+        "--retrain-epochs",
+        "0",
+        "--final-epochs",
+        "0",
+        "--sparsity",
+        "0.9995",
+        "--skip",
+        "cluster",
+    ];
+    let out = slimnet(&args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("warning: accuracy collapsed after pruning"),
+        "{err}"
+    );
 }
 
 #[test]

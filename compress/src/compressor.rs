@@ -376,6 +376,8 @@ pub trait Events: Observer {
     fn stage_start(&mut self, _name: &str, _what: &str) {}
     /// A stage finished.
     fn stage_end(&mut self, _stage: &Stage) {}
+    /// Something the user should know (for example, accuracy collapsed after a stage).
+    fn warning(&mut self, _message: &str) {}
 }
 
 /// Events ignored.
@@ -511,14 +513,11 @@ pub fn compress(
             },
         );
         if pruned.accuracy < 0.5 * baseline.accuracy {
-            events.stage_start(
-                "warning",
-                &format!(
-                    "accuracy collapsed after pruning: {:.2} % (was {:.2} %); lower the sparsity or retrain longer",
-                    100.0 * pruned.accuracy,
-                    100.0 * baseline.accuracy
-                ),
-            );
+            events.warning(&format!(
+                "accuracy collapsed after pruning: {:.2} % (was {:.2} %); lower the sparsity or retrain longer",
+                100.0 * pruned.accuracy,
+                100.0 * baseline.accuracy
+            ));
         }
     }
 
