@@ -125,7 +125,8 @@ impl StreamCoding {
 /// Which codings the writer may pick from, per stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CoderChoice {
-    /// Per stream, whichever of bit-packed, Huffman and zstd (at this level) is smallest.
+    /// Per stream, whichever of bit-packed, Huffman and zstd (at this level) is smallest; zstd only where it saves
+    /// at least [`ZSTD_MIN_GAIN`], since it costs arena and a decode per inference.
     Smallest {
         /// zstd level, 1..=22.
         zstd_level: i32,
@@ -232,13 +233,33 @@ fn codings(choice: CoderChoice) -> Vec<StreamCoding> {
 }
 
 /// The smallest coding of `symbols` among those allowed.
+/// The smallest coding of `symbols` among those allowed, where a zstd stream counts as smaller only when it
+/// saves at least [`ZSTD_MIN_GAIN`] of the best other coding: unlike bit-packed and Huffman streams, which run in
+/// place, a zstd stream costs its decoded size in arena and a decode on every inference.
 fn smallest(symbols: &[u32], bits: u8, choice: CoderChoice) -> (StreamCoding, usize) {
-    codings(choice)
+    let sized: Vec<(StreamCoding, usize)> = codings(choice)
         .into_iter()
         .map(|c| (c, EncodedStream::new(symbols, bits, c).stored_bytes()))
-        .min_by_key(|&(_, n)| n)
-        .expect("at least one coding")
+        .collect();
+    let in_place = sized
+        .iter()
+        .filter(|(c, _)| !matches!(c, StreamCoding::Zstd(_)))
+        .min_by_key(|&&(_, n)| n)
+        .copied();
+    let zstd = sized
+        .iter()
+        .find(|(c, _)| matches!(c, StreamCoding::Zstd(_)))
+        .copied();
+    match (in_place, zstd) {
+        (Some(p), Some(z)) if (z.1 as f64) < (1.0 - ZSTD_MIN_GAIN) * p.1 as f64 => z,
+        (Some(p), _) => p,
+        (None, Some(z)) => z,
+        (None, None) => unreachable!("every choice allows a coding"),
+    }
 }
+
+/// The fraction of a stream zstd must save over in-place codings to be chosen by [`CoderChoice::Smallest`].
+pub const ZSTD_MIN_GAIN: f64 = 0.05;
 
 impl SparseStreams {
     /// Streams for kept weights at increasing linear `positions` with cluster `indices`, both bit-packed.
