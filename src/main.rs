@@ -111,3 +111,14 @@ fn one_line(e: &anyhow::Error) -> String {
     }
     line
 }
+
+#[cfg(test)]
+mod tests {
+    /// clap checks flag names, defaults and conflicts of every subcommand here (a clash between a flattened
+    /// group's flags, say two `--seed`, would otherwise only show when that subcommand runs in a debug build).
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

@@ -89,17 +89,15 @@ pub struct CompressArgs {
     /// Stages to leave out (comma-separated).
     #[arg(long, value_enum, value_delimiter = ',', value_name = "STAGE")]
     pub skip: Vec<SkipStage>,
-    /// Seed of retraining and clustering.
-    #[arg(long, value_name = "N")]
-    pub seed: Option<u64>,
     /// Training images used to calibrate activation ranges for the integer path.
     #[arg(long, value_name = "N")]
     pub calibration: Option<usize>,
 }
 
 impl CompressArgs {
-    /// The settings: the preset for `model`'s network, then every flag given.
-    pub fn settings(&self, model: &Model) -> Result<Settings> {
+    /// The settings: the preset for `model`'s network, then every flag given, and `seed` (retraining and
+    /// clustering; `compress --seed`, or the training seed in `pipeline`).
+    pub fn settings(&self, model: &Model, seed: Option<u64>) -> Result<Settings> {
         let net = &model.net;
         let mut s = Settings::preset(self.preset.parse::<Preset>()?, net);
         if let Some(t) = &self.sparsity {
@@ -155,7 +153,7 @@ impl CompressArgs {
         } else if let CoderChoice::Smallest { zstd_level } = &mut s.coder {
             *zstd_level = level;
         }
-        if let Some(v) = self.seed {
+        if let Some(v) = seed {
             s.seed = v;
         }
         if let Some(n) = self.calibration {
@@ -188,6 +186,9 @@ pub struct Args {
     pub arch: Option<String>,
     #[command(flatten)]
     pub compress: CompressArgs,
+    /// Seed of retraining and clustering: equal seeds give identical files.
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
     /// Validation samples carved from the end of the training set (epoch selection while retraining).
     #[arg(long, default_value_t = 5000, value_name = "N")]
     pub val: usize,
@@ -217,7 +218,7 @@ pub fn run(args: Args) -> Result<()> {
     let model = Model::load(&args.model, args.arch.as_deref())?;
     let settings = args
         .compress
-        .settings(&model)
+        .settings(&model, args.seed)
         .with_context(|| format!("{}", args.model.display()))?;
     let data = super::load_data(args.data.clone(), args.quiet || args.json)?;
     let split = data.split(args.val, args.train_limit)?;

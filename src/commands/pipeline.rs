@@ -62,7 +62,7 @@ pub fn run(args: Args) -> Result<()> {
             (fitted.model, path, fitted.metrics.test_accuracy)
         }
     };
-    let settings = args.compress.settings(&model)?;
+    let settings = args.compress.settings(&model, Some(args.recipe.seed))?;
     let out = args.out_dir.join(format!(
         "{}.slim",
         path.file_stem()
