@@ -90,8 +90,14 @@ impl<'a> BitReader<'a> {
     }
 }
 
+/// Bits resolved by one lookup in [`Huffman::fast`]; longer codes fall back to the canonical search.
+const FAST_BITS: usize = 8;
+
 /// A canonical Huffman decoding table built from code lengths on the stack.
 pub(crate) struct Huffman {
+    /// For every `FAST_BITS`-bit prefix: `length << 8 | symbol` of the code it starts with, or 0 when that code
+    /// is longer than `FAST_BITS` (or unused). 512 bytes that replace a search over code lengths per symbol.
+    fast: [u16; 1 << FAST_BITS],
     /// First canonical code of each length.
     first: [u16; MAX_CODE_BITS + 1],
     /// Codes of each length.
@@ -133,14 +139,26 @@ impl Huffman {
         }
         let mut slots = offsets;
         let mut symbols = [0u8; 256];
+        let mut fast = [0u16; 1 << FAST_BITS];
         for (s, &l) in lengths.iter().enumerate() {
             if l != 0 {
-                let slot = &mut slots[usize::from(l)];
+                let len = usize::from(l);
+                let slot = &mut slots[len];
+                if len <= FAST_BITS {
+                    // The code is first[len] + its rank among codes of its length; every prefix it starts maps to it.
+                    let code = usize::from(first[len]) + usize::from(*slot - offsets[len]);
+                    let from = code << (FAST_BITS - len);
+                    let to = (code + 1) << (FAST_BITS - len);
+                    for e in fast.get_mut(from..to)? {
+                        *e = (len as u16) << 8 | s as u16;
+                    }
+                }
                 symbols[usize::from(*slot)] = s as u8;
                 *slot += 1;
             }
         }
         Some(Huffman {
+            fast,
             first,
             counts,
             offsets,
@@ -152,7 +170,16 @@ impl Huffman {
     #[inline(always)]
     pub(crate) fn decode(&self, r: &mut BitReader) -> Option<u32> {
         let (bits, real) = r.peek(MAX_CODE_BITS as u32);
-        for len in 1..=MAX_CODE_BITS {
+        let e = self.fast[(bits >> (MAX_CODE_BITS - FAST_BITS)) as usize & ((1 << FAST_BITS) - 1)];
+        if e != 0 {
+            let len = u32::from(e >> 8);
+            if len > real {
+                return None;
+            }
+            r.consume(len);
+            return Some(u32::from(e & 0xFF));
+        }
+        for len in FAST_BITS + 1..=MAX_CODE_BITS {
             let code = bits >> (MAX_CODE_BITS - len);
             let d = code.wrapping_sub(u32::from(self.first[len]));
             if d < u32::from(self.counts[len]) {
