@@ -414,8 +414,8 @@ pub fn compress(
     settings.validate(&model.net)?;
     let folded = fold_batch_norm(model)?;
     let work = Model {
-        net: folded.net.clone(),
-        params: folded.params.clone(),
+        net: folded.net,
+        params: folded.params,
         ..model.clone()
     };
     let dense_f32_bytes = model.net.dense_f32_bytes();
@@ -433,31 +433,18 @@ pub fn compress(
     let t = Instant::now();
     events.stage_start("float32", "dense f32 baseline");
     let dense_storage = vec![Storage::DenseF32; weighted_layers(&work.net).len()];
-    let dense = build(
+    let dense = StageFile::new(
         &work,
-        &folded,
+        &work.params,
         &dense_storage,
         false,
         CoderChoice::Packed,
-        &split.train,
+        split,
         1,
     )?;
-    let dense_bytes = dense.file.to_bytes()?;
-    let baseline = evaluate_slim(&dense_bytes, &split.test, NumericPath::F32)?;
-    push(
-        &mut stages,
-        events,
-        Stage {
-            name: "float32".into(),
-            bytes: dense_bytes.len(),
-            bytes_kind: "file",
-            ratio: ratio(dense_bytes.len()),
-            accuracy: baseline.accuracy,
-            accuracy_integer_only: None,
-            val_accuracy: val_of(&work.params)?,
-            seconds: t.elapsed().as_secs_f64(),
-        },
-    );
+    let baseline_accuracy = dense.accuracy;
+    let stage = dense.stage("float32", dense_f32_bytes, val_of(&work.params)?, t);
+    push(&mut stages, events, stage);
 
     // Stage 1: pruning with retraining.
     let mut params = work.params.clone();
@@ -512,11 +499,11 @@ pub fn compress(
                 seconds: t.elapsed().as_secs_f64(),
             },
         );
-        if pruned.accuracy < 0.5 * baseline.accuracy {
+        if pruned.accuracy < 0.5 * baseline_accuracy {
             events.warning(&format!(
                 "accuracy collapsed after pruning: {:.2} % (was {:.2} %); lower the sparsity or retrain longer",
                 100.0 * pruned.accuracy,
-                100.0 * baseline.accuracy
+                100.0 * baseline_accuracy
             ));
         }
     }
@@ -654,7 +641,7 @@ pub fn compress(
         ratio: ratio(bytes.len()),
         accuracy,
         accuracy_integer_only,
-        baseline_accuracy: baseline.accuracy,
+        baseline_accuracy: baseline_accuracy,
         stages,
         layers,
         other_bytes,
