@@ -641,7 +641,7 @@ pub fn compress(
         ratio: ratio(bytes.len()),
         accuracy,
         accuracy_integer_only,
-        baseline_accuracy: baseline_accuracy,
+        baseline_accuracy,
         stages,
         layers,
         other_bytes,
