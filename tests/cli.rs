@@ -266,13 +266,12 @@ fn quadrants(dir: &Path, n: u32) {
     }
 }
 
-#[test]
-fn any_idx_dataset_works_with_data_dir() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("quad");
+/// The quadrant dataset (400 images of 12×12) in `dir/quad`, and a small CNN trained on it: (data, model).
+fn quadrant_model(dir: &Path) -> (PathBuf, PathBuf) {
+    let data = dir.join("quad");
     fs::create_dir(&data).unwrap();
     quadrants(&data, 400);
-    let model = dir.path().join("q.safetensors");
+    let model = dir.join("q.safetensors");
     ok(&[
         "train",
         "--data",
@@ -289,6 +288,13 @@ fn any_idx_dataset_works_with_data_dir() {
         s(&model),
         "-q",
     ]);
+    (data, model)
+}
+
+#[test]
+fn any_idx_dataset_works_with_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, model) = quadrant_model(dir.path());
     let v: Value =
         serde_json::from_str(&ok(&["eval", s(&model), "--data", s(&data), "--json"])).unwrap();
     assert!(v["accuracy"].as_f64().unwrap() > 0.9, "{v}");
@@ -770,26 +776,7 @@ fn compress_refuses_bad_settings_and_writes_nothing() {
 #[test]
 fn compress_handles_convolutions_on_any_idx_dataset() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("quad");
-    fs::create_dir(&data).unwrap();
-    quadrants(&data, 400);
-    let model = dir.path().join("q.safetensors");
-    ok(&[
-        "train",
-        "--data",
-        s(&data),
-        "--model",
-        "cnn:c4k3-p2-f16",
-        "--epochs",
-        "3",
-        "--val",
-        "80",
-        "--lr",
-        "0.01",
-        "--out",
-        s(&model),
-        "-q",
-    ]);
+    let (data, model) = quadrant_model(dir.path());
     let out = dir.path().join("q.slim");
     let v: Value = serde_json::from_str(&ok(&[
         "compress",
