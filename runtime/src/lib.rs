@@ -42,7 +42,8 @@ pub use bytes::crc32;
 pub use error::{Error, Result, Section};
 pub use model::{
     Dims, Encoding, LayerSummary, Model, Op, StreamCoding, StreamDecoding, FLAG_F32, FLAG_INT,
-    HEADER_BYTES, MAGIC, MAX_ELEMENTS, MAX_LAYERS, SECTION_GRAPH, SECTION_LAYER, VERSION,
+    HEADER_BYTES, MAGIC, MAX_ELEMENTS, MAX_LAYERS, MAX_STREAM_BYTES, SECTION_GRAPH, SECTION_LAYER,
+    VERSION,
 };
 pub use run_int::{requantize, rounding_divide_by_pot, sat_rounding_doubling_high_mul};
 pub use stream::MAX_CODE_BITS;

@@ -3,7 +3,7 @@
 
 use crate::bytes::{crc32, Reader};
 use crate::error::{Error, Result, Section};
-use crate::stream::{Coding, Entries, Source, Symbols};
+use crate::stream::{walk, Decode, Huffman, HuffmanCodes, Layout, Packed, Sink};
 
 /// The file's magic number.
 pub const MAGIC: [u8; 4] = *b"SLIM";
@@ -21,6 +21,8 @@ pub const SECTION_GRAPH: u32 = 1;
 pub const SECTION_LAYER: u32 = 2;
 /// Most layers a graph may have.
 pub const MAX_LAYERS: usize = 32;
+/// Largest sparse stream (bytes) a layer may hold: 16 MiB.
+pub const MAX_STREAM_BYTES: u32 = 1 << 24;
 /// Largest tensor (elements) a model may declare: 2^28.
 pub const MAX_ELEMENTS: usize = 1 << 28;
 
@@ -115,114 +117,171 @@ impl<'a> Sparse<'a> {
         Some((p.div_ceil(8), i.div_ceil(8)))
     }
 
-    /// A fresh decoder over the kept weights reading `positions` and `indices` (the stored streams, or for
-    /// zstd-coded ones their decoded bit-packed form).
-    fn entries_over<'x>(
+    /// Runs `sink` over the kept weights of a layer of `rows` × `fan_in` weights.
+    /// zstd-coded streams are first decoded into the scratch memory (always), Huffman-coded ones too in the arena
+    /// mode of [`StreamDecoding`] (when it holds a byte per symbol); otherwise the streams are decoded on the fly. Inconsistent streams give [`Error::CorruptStream`].
+    pub(crate) fn walk<const CHECKED: bool, S: Sink>(
         &self,
-        positions: &'x [u8],
-        indices: &'x [u8],
-        limit: usize,
-    ) -> Option<Entries<'x>>
-    where
-        'a: 'x,
-    {
-        let coding = |c: StreamCoding, lengths: &'a [u8], bits: u32| match c {
-            StreamCoding::Huffman => Coding::Huffman(lengths),
-            StreamCoding::Packed | StreamCoding::Zstd => Coding::Packed(bits),
+        fan_in: usize,
+        rows: usize,
+        layer: u16,
+        scratch: &mut Scratch,
+        sink: &mut S,
+    ) -> Result<()> {
+        let (scratch, arena) = (&mut *scratch.bytes, scratch.arena);
+        let corrupt = Error::CorruptStream { layer };
+        let layout = Layout {
+            symbols: self.symbols,
+            position_bits: self.position_bits,
+            fan_in,
+            rows,
+            codebook_len: self.codebook_len,
         };
-        Some(Entries::new(
-            Symbols::new(
-                coding(
-                    self.position_coding,
-                    self.position_lengths,
-                    self.position_bits,
-                ),
-                positions,
-            )?,
-            Symbols::new(
-                coding(self.index_coding, self.index_lengths, self.index_bits),
-                indices,
-            )?,
-            self.position_bits,
-            self.symbols,
-            limit,
-            self.codebook_len,
-        ))
-    }
-
-    /// A fresh decoder over the kept weights, for layers without zstd-coded streams (validated at load, so it
-    /// cannot fail in `run`).
-    pub(crate) fn entries(&self, limit: usize) -> Option<Entries<'a>> {
-        self.entries_over(self.positions, self.indices, limit)
+        let (positions, indices) = (
+            Stream::new(
+                self.position_coding,
+                self.positions,
+                self.position_lengths,
+                self.position_bits,
+            ),
+            Stream::new(
+                self.index_coding,
+                self.indices,
+                self.index_lengths,
+                self.index_bits,
+            ),
+        );
+        #[cfg(feature = "zstd")]
+        if self.zstd() {
+            let (pl, il) = self.packed_lens().ok_or(Error::Overflow)?;
+            let (pbuf, rest) = scratch.split_at_mut(pl.min(scratch.len()));
+            let ibuf = rest.get_mut(..il).ok_or(Error::Overflow)?;
+            let positions = if self.position_coding == StreamCoding::Zstd {
+                crate::zstd::decompress(self.positions, pbuf, layer)?;
+                Stream::Packed(pbuf, self.position_bits)
+            } else {
+                positions
+            };
+            let indices = if self.index_coding == StreamCoding::Zstd {
+                crate::zstd::decompress(self.indices, ibuf, layer)?;
+                Stream::Packed(ibuf, self.index_bits)
+            } else {
+                indices
+            };
+            // Decoded content is not validated at load: checked.
+            return dispatch::<true, S>(positions, indices, layout, sink).ok_or(corrupt);
+        }
+        #[cfg(feature = "arena-decoding")]
+        {
+            let (symbols, weights) = (self.symbols as usize, self.weights as usize);
+            if arena && self.huffman() && scratch.len() >= symbols.saturating_add(weights) {
+                let (pbuf, rest) = scratch.split_at_mut(symbols);
+                let ibuf = rest.get_mut(..weights).ok_or(Error::Overflow)?;
+                if !positions.decode_into(pbuf) || !indices.decode_into(ibuf) {
+                    return Err(corrupt);
+                }
+                let (p, i) = (
+                    crate::stream::Bytes::new(pbuf),
+                    crate::stream::Bytes::new(ibuf),
+                );
+                return walk::<CHECKED, _, _, S>(p, i, layout, sink).ok_or(corrupt);
+            }
+        }
+        let _ = (&scratch, arena);
+        dispatch::<CHECKED, S>(positions, indices, layout, sink).ok_or(corrupt)
     }
 
     /// Whether a stream is zstd coded (and must be decoded into the arena before a run).
     pub(crate) fn zstd(&self) -> bool {
         self.position_coding == StreamCoding::Zstd || self.index_coding == StreamCoding::Zstd
     }
-}
 
-impl<'a> Sparse<'a> {
     /// Whether either stream is Huffman coded.
     pub(crate) fn huffman(&self) -> bool {
         self.position_coding == StreamCoding::Huffman || self.index_coding == StreamCoding::Huffman
     }
+}
 
-    /// The entries for a run: zstd-coded streams are first decoded into `scratch` (always); otherwise the entries
-    /// are decoded into `scratch` first when it is large enough and the streams are Huffman coded (the arena mode
-    /// of [`StreamDecoding`]), else read straight from the streams.
-    pub(crate) fn source<'b>(
-        &self,
-        limit: usize,
-        layer: u16,
-        scratch: &'b mut [u8],
-    ) -> Result<Source<'b>>
-    where
-        'a: 'b,
-    {
-        let corrupt = Error::CorruptStream { layer };
-        #[cfg(feature = "zstd")]
-        if self.zstd() {
-            let (pl, il) = self.packed_lens().ok_or(Error::Overflow)?;
-            let (pbuf, rest) = scratch.split_at_mut(pl.min(scratch.len()));
-            let ibuf = rest.get_mut(..il).ok_or(Error::Overflow)?;
-            let positions: &[u8] = if self.position_coding == StreamCoding::Zstd {
-                crate::zstd::decompress(self.positions, pbuf, layer)?;
-                pbuf
-            } else {
-                self.positions
-            };
-            let indices: &[u8] = if self.index_coding == StreamCoding::Zstd {
-                crate::zstd::decompress(self.indices, ibuf, layer)?;
-                ibuf
-            } else {
-                self.indices
-            };
-            return Ok(Source::Stream(
-                self.entries_over(positions, indices, limit)
-                    .ok_or(corrupt)?,
-            ));
+/// Arena memory a run lends the sparse walks, for streams decoded ahead of a layer.
+pub(crate) struct Scratch<'s> {
+    /// The memory.
+    pub bytes: &'s mut [u8],
+    /// Whether Huffman streams are to be decoded into it ([`StreamDecoding`]).
+    pub arena: bool,
+}
+
+impl Scratch<'_> {
+    /// None at all (loading, which only validates).
+    pub(crate) fn none() -> Scratch<'static> {
+        Scratch {
+            bytes: &mut [],
+            arena: false,
         }
-        let mut e = self.entries(limit).ok_or(corrupt)?;
-        let w = self.weights as usize;
-        if cfg!(not(feature = "arena-decoding")) || !self.huffman() || scratch.len() < 5 * w {
-            return Ok(Source::Stream(e));
+    }
+}
+
+/// One stream, ready to decode.
+enum Stream<'a> {
+    /// Bit-packed fields of this many bits.
+    Packed(&'a [u8], u32),
+    /// Canonical Huffman codes with these code lengths.
+    Huffman(&'a [u8], &'a [u8]),
+}
+
+impl<'a> Stream<'a> {
+    fn new(coding: StreamCoding, bytes: &'a [u8], lengths: &'a [u8], bits: u32) -> Stream<'a> {
+        match coding {
+            StreamCoding::Huffman => Stream::Huffman(bytes, lengths),
+            // zstd streams are replaced by their decoded bit-packed form before use.
+            StreamCoding::Packed | StreamCoding::Zstd => Stream::Packed(bytes, bits),
         }
-        let (positions, rest) = scratch.split_at_mut(4 * w);
-        let indices = rest.get_mut(..w).ok_or(Error::Overflow)?;
-        let mut k = 0usize;
-        while let Some((p, i)) = e.next_entry(layer)? {
-            if let (Some(d), Some(x)) = (positions.get_mut(4 * k..4 * k + 4), indices.get_mut(k)) {
-                d.copy_from_slice(&(p as u32).to_le_bytes());
-                *x = i as u8;
+    }
+
+    /// Decodes exactly `out.len()` symbols into `out`, one per byte; false on a corrupt stream.
+    #[cfg(feature = "arena-decoding")]
+    fn decode_into(&self, out: &mut [u8]) -> bool {
+        fn fill<D: Decode>(mut d: D, out: &mut [u8]) -> bool {
+            for o in out.iter_mut() {
+                *o = d.next::<true>() as u8;
             }
-            k += 1;
+            !d.corrupt()
         }
-        Ok(Source::Decoded {
-            positions: &*positions,
-            indices: &*indices,
-            next: 0,
-        })
+        match *self {
+            Stream::Packed(b, w) => fill(Packed::new(b, w), out),
+            Stream::Huffman(b, l) => {
+                Huffman::new(l).is_some_and(|t| fill(HuffmanCodes::new(b, &t), out))
+            }
+        }
+    }
+}
+
+/// The walk, monomorphized for each pair of codings so that its loop dispatches on nothing.
+fn dispatch<const CHECKED: bool, S: Sink>(
+    positions: Stream,
+    indices: Stream,
+    layout: Layout,
+    sink: &mut S,
+) -> Option<()> {
+    fn second<const CHECKED: bool, P: Decode, S: Sink>(
+        p: P,
+        indices: Stream,
+        layout: Layout,
+        sink: &mut S,
+    ) -> Option<()> {
+        match indices {
+            Stream::Packed(b, w) => walk::<CHECKED, _, _, S>(p, Packed::new(b, w), layout, sink),
+            Stream::Huffman(b, l) => {
+                let table = Huffman::new(l)?;
+                walk::<CHECKED, _, _, S>(p, HuffmanCodes::new(b, &table), layout, sink)
+            }
+        }
+    }
+    match positions {
+        Stream::Packed(b, w) => second::<CHECKED, _, S>(Packed::new(b, w), indices, layout, sink),
+        Stream::Huffman(b, l) => {
+            let table = Huffman::new(l)?;
+            second::<CHECKED, _, S>(HuffmanCodes::new(b, &table), indices, layout, sink)
+        }
     }
 }
 
@@ -243,8 +302,8 @@ pub enum StreamCoding {
 pub enum StreamDecoding {
     /// Symbol by symbol inside the kernel: no extra arena (the default; measured faster, see BENCHMARKS.md).
     OnTheFly,
-    /// Into the arena just before each layer runs (positions as u32, indices as u8: 5 bytes per kept weight),
-    /// then the kernel reads plain arrays. [`Model::arena_len`] and [`Model::arena_len_int8`] grow accordingly.
+    /// Into the arena just before each layer runs (a byte per position symbol and per index), then the kernel
+    /// reads plain arrays. [`Model::arena_len`] and [`Model::arena_len_int8`] grow accordingly.
     /// Needs the `arena-decoding` feature.
     #[cfg(feature = "arena-decoding")]
     Arena,
@@ -315,7 +374,7 @@ pub struct Model<'a> {
     /// Largest conv output plane (for the integer path's i32 accumulators).
     pub(crate) max_plane: usize,
     pub(crate) file_bytes: usize,
-    /// Bytes to decode the largest Huffman-coded sparse layer into (5 per kept weight).
+    /// Bytes to decode the largest Huffman-coded sparse layer into (a byte per position symbol and per index).
     pub(crate) decode_bytes: usize,
     /// Bytes to decode the largest layer's zstd-coded streams into (their bit-packed form); always reserved.
     pub(crate) zstd_bytes: usize,
@@ -572,7 +631,8 @@ impl<'a> Model<'a> {
                         .zstd_bytes
                         .max(pl.checked_add(il).ok_or(Error::Overflow)?);
                 } else if s.huffman() {
-                    model.decode_bytes = model.decode_bytes.max(mul(5, s.weights as usize)?);
+                    let bytes = (s.symbols as usize).checked_add(s.weights as usize);
+                    model.decode_bytes = model.decode_bytes.max(bytes.ok_or(Error::Overflow)?);
                 }
             }
             if op != Op::Flatten {
@@ -699,6 +759,11 @@ impl<'a> Model<'a> {
         self.decoding = decoding;
     }
 
+    /// Whether Huffman streams are decoded into the arena ([`StreamDecoding`]).
+    pub(crate) fn arena_decoding(&self) -> bool {
+        self.decoding != StreamDecoding::OnTheFly
+    }
+
     /// Arena bytes reserved for decoded streams.
     pub(crate) fn decode_len(&self) -> usize {
         let huffman = match self.decoding {
@@ -766,6 +831,16 @@ pub struct LayerSummary {
     pub index_coding: Option<StreamCoding>,
     /// Bytes of the layer's section.
     pub section_bytes: usize,
+}
+
+/// A sink that only counts the weights: validation decodes and checks.
+struct Count(u32);
+
+impl Sink for Count {
+    fn weights(&mut self, cols: &[u32], _: &[u8]) {
+        self.0 = self.0.wrapping_add(cols.len() as u32);
+    }
+    fn end_row(&mut self, _: usize) {}
 }
 
 /// Parses and validates a layer section for a layer of `outputs × fan_in` weights.
@@ -884,8 +959,8 @@ fn parse_layer(
             let k = r.u32_in("codebook size", 1, 1 << index_bits)?;
             let symbols = r.u32()?;
             let weights = r.u32()?;
-            let pos_bytes = r.u32()? as usize;
-            let idx_bytes = r.u32()? as usize;
+            let pos_bytes = r.u32_in("position stream bytes", 0, MAX_STREAM_BYTES)? as usize;
+            let idx_bytes = r.u32_in("index stream bytes", 0, MAX_STREAM_BYTES)? as usize;
             let codebook = match cb_type {
                 0 => {
                     let c = r.take(k as usize)?;
@@ -924,7 +999,16 @@ fn parse_layer(
                 positions,
                 indices,
             };
-            if sparse.zstd() {
+            // Every symbol takes at least a bit: a stream cannot declare more symbols than it has bits.
+            let bits = |bytes: usize| bytes.saturating_mul(8);
+            let zstd = sparse.zstd();
+            if weights > symbols
+                || !zstd
+                    && (symbols as usize > bits(pos_bytes) || weights as usize > bits(idx_bytes))
+            {
+                return Err(Error::CorruptStream { layer });
+            }
+            if zstd {
                 // zstd streams need memory to decode into, which loading does not have: check their frame headers
                 // (content size = the bit-packed form) here; their content is checked as it is decoded in a run.
                 let (pl, il) = sparse.packed_lens().ok_or(Error::Overflow)?;
@@ -939,12 +1023,9 @@ fn parse_layer(
                 }
             } else {
                 // Decode once: every position in range, every index in the codebook, counts as declared.
-                let mut entries = sparse.entries(n).ok_or(Error::CorruptStream { layer })?;
-                let mut found = 0u32;
-                while entries.next_entry(layer)?.is_some() {
-                    found += 1;
-                }
-                if found != weights {
+                let mut found = Count(0);
+                sparse.walk::<true, _>(fan_in, outputs, layer, &mut Scratch::none(), &mut found)?;
+                if found.0 != weights {
                     return Err(Error::CorruptStream { layer });
                 }
             }

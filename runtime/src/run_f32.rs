@@ -3,7 +3,8 @@
 
 use crate::bytes::f32_at;
 use crate::error::{Error, Result};
-use crate::model::{Codebook, LayerInfo, Model, Op, Payload, Weights};
+use crate::model::{Codebook, LayerInfo, Model, Op, Payload, Scratch, Weights};
+use crate::stream::Sink;
 
 #[inline(always)]
 fn get(buf: &[u8], i: usize) -> f32 {
@@ -91,13 +92,42 @@ fn codebook_value(cb: Codebook, i: usize) -> f32 {
     }
 }
 
+/// A sparse dense layer's kernel: accumulates `c[index] · x[col]` along a row, scales and adds the bias at its end.
+struct SparseDense<'x, 'w> {
+    x: &'x [u8],
+    y: &'x mut [u8],
+    w: &'x Weights<'w>,
+    codebook: Codebook<'w>,
+    scale: f32,
+    relu: bool,
+    acc: f32,
+}
+
+impl Sink for SparseDense<'_, '_> {
+    #[inline(always)]
+    fn weights(&mut self, cols: &[u32], indices: &[u8]) {
+        let mut acc = self.acc;
+        for (&col, &index) in cols.iter().zip(indices) {
+            acc += codebook_value(self.codebook, usize::from(index)) * get(self.x, col as usize);
+        }
+        self.acc = acc;
+    }
+
+    #[inline(always)]
+    fn end_row(&mut self, row: usize) {
+        let v = self.acc * self.scale + bias(self.w, row);
+        set(self.y, row, finish(v, self.relu));
+        self.acc = 0.0;
+    }
+}
+
 fn dense(
     l: &LayerInfo,
     w: &Weights,
     x: &[u8],
     y: &mut [u8],
     layer: u16,
-    scratch: &mut [u8],
+    scratch: &mut Scratch,
 ) -> Result<()> {
     let n = w.fan_in;
     match w.payload {
@@ -113,23 +143,17 @@ fn dense(
             }
         }
         Payload::Sparse(s) => {
-            let mut e = s.source(w.outputs * n, layer, scratch)?;
-            let (mut row, mut row_start, mut acc) = (0usize, 0usize, 0f32);
-            let s0 = scale(w, 0);
-            while let Some((p, i)) = e.next_entry(layer)? {
-                while p >= row_start + n {
-                    set(y, row, finish(acc * s0 + bias(w, row), l.relu));
-                    row += 1;
-                    row_start += n;
-                    acc = 0.0;
-                }
-                acc += codebook_value(s.codebook, i) * get(x, p - row_start);
-            }
-            while row < w.outputs {
-                set(y, row, finish(acc * s0 + bias(w, row), l.relu));
-                row += 1;
-                acc = 0.0;
-            }
+            let mut sink = SparseDense {
+                x,
+                y,
+                w,
+                codebook: s.codebook,
+                scale: scale(w, 0),
+                relu: l.relu,
+                acc: 0.0,
+            };
+            // Validated at load: unchecked.
+            s.walk::<false, _>(n, w.outputs, layer, scratch, &mut sink)?;
         }
     }
     Ok(())
@@ -174,7 +198,7 @@ fn conv(
     x: &[u8],
     y: &mut [u8],
     layer: u16,
-    scratch: &mut [u8],
+    scratch: &mut Scratch,
 ) -> Result<()> {
     let plane = l.output.h * l.output.w;
     for i in 0..l.output.len() {
@@ -311,9 +335,12 @@ impl Model<'_> {
         let (input, rest) = arena.split_at_mut(4 * self.input.len());
         let (a, rest) = rest.split_at_mut(4 * self.buffers[0]);
         let (b, scratch) = rest.split_at_mut(4 * self.buffers[1]);
-        let scratch = scratch
-            .get_mut(..self.decode_len())
-            .ok_or(Error::Overflow)?;
+        let scratch = &mut Scratch {
+            bytes: scratch
+                .get_mut(..self.decode_len())
+                .ok_or(Error::Overflow)?,
+            arena: self.arena_decoding(),
+        };
         let last = self.walk(input, a, b, |l, weighted, x, y| {
             match (l.op, &l.weights) {
                 (Op::Dense, Some(w)) => dense(l, w, x, y, weighted, scratch)?,

@@ -6,7 +6,8 @@
 
 use crate::bytes::i32_at;
 use crate::error::{Error, Result};
-use crate::model::{Codebook, LayerInfo, Model, Op, Payload, Quant, Weights};
+use crate::model::{Codebook, LayerInfo, Model, Op, Payload, Quant, Scratch, Weights};
+use crate::stream::Sink;
 
 /// `(a · b · 2 + 2³¹) >> 32` with TFLite's saturation: the high half of the doubled product, rounded half up.
 #[inline(always)]
@@ -77,7 +78,7 @@ fn dense(
     x: &[u8],
     y: &mut [u8],
     layer: u16,
-    scratch: &mut [u8],
+    scratch: &mut Scratch,
 ) -> Result<()> {
     let n = w.fan_in;
     match w.payload {
@@ -93,32 +94,61 @@ fn dense(
             }
         }
         Payload::Sparse(s) => {
-            let mut e = s.source(w.outputs * n, layer, scratch)?;
-            let (mut row, mut row_start, mut acc) = (0usize, 0usize, 0i32);
-            let mut emit = |row: usize, acc: i32| {
-                if let Some(v) = y.get_mut(row) {
-                    *v = out_i8(acc.wrapping_add(i32_at(q.bias, row)), q, row, l.relu);
-                }
+            // Integer-path files have int8 codebooks (checked at load).
+            let codebook = match s.codebook {
+                Codebook::I8(c) => c,
+                Codebook::F32(_) => &[],
             };
-            while let Some((p, i)) = e.next_entry(layer)? {
-                while p >= row_start + n {
-                    emit(row, acc);
-                    row += 1;
-                    row_start += n;
-                    acc = 0;
-                }
-                let xv = x.get(p - row_start).map_or(0, |&b| i32::from(b as i8));
-                acc = acc.wrapping_add(codebook_q(s.codebook, i) * (xv - q.zp_in));
+            // Copied into a table of 256 (indices have at most 8 bits): read without a bounds check.
+            let mut table = [0i8; 256];
+            for (t, &c) in table.iter_mut().zip(codebook) {
+                *t = c as i8;
             }
-            while row < w.outputs {
-                emit(row, acc);
-                row += 1;
-                acc = 0;
-            }
+            let mut sink = SparseDense {
+                x,
+                y,
+                codebook: &table,
+                q,
+                relu: l.relu,
+                acc: 0,
+            };
+            // Validated at load: unchecked.
+            s.walk::<false, _>(n, w.outputs, layer, scratch, &mut sink)?;
         }
         Payload::DenseF32(_) => return Err(Error::PathUnavailable),
     }
     Ok(())
+}
+
+/// A sparse dense layer's kernel: accumulates `c[index] · (x[col] − zp)` along a row, requantizes at its end.
+struct SparseDense<'x, 'q> {
+    x: &'x [u8],
+    y: &'x mut [u8],
+    codebook: &'x [i8; 256],
+    q: &'x Quant<'q>,
+    relu: bool,
+    acc: i32,
+}
+
+impl Sink for SparseDense<'_, '_> {
+    #[inline(always)]
+    fn weights(&mut self, cols: &[u32], indices: &[u8]) {
+        let (mut acc, zp) = (self.acc, self.q.zp_in);
+        for (&col, &index) in cols.iter().zip(indices) {
+            let xv = self.x.get(col as usize).map_or(0, |&b| i32::from(b as i8));
+            acc = acc.wrapping_add(i32::from(self.codebook[usize::from(index)]) * (xv - zp));
+        }
+        self.acc = acc;
+    }
+
+    #[inline(always)]
+    fn end_row(&mut self, row: usize) {
+        let acc = self.acc.wrapping_add(i32_at(self.q.bias, row));
+        if let Some(v) = self.y.get_mut(row) {
+            *v = out_i8(acc, self.q, row, self.relu);
+        }
+        self.acc = 0;
+    }
 }
 
 /// Output pixels accumulated at once, in registers.
@@ -163,7 +193,7 @@ fn conv(
     y: &mut [u8],
     acc: &mut [u8],
     layer: u16,
-    scratch: &mut [u8],
+    scratch: &mut Scratch,
 ) -> Result<()> {
     let plane_len = l.output.h * l.output.w;
     let acc = acc.get_mut(..4 * plane_len).ok_or(Error::Overflow)?;
@@ -255,9 +285,12 @@ impl Model<'_> {
         let (a, rest) = rest.split_at_mut(self.buffers[0]);
         let (b, rest) = rest.split_at_mut(self.buffers[1]);
         let (acc, scratch) = rest.split_at_mut(4 * self.max_plane);
-        let scratch = scratch
-            .get_mut(..self.decode_len())
-            .ok_or(Error::Overflow)?;
+        let scratch = &mut Scratch {
+            bytes: scratch
+                .get_mut(..self.decode_len())
+                .ok_or(Error::Overflow)?,
+            arena: self.arena_decoding(),
+        };
         let last = self.walk(input, a, b, |l, weighted, x, y| {
             match (l.op, &l.weights) {
                 (Op::Dense, Some(w)) => {

@@ -5,21 +5,30 @@
 //! significant bit first. Canonical Huffman codes are assigned in order of (code length, symbol), as in DEFLATE,
 //! and read bit by bit.
 
-use crate::error::{Error, Result};
-
 /// Longest Huffman code the format allows.
 pub const MAX_CODE_BITS: usize = 15;
 
-/// Reads bits MSB-first through a 64-bit window refilled a byte at a time, so that a field of up to 16 bits costs
-/// a shift and a mask rather than a loop over bits.
+/// The bit window: a machine word, so that a 32-bit core (a Cortex-M) shifts one register rather than a pair
+/// (measured on the Cortex-M3: a 64-bit window cost about twice the instructions per symbol).
+type Window = usize;
+/// Bits in [`Window`].
+const WINDOW_BITS: u32 = Window::BITS;
+/// Bytes in [`Window`].
+const WINDOW_BYTES: usize = core::mem::size_of::<Window>();
+
+/// Reads bits MSB-first through a word-sized window refilled a word at a time, so that a field of up to 16 bits
+/// costs a shift and a mask rather than a loop over bits. After a refill the window holds at least
+/// `WINDOW_BITS − 7` bits (25 on a 32-bit core), enough for any one field or code ([`MAX_CODE_BITS`]).
 #[derive(Clone)]
 pub(crate) struct BitReader<'a> {
     bytes: &'a [u8],
     next: usize,
-    /// Unread bits, left-aligned (the next bit is bit 63).
-    window: u64,
+    /// Unread bits, left-aligned (the next bit is the window's top bit).
+    window: Window,
     /// Number of valid bits in `window`.
     count: u32,
+    /// The OR of every `count` after a drop: its top bit is set once the reader ran past the end.
+    seen: u32,
 }
 
 impl<'a> BitReader<'a> {
@@ -29,65 +38,49 @@ impl<'a> BitReader<'a> {
             next: 0,
             window: 0,
             count: 0,
+            seen: 0,
         }
     }
 
-    // Out of line: called once every few symbols, and inlining it at every read site costs ~2 KB of code.
-    #[inline(never)]
+    /// Tops the window up. The common case (a whole word left in the stream) is inlined: one load, with the
+    /// reader's fields kept in registers by the kernel loop; the stream's last bytes go through
+    /// [`refill_tail`], out of line and by value so that it does not pin the reader to memory either.
+    #[inline(always)]
     fn refill(&mut self) {
-        // Fast path: one 8-byte load fills the window to at least 57 bits. The bits loaded past the whole bytes
+        // One word load fills the window to at least WINDOW_BITS − 7 bits. The bits loaded past the whole bytes
         // counted are the stream's own next bits, so loading them again later ORs identical values.
-        if let Some(chunk) = self.bytes.get(self.next..self.next + 8) {
-            let mut b = [0u8; 8];
+        if let Some(chunk) = self.bytes.get(self.next..self.next + WINDOW_BYTES) {
+            let mut b = [0u8; WINDOW_BYTES];
             b.copy_from_slice(chunk);
-            self.window |= u64::from_be_bytes(b) >> self.count;
-            let whole = (63 - self.count) / 8;
+            self.window |= Window::from_be_bytes(b) >> self.count;
+            let whole = (WINDOW_BITS - 1 - self.count) / 8;
             self.next += whole as usize;
             self.count += 8 * whole;
-            return;
-        }
-        while self.count <= 56 {
-            let Some(&b) = self.bytes.get(self.next) else {
-                return;
-            };
-            self.window |= u64::from(b) << (56 - self.count);
-            self.next += 1;
-            self.count += 8;
+        } else {
+            (self.next, self.window, self.count) =
+                refill_tail(self.bytes, self.next, self.window, self.count);
         }
     }
+}
 
-    /// The next `width` bits (1..=16) without consuming them, zero-padded past the end, and how many are real.
-    #[inline(always)]
-    fn peek(&mut self, width: u32) -> (u32, u32) {
-        if self.count < width {
-            self.refill();
-        }
-        ((self.window >> (64 - width)) as u32, self.count.min(width))
+/// The byte-at-a-time refill for the last bytes of a stream: (next, window, count) after it.
+#[inline(never)]
+#[cold]
+fn refill_tail(
+    bytes: &[u8],
+    mut next: usize,
+    mut window: Window,
+    mut count: u32,
+) -> (usize, Window, u32) {
+    while count <= WINDOW_BITS - 8 {
+        let Some(&b) = bytes.get(next) else {
+            break;
+        };
+        window |= Window::from(b) << (WINDOW_BITS - 8 - count);
+        next += 1;
+        count += 8;
     }
-
-    #[inline(always)]
-    fn consume(&mut self, width: u32) {
-        self.window <<= width;
-        self.count -= width;
-    }
-
-    /// One bit, or `None` past the end.
-    #[inline(always)]
-    #[cfg(test)]
-    pub(crate) fn bit(&mut self) -> Option<u32> {
-        self.bits(1)
-    }
-
-    /// `width` bits (1..=16) as an unsigned value, or `None` past the end.
-    #[inline(always)]
-    pub(crate) fn bits(&mut self, width: u32) -> Option<u32> {
-        let (v, real) = self.peek(width);
-        if real < width {
-            return None;
-        }
-        self.consume(width);
-        Some(v)
-    }
+    (next, window, count)
 }
 
 /// Bits resolved by one lookup in [`Huffman::fast`]; longer codes fall back to the canonical search.
@@ -166,175 +159,287 @@ impl Huffman {
         })
     }
 
-    /// Decodes one symbol, or `None` on a code that is not in the table or past the end of the stream.
-    #[inline(always)]
-    pub(crate) fn decode(&self, r: &mut BitReader) -> Option<u32> {
-        let (bits, real) = r.peek(MAX_CODE_BITS as u32);
-        let e = self.fast[(bits >> (MAX_CODE_BITS - FAST_BITS)) as usize & ((1 << FAST_BITS) - 1)];
-        if e != 0 {
-            let len = u32::from(e >> 8);
-            if len > real {
-                return None;
-            }
-            r.consume(len);
-            return Some(u32::from(e & 0xFF));
-        }
+    /// (length, symbol) of the code longer than `FAST_BITS` that starts the `MAX_CODE_BITS` bits `bits`, or `None`
+    /// when no code does. Out of line: codes that long are rare, by construction.
+    #[inline(never)]
+    fn slow(&self, bits: u32) -> Option<(u32, u32)> {
         for len in FAST_BITS + 1..=MAX_CODE_BITS {
             let code = bits >> (MAX_CODE_BITS - len);
             let d = code.wrapping_sub(u32::from(self.first[len]));
             if d < u32::from(self.counts[len]) {
-                if len as u32 > real {
-                    return None;
-                }
-                r.consume(len as u32);
                 return self
                     .symbols
                     .get(usize::from(self.offsets[len]) + d as usize)
-                    .map(|&s| u32::from(s));
+                    .map(|&s| (len as u32, u32::from(s)));
             }
         }
         None
     }
 }
 
-/// How one stream's symbols are coded.
-#[derive(Clone, Copy)]
-pub(crate) enum Coding<'a> {
-    /// Fixed-width fields of this many bits.
-    Packed(u32),
-    /// Canonical Huffman with these code lengths (one per symbol).
-    Huffman(&'a [u8]),
+/// One stream's symbol decoder. The sparse walk is generic over the decoders of its two streams, so each
+/// combination of codings gets its own loop without a dispatch per symbol.
+pub(crate) trait Decode {
+    /// The next symbol. Past the end of the stream, or on a code not in the table, it returns some symbol and
+    /// (when `CHECKED`) [`Decode::corrupt`] turns true: the walk checks that once at the end instead of once per
+    /// symbol. Unchecked decoding is for streams validated at load: it reads the same bits with less work.
+    fn next<const CHECKED: bool>(&mut self) -> u32;
+    /// Whether the decoder ran past the end of its stream or met an invalid code.
+    fn corrupt(&self) -> bool;
 }
 
-/// A decoder for one stream.
-// The Huffman variant carries its 290-byte table inline: boxing it would need a heap, which the runtime has not.
-#[allow(clippy::large_enum_variant)]
-pub(crate) enum Symbols<'a> {
-    Packed(BitReader<'a>, u32),
-    Huffman(BitReader<'a>, Huffman),
-}
-
-impl<'a> Symbols<'a> {
-    pub(crate) fn new(coding: Coding<'a>, bytes: &'a [u8]) -> Option<Self> {
-        Some(match coding {
-            Coding::Packed(w) => Symbols::Packed(BitReader::new(bytes), w),
-            Coding::Huffman(lengths) => {
-                Symbols::Huffman(BitReader::new(bytes), Huffman::new(lengths)?)
-            }
-        })
+impl BitReader<'_> {
+    /// Refills when fewer than `width` bits are in the window; past the end, flags the reader and pretends the
+    /// missing bits are zero.
+    #[inline(always)]
+    fn ensure(&mut self, width: u32) {
+        if self.count < width {
+            self.refill();
+        }
     }
 
+    /// Drops `width` bits, which the caller has looked at. If fewer were left, `count` wraps below zero and its
+    /// top bit, kept in `seen`, says so: one OR per symbol instead of a test and a branch. (It cannot wrap back:
+    /// that would take 2³¹ bits past the end, while loading bounds a stream to 16 MiB and its symbols to one per
+    /// bit, so that at most 15 · 8 · 2²⁴ < 2³¹ bits are ever read.)
     #[inline(always)]
-    pub(crate) fn next(&mut self) -> Option<u32> {
-        match self {
-            Symbols::Packed(r, w) => r.bits(*w),
-            Symbols::Huffman(r, h) => h.decode(r),
+    fn drop_bits<const CHECKED: bool>(&mut self, width: u32) {
+        self.window <<= width;
+        self.count = self.count.wrapping_sub(width);
+        if CHECKED {
+            self.seen |= self.count;
+        }
+    }
+
+    /// Whether more bits were dropped than the stream holds.
+    fn overran(&self) -> bool {
+        self.seen & (1 << 31) != 0
+    }
+
+    /// The top `width` bits of the window (zero-padded).
+    #[inline(always)]
+    fn top(&self, width: u32) -> u32 {
+        (self.window >> (WINDOW_BITS - width)) as u32
+    }
+}
+
+/// Fixed-width fields.
+pub(crate) struct Packed<'a> {
+    reader: BitReader<'a>,
+    width: u32,
+}
+
+impl<'a> Packed<'a> {
+    /// Fields of `width` bits (1..=8) read from `bytes`.
+    pub(crate) fn new(bytes: &'a [u8], width: u32) -> Self {
+        Packed {
+            reader: BitReader::new(bytes),
+            width: width.clamp(1, 16),
         }
     }
 }
 
-/// The kept weights of a sparse layer as (linear position, cluster index), in increasing position order.
-///
-/// Position symbols: `g < MAX` places a weight `g` positions after the previous one's successor;
-/// `g == MAX` (= 2^bits − 1) is a filler that skips `MAX` positions and carries no weight.
-pub(crate) struct Entries<'a> {
-    positions: Symbols<'a>,
-    indices: Symbols<'a>,
-    filler: u32,
+impl Decode for Packed<'_> {
+    #[inline(always)]
+    fn next<const CHECKED: bool>(&mut self) -> u32 {
+        self.reader.ensure(self.width);
+        let v = self.reader.top(self.width);
+        self.reader.drop_bits::<CHECKED>(self.width);
+        v
+    }
+    fn corrupt(&self) -> bool {
+        self.reader.overran()
+    }
+}
+
+/// Canonical Huffman codes. The table lives apart from the decoder, so that the decoder is a few words the
+/// kernel loop keeps in registers.
+pub(crate) struct HuffmanCodes<'a, 't> {
+    reader: BitReader<'a>,
+    table: &'t Huffman,
+    bad: bool,
+}
+
+impl<'a, 't> HuffmanCodes<'a, 't> {
+    /// Codes of `table` read from `bytes`.
+    pub(crate) fn new(bytes: &'a [u8], table: &'t Huffman) -> Self {
+        HuffmanCodes {
+            reader: BitReader::new(bytes),
+            table,
+            bad: false,
+        }
+    }
+}
+
+impl Decode for HuffmanCodes<'_, '_> {
+    #[inline(always)]
+    fn next<const CHECKED: bool>(&mut self) -> u32 {
+        let r = &mut self.reader;
+        r.ensure(MAX_CODE_BITS as u32);
+        let bits = r.top(MAX_CODE_BITS as u32);
+        let e = self.table.fast
+            [(bits >> (MAX_CODE_BITS - FAST_BITS)) as usize & ((1 << FAST_BITS) - 1)];
+        let (len, symbol) = if e != 0 {
+            (u32::from(e >> 8), u32::from(e & 0xFF))
+        } else {
+            match self.table.slow(bits) {
+                Some(found) => found,
+                None => {
+                    self.bad = true;
+                    (1, 0)
+                }
+            }
+        };
+        r.drop_bits::<CHECKED>(len);
+        symbol
+    }
+    fn corrupt(&self) -> bool {
+        self.bad || self.reader.overran()
+    }
+}
+
+/// Symbols already decoded into bytes (zstd-coded or arena-decoded streams).
+#[cfg_attr(not(feature = "arena-decoding"), allow(dead_code))]
+pub(crate) struct Bytes<'a> {
+    bytes: &'a [u8],
     next: usize,
-    remaining_symbols: u32,
-    limit: usize,
-    codebook_len: u32,
 }
 
-impl<'a> Entries<'a> {
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new(
-        positions: Symbols<'a>,
-        indices: Symbols<'a>,
-        position_bits: u32,
-        symbols: u32,
-        limit: usize,
-        codebook_len: u32,
-    ) -> Self {
-        Entries {
-            positions,
-            indices,
-            filler: (1 << position_bits) - 1,
-            next: 0,
-            remaining_symbols: symbols,
-            limit,
-            codebook_len,
-        }
+#[cfg_attr(not(feature = "arena-decoding"), allow(dead_code))]
+impl<'a> Bytes<'a> {
+    /// One symbol per byte of `bytes`.
+    pub(crate) fn new(bytes: &'a [u8]) -> Self {
+        Bytes { bytes, next: 0 }
     }
+}
 
-    /// The next weight, `Ok(None)` at the end, `Err` if the streams are inconsistent.
+impl Decode for Bytes<'_> {
     #[inline(always)]
-    pub(crate) fn next_entry(&mut self, layer: u16) -> Result<Option<(usize, usize)>> {
-        let bad = Error::CorruptStream { layer };
-        loop {
-            if self.remaining_symbols == 0 {
-                return Ok(None);
+    fn next<const CHECKED: bool>(&mut self) -> u32 {
+        let v = self.bytes.get(self.next).map_or(0, |&b| u32::from(b));
+        self.next += 1;
+        v
+    }
+    fn corrupt(&self) -> bool {
+        self.next > self.bytes.len()
+    }
+}
+
+/// What a kernel does with a sparse layer's kept weights, row by row (a row: one output of a dense layer, one
+/// output channel of a convolution).
+pub(crate) trait Sink {
+    /// Kept weights of the current row: at columns `cols` (increasing, each < fan-in), with codebook indices
+    /// `indices` (each < codebook size); both slices have the same length. A row may come in several calls.
+    fn weights(&mut self, cols: &[u32], indices: &[u8]);
+    /// Row `row` is complete: called once for every row, in order, empty rows included.
+    fn end_row(&mut self, row: usize);
+}
+
+/// The shape of a sparse layer's streams.
+#[derive(Clone, Copy)]
+pub(crate) struct Layout {
+    /// Position symbols, fillers included.
+    pub symbols: u32,
+    /// Bits per position symbol: the filler symbol is `2^bits − 1`.
+    pub position_bits: u32,
+    /// Columns per row.
+    pub fan_in: usize,
+    /// Rows.
+    pub rows: usize,
+    /// Codebook entries.
+    pub codebook_len: u32,
+}
+
+/// Kept weights decoded at a time by [`walk`].
+const CHUNK: usize = 64;
+
+/// Walks the kept weights: position symbol `g < MAX` places a weight `g` columns after the previous one's
+/// successor (continuing into the following rows), `g == MAX` (= 2^bits − 1) skips `MAX` columns and carries no
+/// weight. Calls `sink` for every weight and every row, and returns `None` when the streams are inconsistent
+/// (a weight past the last row; when `CHECKED`, also an index outside the codebook, a stream too short or
+/// holding an invalid code). The sink may have been called before an inconsistency is found. Unchecked walks
+/// are for streams validated at load (a checked walk): they cannot go wrong, and nothing they read is out of
+/// bounds either way.
+///
+/// Decodes [`CHUNK`] weights at a time, in three short loops (positions into columns, indices, the kernel on
+/// each row's run of weights) rather than one long one: each keeps its few values in registers, where a single
+/// loop over both decoders and the kernel spilled to the stack on a 32-bit core (measured on the Cortex-M3:
+/// BENCHMARKS.md).
+#[inline(always)]
+pub(crate) fn walk<const CHECKED: bool, P: Decode, I: Decode, S: Sink>(
+    mut positions: P,
+    mut indices: I,
+    layout: Layout,
+    sink: &mut S,
+) -> Option<()> {
+    let filler = (1u32 << layout.position_bits.min(16)) - 1;
+    let (n, rows) = (layout.fan_in.max(1), layout.rows);
+    // The column and row the positions have reached, and the rows the sink has been told are complete.
+    let (mut col, mut row, mut ended) = (0usize, 0usize, 0usize);
+    let mut left = layout.symbols;
+    let mut cols = [0u32; CHUNK];
+    let mut found = [0u8; CHUNK];
+    // Where rows change within a chunk: (first weight of the new row, the new row).
+    let mut cuts = [(0usize, 0usize); CHUNK];
+    let mut bad = false;
+    while left > 0 {
+        // Positions → columns. col < n ≤ 2^28 and g < 2^16 before each addition: no overflow.
+        let (mut k, mut c) = (0usize, 0usize);
+        while left > 0 && k < CHUNK && c < CHUNK {
+            left -= 1;
+            let g = positions.next::<CHECKED>();
+            col += g as usize;
+            if col >= n {
+                let skip = col / n;
+                col -= skip * n;
+                row = row.saturating_add(skip);
+                if let Some(cut) = cuts.get_mut(c) {
+                    *cut = (k, row);
+                }
+                c += 1;
             }
-            self.remaining_symbols -= 1;
-            let g = self.positions.next().ok_or(bad)?;
-            if g == self.filler {
-                self.next = self.next.checked_add(g as usize).ok_or(bad)?;
+            if g == filler {
                 continue;
             }
-            let p = self.next.checked_add(g as usize).ok_or(bad)?;
-            if p >= self.limit {
-                return Err(bad);
+            if let Some(slot) = cols.get_mut(k) {
+                *slot = col as u32;
             }
-            self.next = p + 1;
-            let i = self.indices.next().ok_or(bad)?;
-            if i >= self.codebook_len {
-                return Err(bad);
+            col += 1;
+            k += 1;
+        }
+        // Their codebook indices (at most 8 bits: a byte each).
+        for slot in found.iter_mut().take(k) {
+            let index = indices.next::<CHECKED>();
+            if CHECKED {
+                bad |= index >= layout.codebook_len;
             }
-            return Ok(Some((p, i as usize)));
+            *slot = index as u8;
+        }
+        // The kernel, on each row's run of weights.
+        let mut start = 0usize;
+        for &(at, next_row) in cuts.iter().take(c) {
+            if at > start {
+                bad |= ended >= rows;
+                sink.weights(cols.get(start..at)?, found.get(start..at)?);
+            }
+            for r in ended..next_row.min(rows) {
+                sink.end_row(r);
+            }
+            (start, ended) = (at, next_row);
+        }
+        if k > start {
+            bad |= ended >= rows;
+            sink.weights(cols.get(start..k)?, found.get(start..k)?);
+        }
+        if bad {
+            return None;
         }
     }
-}
-
-/// Where a sparse layer's entries come from during a run: straight from its streams, or from arrays decoded into
-/// the caller's arena just before the layer runs ([`crate::StreamDecoding`]).
-// Lives on the stack for one layer; the decoder state is inline because there is no heap to box it in.
-#[allow(clippy::large_enum_variant)]
-pub(crate) enum Source<'a> {
-    /// Decoding the streams as the kernel goes.
-    Stream(Entries<'a>),
-    /// Little-endian u32 positions and u8 indices, decoded ahead.
-    Decoded {
-        positions: &'a [u8],
-        indices: &'a [u8],
-        next: usize,
-    },
-}
-
-impl Source<'_> {
-    /// The next weight as (linear position, cluster index).
-    #[inline(always)]
-    pub(crate) fn next_entry(&mut self, layer: u16) -> Result<Option<(usize, usize)>> {
-        match self {
-            Source::Stream(e) => e.next_entry(layer),
-            Source::Decoded {
-                positions,
-                indices,
-                next,
-            } => {
-                let (Some(p), Some(&i)) =
-                    (positions.get(4 * *next..4 * *next + 4), indices.get(*next))
-                else {
-                    return Ok(None);
-                };
-                *next += 1;
-                Ok(Some((
-                    u32::from_le_bytes([p[0], p[1], p[2], p[3]]) as usize,
-                    usize::from(i),
-                )))
-            }
-        }
+    for r in ended..rows {
+        sink.end_row(r);
     }
+    let corrupt = CHECKED && (positions.corrupt() || indices.corrupt());
+    (!corrupt).then_some(())
 }
 
 #[cfg(test)]
@@ -344,12 +449,37 @@ mod tests {
     #[test]
     fn canonical_codes_decode_in_length_then_symbol_order() {
         // Lengths: A=2, B=1, C=3, D=3 → B=0, A=10, C=110, D=111.
-        let h = Huffman::new(&[2, 1, 3, 3]).unwrap();
         // Bits: 0 | 10 | 110 | 111 | 0 → 0101 1011 10(pad 000000)
         let bytes = [0b0101_1011, 0b1000_0000];
-        let mut r = BitReader::new(&bytes);
-        let got: [u32; 5] = core::array::from_fn(|_| h.decode(&mut r).unwrap());
+        let table = Huffman::new(&[2, 1, 3, 3]).unwrap();
+        let mut h = HuffmanCodes::new(&bytes, &table);
+        let got: [u32; 5] = core::array::from_fn(|_| h.next::<true>());
         assert_eq!(got, [1, 0, 2, 3, 1]);
+        assert!(!h.corrupt());
+        // The six padding bits read as six B's; a seventh read runs past the end.
+        for _ in 0..6 {
+            assert_eq!(h.next::<true>(), 1);
+        }
+        assert!(!h.corrupt());
+        for _ in 0..1 {
+            h.next::<true>();
+        }
+        assert!(h.corrupt());
+    }
+
+    #[test]
+    fn long_codes_take_the_slow_path() {
+        // Lengths 1, 2, …, 10, 10: symbol 10 is 1111111111 (ten bits), past the 8-bit lookup table.
+        let mut lengths = [0u8; 11];
+        for (s, l) in lengths.iter_mut().enumerate() {
+            *l = (s as u8 + 1).min(10);
+        }
+        let bytes = [0xFF, 0b1100_0000, 0];
+        let table = Huffman::new(&lengths).unwrap();
+        let mut h = HuffmanCodes::new(&bytes, &table);
+        assert_eq!(h.next::<true>(), 10);
+        assert_eq!(h.next::<true>(), 0);
+        assert!(!h.corrupt());
     }
 
     #[test]
@@ -360,28 +490,112 @@ mod tests {
     }
 
     #[test]
-    fn bit_reader_reads_msb_first_and_stops_at_the_end() {
-        let mut r = BitReader::new(&[0b1010_0000]);
-        assert_eq!(r.bits(3), Some(0b101));
-        assert_eq!(r.bits(5), Some(0));
-        assert_eq!(r.bit(), None);
+    fn packed_fields_read_msb_first_and_flag_the_end() {
+        let mut r = Packed::new(&[0b1010_0000], 3);
+        assert_eq!(r.next::<true>(), 0b101);
+        assert_eq!(r.next::<true>(), 0);
+        assert!(!r.corrupt());
+        r.next::<true>();
+        assert!(r.corrupt());
+        // Long streams go through the word-at-a-time refill.
+        let bytes: [u8; 40] = core::array::from_fn(|i| i as u8);
+        let mut r = Packed::new(&bytes, 8);
+        assert!((0..40).all(|i| r.next::<true>() == i));
+        assert!(!r.corrupt());
+    }
+
+    /// Records what the walk reports.
+    #[derive(Default)]
+    struct Record {
+        weights: [(usize, usize, usize); 16],
+        rows: [usize; 16],
+        w: usize,
+        r: usize,
+    }
+
+    impl Sink for Record {
+        fn weights(&mut self, cols: &[u32], indices: &[u8]) {
+            for (&c, &i) in cols.iter().zip(indices) {
+                self.weights[self.w] = (self.r, c as usize, usize::from(i));
+                self.w += 1;
+            }
+        }
+        fn end_row(&mut self, row: usize) {
+            self.rows[self.r] = row;
+            self.r += 1;
+        }
     }
 
     #[test]
-    fn fillers_skip_without_weights() {
-        // 2-bit positions (filler = 3), 1-bit indices: symbols 3 (skip 3), 1 (weight at 4), 0 (weight at 5).
-        let pos = [0b1101_0000];
-        let idx = [0b1000_0000];
-        let mut e = Entries::new(
-            Symbols::new(Coding::Packed(2), &pos).unwrap(),
-            Symbols::new(Coding::Packed(1), &idx).unwrap(),
-            2,
-            3,
-            10,
-            2,
+    fn fillers_skip_without_weights_and_rows_end_in_order() {
+        // 2-bit positions (filler = 3), 1-bit indices, rows of 3 columns, 4 rows: symbols 3 (skip 3: row 1, col 0),
+        // 1 (weight at row 1 col 1), 0 (weight at row 1 col 2), 3 (skip to row 2 col 3 = row 3 col 0), 0 (weight).
+        let pos = [0b1101_0011, 0b0000_0000];
+        let idx = [0b1010_0000];
+        let layout = Layout {
+            symbols: 5,
+            position_bits: 2,
+            fan_in: 3,
+            rows: 4,
+            codebook_len: 2,
+        };
+        let mut rec = Record::default();
+        let n = walk::<true, _, _, _>(Packed::new(&pos, 2), Packed::new(&idx, 1), layout, &mut rec);
+        assert_eq!((n, rec.w), (Some(()), 3));
+        assert_eq!(&rec.weights[..3], &[(1, 1, 1), (1, 2, 0), (3, 0, 1)]);
+        assert_eq!(&rec.rows[..rec.r], &[0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn inconsistent_streams_are_refused() {
+        let layout = Layout {
+            symbols: 2,
+            position_bits: 2,
+            fan_in: 3,
+            rows: 1,
+            codebook_len: 2,
+        };
+        // A weight past the last row: 2, then 2 → column 5 of a 1-row, 3-column layer.
+        let mut rec = Record::default();
+        assert_eq!(
+            walk::<true, _, _, _>(
+                Packed::new(&[0b1010_0000], 2),
+                Packed::new(&[0], 1),
+                layout,
+                &mut rec
+            ),
+            None
         );
-        assert_eq!(e.next_entry(0), Ok(Some((4, 1))));
-        assert_eq!(e.next_entry(0), Ok(Some((5, 0))));
-        assert_eq!(e.next_entry(0), Ok(None));
+        // An index outside the codebook (3 of 2).
+        let layout = Layout {
+            codebook_len: 2,
+            ..layout
+        };
+        let mut rec = Record::default();
+        assert_eq!(
+            walk::<true, _, _, _>(
+                Packed::new(&[0], 2),
+                Packed::new(&[0b1100_0000], 2),
+                layout,
+                &mut rec
+            ),
+            None
+        );
+        // Streams shorter than declared.
+        let layout = Layout {
+            symbols: 9,
+            rows: 9,
+            ..layout
+        };
+        let mut rec = Record::default();
+        assert_eq!(
+            walk::<true, _, _, _>(
+                Packed::new(&[0, 0], 2),
+                Packed::new(&[0], 1),
+                layout,
+                &mut rec
+            ),
+            None
+        );
     }
 }

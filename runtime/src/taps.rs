@@ -4,7 +4,8 @@
 //! arithmetic of its own.
 
 use crate::error::{Error, Result};
-use crate::model::{LayerInfo, Payload, Weights};
+use crate::model::{LayerInfo, Payload, Scratch, Weights};
+use crate::stream::Sink;
 
 /// Taps handed to a kernel at once.
 pub(crate) const TAPS: usize = 64;
@@ -17,6 +18,26 @@ fn tap_offset(l: &LayerInfo, t: usize) -> usize {
     (c * l.input.h + ky) * l.input.w + kx
 }
 
+/// Hands each kept weight to `f` as (linear position, codebook index).
+struct Rows<F> {
+    row: usize,
+    n: usize,
+    f: F,
+}
+
+impl<F: FnMut(usize, usize)> Sink for Rows<F> {
+    #[inline(always)]
+    fn weights(&mut self, cols: &[u32], indices: &[u8]) {
+        for (&col, &index) in cols.iter().zip(indices) {
+            (self.f)(self.row * self.n + col as usize, usize::from(index));
+        }
+    }
+    #[inline(always)]
+    fn end_row(&mut self, row: usize) {
+        self.row = row + 1;
+    }
+}
+
 /// Calls `f(o, taps)` with the weights of output channel `o` as (input offset, value), in chunks of up to
 /// [`TAPS`], in channel order. `dense(j)` gives the value of dense weight `j` (`None`: this path cannot use the
 /// encoding), `shared(i)` the value of codebook entry `i`.
@@ -24,7 +45,7 @@ pub(crate) fn conv_taps<V: Copy + Default>(
     l: &LayerInfo,
     w: &Weights,
     layer: u16,
-    scratch: &mut [u8],
+    scratch: &mut Scratch,
     dense: impl Fn(usize) -> Option<V>,
     shared: impl Fn(usize) -> V,
     mut f: impl FnMut(usize, &[(usize, V)]),
@@ -58,10 +79,13 @@ pub(crate) fn conv_taps<V: Copy + Default>(
             }
         }
         Payload::Sparse(s) => {
-            let mut e = s.source(w.outputs * n, layer, scratch)?;
-            while let Some((p, i)) = e.next_entry(layer)? {
-                push(p, shared(i));
-            }
+            let mut sink = Rows {
+                row: 0,
+                n,
+                f: |p: usize, i: usize| push(p, shared(i)),
+            };
+            // Validated at load: unchecked.
+            s.walk::<false, _>(n, w.outputs, layer, scratch, &mut sink)?;
         }
     }
     if len > 0 {
