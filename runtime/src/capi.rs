@@ -126,12 +126,16 @@ pub unsafe extern "C" fn slimnet_model_load(
     }
     // SAFETY: non-null, and the caller guarantees `len` readable bytes that outlive the model.
     let bytes: &'static [u8] = unsafe { core::slice::from_raw_parts(blob, len) };
-    match Model::from_bytes(bytes) {
-        Ok(m) => {
-            // SAFETY: storage is non-null, large enough and aligned for a Model (checked above).
-            unsafe { storage.cast::<Model<'static>>().write(m) };
-            SLIMNET_OK
-        }
+    // Filled in place (Model::load), so that no copy of the model passes through the caller's stack.
+    // SAFETY: storage is non-null, large enough and aligned for a Model (checked above); it is initialized by the
+    // write before the reference is made.
+    let model = unsafe {
+        let slot = storage.cast::<Model<'static>>();
+        slot.write(Model::EMPTY);
+        &mut *slot
+    };
+    match model.load(bytes) {
+        Ok(()) => SLIMNET_OK,
         Err(e) => code(e),
     }
 }

@@ -395,8 +395,45 @@ fn mul(a: usize, b: usize) -> Result<usize> {
 }
 
 impl<'a> Model<'a> {
-    /// Validates `bytes` as a `.slim` file and returns the model, borrowing them.
+    /// A model with no layers and neither numeric path (running it gives [`Error::PathUnavailable`]): the
+    /// initial value of storage that [`Model::load`] fills, e.g. a `static` on a device.
+    pub const EMPTY: Model<'a> = Model {
+        flags: 0,
+        input: Dims { c: 0, h: 0, w: 0 },
+        classes: 0,
+        mean: 0,
+        std: 0,
+        lut: &[],
+        layers: [None; MAX_LAYERS],
+        layer_count: 0,
+        buffers: [0, 0],
+        max_plane: 0,
+        file_bytes: 0,
+        decode_bytes: 0,
+        zstd_bytes: 0,
+        decoding: StreamDecoding::OnTheFly,
+    };
+
+    /// Validates `bytes` as a `.slim` file and returns the model, borrowing them. The model is a few kilobytes
+    /// (a table of [`MAX_LAYERS`] layers); where stack is scarce, [`Model::load`] fills one in place instead.
     pub fn from_bytes(bytes: &'a [u8]) -> Result<Model<'a>> {
+        let mut model = Model::EMPTY;
+        model.load(bytes)?;
+        Ok(model)
+    }
+
+    /// Validates `bytes` as a `.slim` file and makes `self` that model, in place: no copy of the model passes
+    /// through the stack. On error `self` is left [`Model::EMPTY`].
+    pub fn load(&mut self, bytes: &'a [u8]) -> Result<()> {
+        let result = self.fill(bytes);
+        if result.is_err() {
+            *self = Model::EMPTY;
+        }
+        result
+    }
+
+    #[inline(never)]
+    fn fill(&mut self, bytes: &'a [u8]) -> Result<()> {
         let mut h = Reader::new(bytes, Section::Header);
         let magic = h.take(4).map_err(|_| {
             if bytes.len() < 4 {
@@ -491,22 +528,11 @@ impl<'a> Model<'a> {
             }
         }
         let layer_count = g.u32_in("layer count", 1, MAX_LAYERS as u32)? as usize;
-        let mut model = Model {
-            flags,
-            input,
-            classes,
-            mean,
-            std,
-            lut: &[],
-            layers: [None; MAX_LAYERS],
-            layer_count,
-            buffers: [0, 0],
-            max_plane: 0,
-            file_bytes: bytes.len(),
-            decode_bytes: 0,
-            zstd_bytes: 0,
-            decoding: StreamDecoding::OnTheFly,
-        };
+        *self = Model::EMPTY;
+        let model = self;
+        (model.flags, model.input, model.classes) = (flags, input, classes);
+        (model.mean, model.std) = (mean, std);
+        (model.layer_count, model.file_bytes) = (layer_count, bytes.len());
         let mut dims = input;
         let mut flat = false;
         let mut weighted = 0usize;
@@ -666,7 +692,7 @@ impl<'a> Model<'a> {
         if flags & FLAG_INT != 0 {
             model.lut = g.take(256)?;
         }
-        Ok(model)
+        Ok(())
     }
 
     /// Runs `step(layer, weighted_index, x, y)` for every layer but flatten (a no-op on channel-major data), reading

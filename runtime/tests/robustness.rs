@@ -171,3 +171,37 @@ fn errors_display_one_readable_line() {
         "not a .slim file (bad magic)"
     );
 }
+
+#[test]
+fn load_fills_in_place_and_a_failed_load_leaves_an_empty_model() {
+    let good = tiny_int();
+    let mut bad = good.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    let mut m = Model::EMPTY;
+    let (pixels, mut out) = ([77u8; 4], [0i8; 2]);
+    assert_eq!(
+        m.run_int8(&pixels, &mut [0u8; 64], &mut out),
+        Err(Error::PathUnavailable)
+    );
+    m.load(&good).unwrap();
+    let mut arena = vec![0u8; m.arena_len_int8()];
+    m.run_int8(&pixels, &mut arena, &mut out).unwrap();
+    let expected = out;
+    assert!(m.load(&bad).is_err());
+    assert_eq!(m.layer_count(), 0);
+    assert_eq!(
+        m.run_int8(&pixels, &mut arena, &mut out),
+        Err(Error::PathUnavailable)
+    );
+    // The same storage takes a model again, and runs it as `from_bytes` does.
+    m.load(&good).unwrap();
+    m.run_int8(&pixels, &mut arena, &mut out).unwrap();
+    assert_eq!(out, expected);
+    let mut again = [0i8; 2];
+    Model::from_bytes(&good)
+        .unwrap()
+        .run_int8(&pixels, &mut arena, &mut again)
+        .unwrap();
+    assert_eq!(again, expected);
+}
