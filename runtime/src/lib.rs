@@ -20,8 +20,9 @@
 #![deny(missing_docs)]
 
 // The C API's static library needs a panic handler and an unwinder on hosted targets: std provides both. The
-// library code itself uses nothing from std.
-#[cfg(feature = "capi")]
+// library code itself uses nothing from std. On bare metal (`target_os = "none"`) the crate that builds the
+// static library provides the panic handler (embedded/c/lib.rs).
+#[cfg(all(feature = "capi", not(target_os = "none")))]
 extern crate std;
 
 mod bytes;

@@ -1,0 +1,161 @@
+//! Prepares what the firmware embeds, in `OUT_DIR`: the model (`model.slim`), the first N MNIST test images and
+//! their labels (`images.bin`, `labels.bin`), the board's linker script (`memory.x`) and `config.rs` with the exact
+//! arena size the model needs (computed by the host build of the runtime, so the static arena is never too small
+//! and never larger than needed).
+//!
+//! Environment (run.sh sets these):
+//!   SLIMNET_MODEL   the .slim file to embed (default: models/lenet-300-100.slim)
+//!   SLIMNET_BOARD   lm3s6965evb (default), mps2-an385 or mps2-an386
+//!   SLIMNET_IMAGES  how many test images to embed (default: as many as the board's flash holds beside the model)
+//!   SLIMNET_DATA    directory with t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz (default: ../../data/mnist)
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// Flash kept free for code when the image count is chosen automatically.
+const CODE_RESERVE: usize = 48 * 1024;
+
+struct Board {
+    name: &'static str,
+    flash: usize,
+    ram: usize,
+    ram_origin: u32,
+}
+
+const BOARDS: [Board; 3] = [
+    // TI Stellaris LM3S6965: Cortex-M3, 256 KB flash, 64 KB SRAM.
+    Board {
+        name: "lm3s6965evb",
+        flash: 256 * 1024,
+        ram: 64 * 1024,
+        ram_origin: 0x2000_0000,
+    },
+    // ARM MPS2 AN385 (Cortex-M3) and AN386 (Cortex-M4F): 4 MB SSRAM for code, 4 MB SSRAM for data.
+    Board {
+        name: "mps2-an385",
+        flash: 4096 * 1024,
+        ram: 4096 * 1024,
+        ram_origin: 0x2000_0000,
+    },
+    Board {
+        name: "mps2-an386",
+        flash: 4096 * 1024,
+        ram: 4096 * 1024,
+        ram_origin: 0x2000_0000,
+    },
+];
+
+fn fail(msg: String) -> ! {
+    eprintln!("slimnet-firmware build: {msg}");
+    std::process::exit(1)
+}
+
+fn gunzip(path: &Path) -> Vec<u8> {
+    let file = fs::File::open(path).unwrap_or_else(|e| fail(format!("{}: {e}", path.display())));
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(file)
+        .read_to_end(&mut out)
+        .unwrap_or_else(|e| fail(format!("{}: not a gzip file: {e}", path.display())));
+    out
+}
+
+fn env(key: &str) -> Option<String> {
+    println!("cargo:rerun-if-env-changed={key}");
+    std::env::var(key).ok().filter(|v| !v.is_empty())
+}
+
+fn main() {
+    let here = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
+    let out = PathBuf::from(std::env::var("OUT_DIR").unwrap());
+    let model_path =
+        env("SLIMNET_MODEL").map_or_else(|| here.join("models/lenet-300-100.slim"), PathBuf::from);
+    let data = env("SLIMNET_DATA").map_or_else(|| here.join("../../data/mnist"), PathBuf::from);
+    let board_name = env("SLIMNET_BOARD").unwrap_or_else(|| "lm3s6965evb".into());
+    let board = BOARDS
+        .iter()
+        .find(|b| b.name == board_name)
+        .unwrap_or_else(|| {
+            fail(format!(
+                "unknown board {board_name:?} (lm3s6965evb, mps2-an385, mps2-an386)"
+            ))
+        });
+    println!("cargo:rerun-if-changed={}", model_path.display());
+    println!("cargo:rerun-if-changed=build.rs");
+
+    let model =
+        fs::read(&model_path).unwrap_or_else(|e| fail(format!("{}: {e}", model_path.display())));
+    let m = slimnet_runtime::Model::from_bytes(&model)
+        .unwrap_or_else(|e| fail(format!("{}: {e}", model_path.display())));
+    let f32_path = std::env::var_os("CARGO_FEATURE_F32").is_some();
+    if f32_path && !m.has_f32() || !f32_path && !m.has_integer() {
+        let path = if f32_path { "f32" } else { "integer" };
+        fail(format!(
+            "{}: the model has no {path} path",
+            model_path.display()
+        ));
+    }
+    let arena = if f32_path {
+        m.arena_len()
+    } else {
+        m.arena_len_int8()
+    };
+    let input = m.input_len();
+
+    let images = gunzip(&data.join("t10k-images-idx3-ubyte.gz"));
+    let labels = gunzip(&data.join("t10k-labels-idx1-ubyte.gz"));
+    if images.len() < 16 || labels.len() < 8 {
+        fail(format!("{}: truncated IDX files", data.display()));
+    }
+    let available = (images.len() - 16) / input.max(1);
+    let fit = board.flash.saturating_sub(CODE_RESERVE + model.len()) / (input + 1);
+    let count = match env("SLIMNET_IMAGES") {
+        Some(n) => n
+            .parse::<usize>()
+            .unwrap_or_else(|_| fail(format!("SLIMNET_IMAGES={n:?} is not a count"))),
+        None => fit,
+    }
+    .min(available)
+    .min(labels.len() - 8);
+    fs::write(out.join("model.slim"), &model).unwrap();
+    fs::write(out.join("images.bin"), &images[16..16 + count * input]).unwrap();
+    fs::write(out.join("labels.bin"), &labels[8..8 + count]).unwrap();
+    fs::write(
+        out.join("config.rs"),
+        format!(
+            "/// Arena bytes the embedded model needs on the path this firmware runs.\n\
+             pub const ARENA_BYTES: usize = {arena};\n\
+             /// Pixels per image.\npub const INPUT: usize = {input};\n\
+             /// Embedded test images.\npub const IMAGES: usize = {count};\n\
+             /// The board this image is linked for.\npub const BOARD: &str = \"{}\";\n",
+            board.name
+        ),
+    )
+    .unwrap();
+    // Vector table (initial SP, reset, then the fault handlers), code and constants in flash, statics in RAM.
+    // The stack grows down from the top of RAM towards the end of .bss (`__stack_limit`).
+    let script = format!(
+        "MEMORY {{ FLASH : ORIGIN = 0x00000000, LENGTH = {flash}  RAM : ORIGIN = {ram_origin:#x}, LENGTH = {ram} }}
+ENTRY(reset);
+SECTIONS {{
+  .vector_table ORIGIN(FLASH) : {{
+    LONG(ORIGIN(RAM) + LENGTH(RAM)); LONG(reset | 1);
+    LONG(fault | 1); LONG(fault | 1); LONG(fault | 1); LONG(fault | 1); LONG(fault | 1);
+  }} > FLASH
+  .text : {{ *(.text .text.*); }} > FLASH
+  .rodata : ALIGN(4) {{ *(.rodata .rodata.*); . = ALIGN(4); }} > FLASH
+  .data : ALIGN(4) {{ __sdata = .; *(.data .data.*); . = ALIGN(4); __edata = .; }} > RAM AT > FLASH
+  __sidata = LOADADDR(.data);
+  .bss (NOLOAD) : ALIGN(4) {{ __sbss = .; *(.bss .bss.*); . = ALIGN(4); __ebss = .; }} > RAM
+  __stack_limit = __ebss;
+  __stack_top = ORIGIN(RAM) + LENGTH(RAM);
+  /DISCARD/ : {{ *(.ARM.exidx .ARM.exidx.* .ARM.extab.*); }}
+}}
+",
+        flash = board.flash,
+        ram = board.ram,
+        ram_origin = board.ram_origin,
+    );
+    fs::write(out.join("memory.x"), script).unwrap();
+    println!("cargo:rustc-link-search={}", out.display());
+    println!("cargo:rustc-link-arg=-Tmemory.x");
+}

@@ -1,0 +1,255 @@
+//! Runs the embedded `.slim` model on the embedded MNIST test images through the slimnet runtime's public API,
+//! with a static arena of exactly the size the model needs, and prints through semihosting:
+//!
+//! ```text
+//! slimnet-firmware board=lm3s6965evb path=int8
+//! model_bytes=16508 arena_bytes=1184 images=251
+//! predictions=7210414959...
+//! correct=248/251 accuracy_centi=9880
+//! stack_bytes=1234
+//! ```
+//!
+//! then exits with status 0 (1 on any error). No floating point is formatted: the accuracy is printed in
+//! hundredths of a percent, so the integer-only image holds no float code at all. `slimnet_infer` and
+//! `slimnet_infer_done` bracket each inference for the instruction counter (`run.sh --count`).
+#![no_std]
+#![no_main]
+
+use core::arch::asm;
+use core::mem::MaybeUninit;
+use core::ptr::{addr_of, addr_of_mut};
+use slimnet_runtime::Model;
+
+mod config {
+    include!(concat!(env!("OUT_DIR"), "/config.rs"));
+}
+use config::{ARENA_BYTES, BOARD, IMAGES, INPUT};
+
+static MODEL: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/model.slim"));
+static IMAGE_DATA: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/images.bin"));
+static LABELS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/labels.bin"));
+
+/// The runtime's working memory: a static, sized by build.rs from the model (`Model::arena_len*`).
+static mut ARENA: [u8; ARENA_BYTES] = [0; ARENA_BYTES];
+
+/// The loaded model (its layer table), a static too (uninitialized: in .bss, not a copy in flash);
+/// `Model::load` fills it in place.
+static mut MODEL_SLOT: MaybeUninit<Model<'static>> = MaybeUninit::uninit();
+
+/// Value the unused stack is painted with, to find its high-water mark afterwards.
+const PAINT: u32 = 0x5A5A_5A5A;
+
+unsafe extern "C" {
+    static mut __sbss: u32;
+    static mut __ebss: u32;
+    static mut __sdata: u32;
+    static mut __edata: u32;
+    static __sidata: u32;
+    static mut __stack_limit: u32;
+    static __stack_top: u32;
+}
+
+fn semihost(op: u32, arg: u32) -> u32 {
+    let r: u32;
+    // SAFETY: the semihosting trap; QEMU reads the argument block and does not touch our memory otherwise.
+    unsafe { asm!("bkpt 0xAB", inout("r0") op => r, in("r1") arg) };
+    r
+}
+
+/// Semihosting output, buffered by line (SYS_WRITE0 prints a NUL-terminated string).
+struct Out {
+    buf: [u8; 128],
+    len: usize,
+}
+
+impl Out {
+    const fn new() -> Self {
+        Out {
+            buf: [0; 128],
+            len: 0,
+        }
+    }
+    fn byte(&mut self, b: u8) {
+        if self.len == self.buf.len() - 1 {
+            self.flush();
+        }
+        self.buf[self.len] = b;
+        self.len += 1;
+        if b == b'\n' {
+            self.flush();
+        }
+    }
+    fn str(&mut self, s: &str) -> &mut Self {
+        for &b in s.as_bytes() {
+            self.byte(b);
+        }
+        self
+    }
+    /// Decimal, without core::fmt (its machinery is kilobytes of code a device image does not need).
+    fn num(&mut self, mut v: usize) -> &mut Self {
+        let mut digits = [0u8; 20];
+        let mut n = 0;
+        loop {
+            digits[n] = b'0' + (v % 10) as u8;
+            n += 1;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        for &d in digits[..n].iter().rev() {
+            self.byte(d);
+        }
+        self
+    }
+    fn flush(&mut self) {
+        self.buf[self.len] = 0;
+        semihost(0x04, self.buf.as_ptr() as u32);
+        self.len = 0;
+    }
+}
+
+/// SYS_EXIT: ADP_Stopped_ApplicationExit ends QEMU with status 0; RunTimeErrorUnknown with status 1.
+fn exit(ok: bool) -> ! {
+    semihost(0x18, if ok { 0x2_0026 } else { 0x2_0023 });
+    loop {}
+}
+
+fn stack_pointer() -> usize {
+    let sp: usize;
+    // SAFETY: reads the stack pointer register.
+    unsafe { asm!("mov {}, sp", out(reg) sp) };
+    sp
+}
+
+/// Zeroes .bss, copies .data, enables the FPU where there is one, then runs `main` on the same stack.
+#[unsafe(no_mangle)]
+pub extern "C" fn reset() -> ! {
+    // SAFETY: runs once, before anything reads a static; the symbols come from the linker script.
+    unsafe {
+        let mut p = addr_of_mut!(__sbss);
+        while p < addr_of_mut!(__ebss) {
+            p.write_volatile(0);
+            p = p.add(1);
+        }
+        let (mut d, mut s) = (addr_of_mut!(__sdata), addr_of!(__sidata));
+        while d < addr_of_mut!(__edata) {
+            d.write_volatile(s.read());
+            d = d.add(1);
+            s = s.add(1);
+        }
+        #[cfg(target_abi = "eabihf")]
+        {
+            // CPACR: full access to coprocessors 10 and 11 (the FPU), before any floating-point instruction.
+            let cpacr = 0xE000_ED88 as *mut u32;
+            cpacr.write_volatile(cpacr.read_volatile() | 0xF << 20);
+            asm!("dsb", "isb");
+        }
+    }
+    paint_stack();
+    main()
+}
+
+/// Paints the free stack below the current frame, leaving a margin for this function's own frame.
+#[inline(never)]
+fn paint_stack() {
+    let below = stack_pointer() - 64;
+    let mut p = addr_of_mut!(__stack_limit) as usize;
+    while p < below {
+        // SAFETY: [__stack_limit, sp − 64) is unused stack memory, word-aligned.
+        unsafe { (p as *mut u32).write_volatile(PAINT) };
+        p += 4;
+    }
+}
+
+/// Bytes of stack ever used: from the top down to the lowest word no longer holding the paint.
+fn stack_high_water() -> usize {
+    let mut p = addr_of!(__stack_limit) as usize;
+    let top = addr_of!(__stack_top) as usize;
+    // SAFETY: reads words inside the stack region.
+    while p < top && unsafe { (p as *const u32).read_volatile() } == PAINT {
+        p += 4;
+    }
+    top - p
+}
+
+/// One inference: the class the model predicts for `pixels`. Out of line so that its address and the next
+/// marker's bracket exactly one inference for the instruction counter.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "Rust" fn slimnet_infer(
+    model: &Model,
+    pixels: &[u8],
+    arena: &mut [u8],
+) -> slimnet_runtime::Result<usize> {
+    #[cfg(feature = "f32")]
+    return model.predict_u8(pixels, arena);
+    #[cfg(not(feature = "f32"))]
+    return model.predict_int8(pixels, arena);
+}
+
+/// Marks the end of one inference for the instruction counter.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn slimnet_infer_done() {
+    // SAFETY: an empty barrier that keeps the function (and its address) distinct.
+    unsafe { asm!("nop") };
+}
+
+fn main() -> ! {
+    let mut out = Out::new();
+    let path = if cfg!(feature = "f32") { "f32" } else { "int8" };
+    out.str("slimnet-firmware board=")
+        .str(BOARD)
+        .str(" path=")
+        .str(path)
+        .str("\n");
+    // SAFETY: the only references to the model slot and the arena, taken once.
+    let (slot, arena) = unsafe { (&mut *addr_of_mut!(MODEL_SLOT), &mut *addr_of_mut!(ARENA)) };
+    let model: &mut Model = slot.write(Model::EMPTY);
+    // Validated and filled in place: the model table never passes through the stack.
+    if model.load(MODEL).is_err() {
+        out.str("error: the embedded model does not load\n");
+        exit(false)
+    }
+    out.str("model_bytes=")
+        .num(MODEL.len())
+        .str(" arena_bytes=")
+        .num(arena.len());
+    out.str(" images=").num(IMAGES).str("\n");
+    out.str("predictions=");
+    let mut correct = 0usize;
+    for (image, &label) in IMAGE_DATA.chunks_exact(INPUT).zip(LABELS) {
+        let class = slimnet_infer(model, image, arena);
+        slimnet_infer_done();
+        match class {
+            Ok(c) => {
+                correct += usize::from(c == usize::from(label));
+                out.byte(b'0' + (c % 10) as u8);
+            }
+            Err(_) => {
+                out.str("\nerror: inference failed\n");
+                exit(false)
+            }
+        }
+    }
+    out.str("\ncorrect=").num(correct).str("/").num(IMAGES);
+    out.str(" accuracy_centi=")
+        .num(correct * 10_000 / IMAGES.max(1))
+        .str("\n");
+    out.str("stack_bytes=").num(stack_high_water()).str("\n");
+    exit(true)
+}
+
+/// Faults end the run with an error instead of hanging QEMU.
+#[unsafe(no_mangle)]
+pub extern "C" fn fault() -> ! {
+    Out::new().str("fault\n");
+    exit(false)
+}
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    Out::new().str("panic\n");
+    exit(false)
+}

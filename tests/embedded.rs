@@ -1,0 +1,170 @@
+//! The firmware under `runtime/embedded/` runs the compressed LeNet-300-100 and LeNet-5 on emulated Cortex-M cores
+//! (QEMU) and must predict, image for image, what the host runtime predicts on the same file and the same test
+//! images: the Rust firmware integer-only on a Cortex-M3 (both models), f32 on a Cortex-M4F, and the C firmware
+//! (through the C API) on the Cortex-M3. The integer-only images must hold no soft-float routine.
+//!
+//! Needs Debian's rustc-web, QEMU (`../shared/embedded/setup.sh`) and arm-none-eabi-gcc; `.ci/run` installs them.
+//! Without them the test says so and passes, except under CI (`CI=true`), where it fails.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn missing_tools() -> Vec<&'static str> {
+    let on_path = |tool: &str| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let mut missing = Vec::new();
+    if !Path::new("/usr/bin/rustc").exists() || !Path::new("/usr/bin/cargo").exists() {
+        missing.push("Debian's rustc-web (/usr/bin/rustc, /usr/bin/cargo)");
+    }
+    for tool in [
+        "qemu-system-arm",
+        "ld.lld",
+        "arm-none-eabi-gcc",
+        "python3",
+        "nm",
+        "size",
+    ] {
+        if !on_path(tool) {
+            missing.push(tool);
+        }
+    }
+    missing
+}
+
+/// What a firmware printed, parsed.
+struct Device {
+    predictions: Vec<usize>,
+    correct: usize,
+    images: usize,
+    soft_float_symbols: Option<usize>,
+    flash_bytes: usize,
+}
+
+fn field<'a>(out: &'a str, key: &str) -> Option<&'a str> {
+    out.split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+}
+
+fn run(script: &str, args: &[&str]) -> Device {
+    let out = Command::new("bash")
+        .arg(root().join(script))
+        .args(args)
+        .output()
+        .expect("bash runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{script} {args:?} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let predictions = field(&stdout, "predictions")
+        .unwrap_or_else(|| panic!("no predictions in:\n{stdout}"))
+        .bytes()
+        .map(|b| usize::from(b - b'0'))
+        .collect();
+    let (correct, images) = field(&stdout, "correct")
+        .and_then(|v| v.split_once('/'))
+        .map(|(a, b)| (a.parse().unwrap(), b.parse().unwrap()))
+        .unwrap_or_else(|| panic!("no correct=a/b in:\n{stdout}"));
+    Device {
+        predictions,
+        correct,
+        images,
+        soft_float_symbols: field(&stdout, "soft_float_symbols").map(|v| v.parse().unwrap()),
+        flash_bytes: field(&stdout, "flash_bytes").unwrap().parse().unwrap(),
+    }
+}
+
+fn gunzip(name: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(
+        std::fs::File::open(root().join("data/mnist").join(name)).unwrap(),
+    )
+    .read_to_end(&mut out)
+    .unwrap();
+    out
+}
+
+/// The host runtime's predictions and the number correct on the first `n` test images.
+fn host(model: &str, n: usize, integer: bool) -> (Vec<usize>, usize) {
+    let bytes = std::fs::read(root().join(model)).unwrap();
+    let model = slimnet_runtime::Model::from_bytes(&bytes).unwrap();
+    let images = gunzip("t10k-images-idx3-ubyte.gz");
+    let labels = gunzip("t10k-labels-idx1-ubyte.gz");
+    let mut arena = vec![0u8; model.arena_len().max(model.arena_len_int8())];
+    let mut correct = 0;
+    let predictions = (0..n)
+        .map(|i| {
+            let pixels = &images[16 + i * 784..16 + (i + 1) * 784];
+            let class = if integer {
+                model.predict_int8(pixels, &mut arena)
+            } else {
+                model.predict_u8(pixels, &mut arena)
+            }
+            .unwrap();
+            correct += usize::from(class == usize::from(labels[8 + i]));
+            class
+        })
+        .collect();
+    (predictions, correct)
+}
+
+#[test]
+fn firmware_on_emulated_cortex_m_predicts_what_the_host_runtime_predicts() {
+    let missing = missing_tools();
+    if !missing.is_empty() {
+        let msg = format!("embedded toolchain missing: {}", missing.join(", "));
+        assert!(std::env::var("CI").is_err(), "{msg}");
+        eprintln!("skipped: {msg}");
+        return;
+    }
+    const MLP: &str = "runtime/embedded/models/lenet-300-100.slim";
+    const CNN: &str = "runtime/embedded/models/lenet-5.slim";
+    let mlp_m3: &[&str] = &["--board", "lm3s6965evb", "--images", "200"];
+    let mlp_m4f: &[&str] = &["--board", "mps2-an386", "--images", "300"];
+    let cnn_m3: &[&str] = &["--model", CNN, "--images", "40"];
+    let cases = [
+        ("runtime/embedded/run.sh", mlp_m3, MLP, true),
+        ("runtime/embedded/run.sh", mlp_m4f, MLP, false),
+        (
+            "runtime/embedded/c/run.sh",
+            &["--images", "200"][..],
+            MLP,
+            true,
+        ),
+        ("runtime/embedded/run.sh", cnn_m3, CNN, true),
+    ];
+    for (script, args, model, integer) in cases {
+        let device = run(script, args);
+        let (predictions, correct) = host(model, device.images, integer);
+        assert_eq!(device.images, predictions.len());
+        assert_eq!(
+            device.predictions, predictions,
+            "{script} {args:?}: the device predicts differently from the host"
+        );
+        assert_eq!(device.correct, correct, "{script} {args:?}");
+        assert!(
+            correct * 100 >= device.images * 95,
+            "{script}: {correct}/{}",
+            device.images
+        );
+        if integer {
+            // The integer-only image holds no floating point at all, and fits the LM3S6965's 256 KB of flash.
+            assert_eq!(device.soft_float_symbols, Some(0), "{script} {args:?}");
+            assert!(
+                device.flash_bytes <= 256 * 1024,
+                "{script}: {} bytes",
+                device.flash_bytes
+            );
+        }
+    }
+}
