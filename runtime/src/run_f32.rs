@@ -106,9 +106,10 @@ struct SparseDense<'x, 'w> {
 impl Sink for SparseDense<'_, '_> {
     #[inline(always)]
     fn weights(&mut self, cols: &[u32], indices: &[u8]) {
-        let mut acc = self.acc;
+        // Locals, so that the loop keeps them in registers instead of reloading them through `self`.
+        let (mut acc, x, codebook) = (self.acc, self.x, self.codebook);
         for (&col, &index) in cols.iter().zip(indices) {
-            acc += codebook_value(self.codebook, usize::from(index)) * get(self.x, col as usize);
+            acc += codebook_value(codebook, usize::from(index)) * get(x, col as usize);
         }
         self.acc = acc;
     }

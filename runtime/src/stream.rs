@@ -179,7 +179,7 @@ impl Huffman {
 
 /// One stream's symbol decoder. The sparse walk is generic over the decoders of its two streams, so each
 /// combination of codings gets its own loop without a dispatch per symbol.
-pub(crate) trait Decode {
+pub(crate) trait Decode: Clone {
     /// The next symbol. Past the end of the stream, or on a code not in the table, it returns some symbol and
     /// (when `CHECKED`) [`Decode::corrupt`] turns true: the walk checks that once at the end instead of once per
     /// symbol. Unchecked decoding is for streams validated at load: it reads the same bits with less work.
@@ -224,6 +224,7 @@ impl BitReader<'_> {
 }
 
 /// Fixed-width fields.
+#[derive(Clone)]
 pub(crate) struct Packed<'a> {
     reader: BitReader<'a>,
     width: u32,
@@ -254,6 +255,7 @@ impl Decode for Packed<'_> {
 
 /// Canonical Huffman codes. The table lives apart from the decoder, so that the decoder is a few words the
 /// kernel loop keeps in registers.
+#[derive(Clone)]
 pub(crate) struct HuffmanCodes<'a, 't> {
     reader: BitReader<'a>,
     table: &'t Huffman,
@@ -275,14 +277,14 @@ impl Decode for HuffmanCodes<'_, '_> {
     #[inline(always)]
     fn next<const CHECKED: bool>(&mut self) -> u32 {
         let r = &mut self.reader;
-        r.ensure(MAX_CODE_BITS as u32);
-        let bits = r.top(MAX_CODE_BITS as u32);
-        let e = self.table.fast
-            [(bits >> (MAX_CODE_BITS - FAST_BITS)) as usize & ((1 << FAST_BITS) - 1)];
+        // The lookup needs FAST_BITS bits only: refilling for those (not for the longest code) halves the refills.
+        r.ensure(FAST_BITS as u32);
+        let e = self.table.fast[r.top(FAST_BITS as u32) as usize & ((1 << FAST_BITS) - 1)];
         let (len, symbol) = if e != 0 {
             (u32::from(e >> 8), u32::from(e & 0xFF))
         } else {
-            match self.table.slow(bits) {
+            r.ensure(MAX_CODE_BITS as u32);
+            match self.table.slow(r.top(MAX_CODE_BITS as u32)) {
                 Some(found) => found,
                 None => {
                     self.bad = true;
@@ -300,6 +302,7 @@ impl Decode for HuffmanCodes<'_, '_> {
 
 /// Symbols already decoded into bytes (zstd-coded or arena-decoded streams).
 #[cfg_attr(not(feature = "arena-decoding"), allow(dead_code))]
+#[derive(Clone)]
 pub(crate) struct Bytes<'a> {
     bytes: &'a [u8],
     next: usize,
@@ -353,6 +356,79 @@ pub(crate) struct Layout {
 /// Kept weights decoded at a time by [`walk`].
 const CHUNK: usize = 64;
 
+/// Decodes position symbols into the columns of up to [`CHUNK`] weights (`cols`), noting in `cuts` where rows
+/// change (first weight of the new row, the new row), and returns (weights, cuts). Stops after `CHUNK` weights,
+/// `CHUNK` cuts or the last symbol. Out of line, so that its loop has the registers to itself.
+#[inline(never)]
+fn columns<const CHECKED: bool, P: Decode>(
+    positions: &mut P,
+    left: &mut u32,
+    (col, row): (&mut usize, &mut usize),
+    n: usize,
+    filler: u32,
+    cols: &mut [u32; CHUNK],
+    cuts: &mut [(usize, usize); CHUNK],
+) -> (usize, usize) {
+    let (mut k, mut c) = (0usize, 0usize);
+    // Local copies, written back at the end: values whose address is not taken live in registers.
+    let (mut x, mut r, mut remaining) = (*col, *row, *left);
+    let mut p = positions.clone();
+    // x < n ≤ 2^28 and g < 2^16 before each addition: no overflow.
+    while remaining > 0 {
+        remaining -= 1;
+        let g = p.next::<CHECKED>();
+        x += g as usize;
+        if x >= n {
+            let skip = x / n;
+            x -= skip * n;
+            r = r.saturating_add(skip);
+            cuts[c % CHUNK] = (k, r);
+            c += 1;
+            if c == CHUNK {
+                // The cut table is full: finish this symbol and end the chunk.
+                if g != filler {
+                    cols[k % CHUNK] = x as u32;
+                    x += 1;
+                    k += 1;
+                }
+                break;
+            }
+        }
+        if g != filler {
+            cols[k % CHUNK] = x as u32;
+            x += 1;
+            k += 1;
+            if k == CHUNK {
+                break;
+            }
+        }
+    }
+    (*col, *row, *left) = (x, r, remaining);
+    *positions = p;
+    (k, c)
+}
+
+/// Decodes one index per slot of `found`; with `CHECKED`, returns whether one is outside the codebook.
+#[inline(never)]
+fn indices_into<const CHECKED: bool, I: Decode>(
+    indices: &mut I,
+    found: &mut [u8],
+    codebook_len: u32,
+) -> bool {
+    let mut bad = false;
+    let mut d = indices.clone();
+    for slot in found.iter_mut() {
+        let index = d.next::<CHECKED>();
+        if CHECKED {
+            bad |= index >= codebook_len;
+        }
+        // At most 8 bits: a byte each.
+        *slot = index as u8;
+    }
+    *indices = d;
+    bad
+}
+
 /// Walks the kept weights: position symbol `g < MAX` places a weight `g` columns after the previous one's
 /// successor (continuing into the following rows), `g == MAX` (= 2^bits − 1) skips `MAX` columns and carries no
 /// weight. Calls `sink` for every weight and every row, and returns `None` when the streams are inconsistent
@@ -383,38 +459,16 @@ pub(crate) fn walk<const CHECKED: bool, P: Decode, I: Decode, S: Sink>(
     let mut cuts = [(0usize, 0usize); CHUNK];
     let mut bad = false;
     while left > 0 {
-        // Positions → columns. col < n ≤ 2^28 and g < 2^16 before each addition: no overflow.
-        let (mut k, mut c) = (0usize, 0usize);
-        while left > 0 && k < CHUNK && c < CHUNK {
-            left -= 1;
-            let g = positions.next::<CHECKED>();
-            col += g as usize;
-            if col >= n {
-                let skip = col / n;
-                col -= skip * n;
-                row = row.saturating_add(skip);
-                if let Some(cut) = cuts.get_mut(c) {
-                    *cut = (k, row);
-                }
-                c += 1;
-            }
-            if g == filler {
-                continue;
-            }
-            if let Some(slot) = cols.get_mut(k) {
-                *slot = col as u32;
-            }
-            col += 1;
-            k += 1;
-        }
-        // Their codebook indices (at most 8 bits: a byte each).
-        for slot in found.iter_mut().take(k) {
-            let index = indices.next::<CHECKED>();
-            if CHECKED {
-                bad |= index >= layout.codebook_len;
-            }
-            *slot = index as u8;
-        }
+        let (k, c) = columns::<CHECKED, P>(
+            &mut positions,
+            &mut left,
+            (&mut col, &mut row),
+            n,
+            filler,
+            &mut cols,
+            &mut cuts,
+        );
+        bad |= indices_into::<CHECKED, I>(&mut indices, found.get_mut(..k)?, layout.codebook_len);
         // The kernel, on each row's run of weights.
         let mut start = 0usize;
         for &(at, next_row) in cuts.iter().take(c) {
