@@ -414,10 +414,35 @@ impl<'a> Model<'a> {
         decoding: StreamDecoding::OnTheFly,
     };
 
+    /// [`Model::EMPTY`], built in place field by field: writing the constant itself copies a 5.5 KB image of it
+    /// kept in flash, which this avoids (e.g. `slot.write(Model::empty())` into a `MaybeUninit` static).
+    pub fn empty() -> Model<'a> {
+        let mut m = Model {
+            layers: [None; MAX_LAYERS],
+            ..Model::EMPTY
+        };
+        m.clear();
+        m
+    }
+
+    /// Resets every field to [`Model::EMPTY`]'s value, one by one.
+    #[inline(never)]
+    fn clear(&mut self) {
+        for l in self.layers.iter_mut() {
+            *l = None;
+        }
+        self.flags = 0;
+        self.input = Dims { c: 0, h: 0, w: 0 };
+        (self.classes, self.mean, self.std, self.lut) = (0, 0, 0, &[]);
+        (self.layer_count, self.buffers, self.max_plane) = (0, [0, 0], 0);
+        (self.file_bytes, self.decode_bytes, self.zstd_bytes) = (0, 0, 0);
+        self.decoding = StreamDecoding::OnTheFly;
+    }
+
     /// Validates `bytes` as a `.slim` file and returns the model, borrowing them. The model is a few kilobytes
     /// (a table of [`MAX_LAYERS`] layers); where stack is scarce, [`Model::load`] fills one in place instead.
     pub fn from_bytes(bytes: &'a [u8]) -> Result<Model<'a>> {
-        let mut model = Model::EMPTY;
+        let mut model = Model::empty();
         model.load(bytes)?;
         Ok(model)
     }
@@ -427,7 +452,7 @@ impl<'a> Model<'a> {
     pub fn load(&mut self, bytes: &'a [u8]) -> Result<()> {
         let result = self.fill(bytes);
         if result.is_err() {
-            *self = Model::EMPTY;
+            self.clear();
         }
         result
     }
@@ -528,7 +553,7 @@ impl<'a> Model<'a> {
             }
         }
         let layer_count = g.u32_in("layer count", 1, MAX_LAYERS as u32)? as usize;
-        *self = Model::EMPTY;
+        self.clear();
         let model = self;
         (model.flags, model.input, model.classes) = (flags, input, classes);
         (model.mean, model.std) = (mean, std);

@@ -206,7 +206,7 @@ fn main() -> ! {
         .str("\n");
     // SAFETY: the only references to the model slot and the arena, taken once.
     let (slot, arena) = unsafe { (&mut *addr_of_mut!(MODEL_SLOT), &mut *addr_of_mut!(ARENA)) };
-    let model: &mut Model = slot.write(Model::EMPTY);
+    let model: &mut Model = slot.write(Model::empty());
     // Validated and filled in place: the model table never passes through the stack.
     if model.load(MODEL).is_err() {
         out.str("error: the embedded model does not load\n");
