@@ -131,7 +131,7 @@ pub unsafe extern "C" fn slimnet_model_load(
     // write before the reference is made.
     let model = unsafe {
         let slot = storage.cast::<Model<'static>>();
-        slot.write(Model::empty());
+        slot.write(Model::EMPTY);
         &mut *slot
     };
     match model.load(bytes) {

@@ -3,7 +3,9 @@
 
 use crate::bytes::{crc32, Reader};
 use crate::error::{Error, Result, Section};
-use crate::stream::{walk, Decode, Huffman, HuffmanCodes, Layout, Packed, Sink};
+#[cfg(feature = "arena-decoding")]
+use crate::stream::Decode;
+use crate::stream::{walk, Chunked, Chunks, Huffman, HuffmanCodes, Layout, Packed, Sink};
 
 /// The file's magic number.
 pub const MAGIC: [u8; 4] = *b"SLIM";
@@ -169,7 +171,7 @@ impl<'a> Sparse<'a> {
                 indices
             };
             // Decoded content is not validated at load: checked.
-            return dispatch::<true, S>(positions, indices, layout, sink).ok_or(corrupt);
+            return dispatch(positions, indices, true, layout, sink).ok_or(corrupt);
         }
         #[cfg(feature = "arena-decoding")]
         {
@@ -180,15 +182,14 @@ impl<'a> Sparse<'a> {
                 if !positions.decode_into(pbuf) || !indices.decode_into(ibuf) {
                     return Err(corrupt);
                 }
-                let (p, i) = (
-                    crate::stream::Bytes::new(pbuf),
-                    crate::stream::Bytes::new(ibuf),
-                );
-                return walk::<CHECKED, _, _, S>(p, i, layout, sink).ok_or(corrupt);
+                // Decoded from checked streams just now: nothing left to check.
+                let mut p = Chunks::<_, false>(crate::stream::Bytes::new(pbuf));
+                let mut i = Chunks::<_, false>(crate::stream::Bytes::new(ibuf));
+                return walk(&mut p, &mut i, layout, sink).ok_or(corrupt);
             }
         }
         let _ = (&scratch, arena);
-        dispatch::<CHECKED, S>(positions, indices, layout, sink).ok_or(corrupt)
+        dispatch(positions, indices, CHECKED, layout, sink).ok_or(corrupt)
     }
 
     /// Whether a stream is zstd coded (and must be decoded into the arena before a run).
@@ -255,34 +256,59 @@ impl<'a> Stream<'a> {
     }
 }
 
-/// The walk, monomorphized for each pair of codings so that its loop dispatches on nothing.
-fn dispatch<const CHECKED: bool, S: Sink>(
+/// The walk over two streams, each decoded by the loop compiled for its coding.
+fn dispatch<S: Sink>(
     positions: Stream,
     indices: Stream,
+    checked: bool,
     layout: Layout,
     sink: &mut S,
 ) -> Option<()> {
-    fn second<const CHECKED: bool, P: Decode, S: Sink>(
-        p: P,
-        indices: Stream,
-        layout: Layout,
-        sink: &mut S,
-    ) -> Option<()> {
-        match indices {
-            Stream::Packed(b, w) => walk::<CHECKED, _, _, S>(p, Packed::new(b, w), layout, sink),
-            Stream::Huffman(b, l) => {
-                let table = Huffman::new(l)?;
-                walk::<CHECKED, _, _, S>(p, HuffmanCodes::new(b, &table), layout, sink)
+    // Storage for whichever decoders the codings call for; the walk sees them as trait objects.
+    let (ptable, itable);
+    let (mut pp, mut ph, mut ip, mut ih);
+    let (mut ppc, mut phc, mut ipc, mut ihc);
+    let p: &mut dyn Chunked = match (positions, checked) {
+        (Stream::Packed(b, w), false) => {
+            pp = Chunks::<_, false>(Packed::new(b, w));
+            &mut pp
+        }
+        (Stream::Packed(b, w), true) => {
+            ppc = Chunks::<_, true>(Packed::new(b, w));
+            &mut ppc
+        }
+        (Stream::Huffman(b, l), c) => {
+            ptable = Huffman::new(l)?;
+            if c {
+                phc = Chunks::<_, true>(HuffmanCodes::new(b, &ptable));
+                &mut phc
+            } else {
+                ph = Chunks::<_, false>(HuffmanCodes::new(b, &ptable));
+                &mut ph
             }
         }
-    }
-    match positions {
-        Stream::Packed(b, w) => second::<CHECKED, _, S>(Packed::new(b, w), indices, layout, sink),
-        Stream::Huffman(b, l) => {
-            let table = Huffman::new(l)?;
-            second::<CHECKED, _, S>(HuffmanCodes::new(b, &table), indices, layout, sink)
+    };
+    let i: &mut dyn Chunked = match (indices, checked) {
+        (Stream::Packed(b, w), false) => {
+            ip = Chunks::<_, false>(Packed::new(b, w));
+            &mut ip
         }
-    }
+        (Stream::Packed(b, w), true) => {
+            ipc = Chunks::<_, true>(Packed::new(b, w));
+            &mut ipc
+        }
+        (Stream::Huffman(b, l), c) => {
+            itable = Huffman::new(l)?;
+            if c {
+                ihc = Chunks::<_, true>(HuffmanCodes::new(b, &itable));
+                &mut ihc
+            } else {
+                ih = Chunks::<_, false>(HuffmanCodes::new(b, &itable));
+                &mut ih
+            }
+        }
+    };
+    walk(p, i, layout, sink)
 }
 
 /// How one sparse stream is stored.
@@ -414,18 +440,8 @@ impl<'a> Model<'a> {
         decoding: StreamDecoding::OnTheFly,
     };
 
-    /// [`Model::EMPTY`], built in place field by field: writing the constant itself copies a 5.5 KB image of it
-    /// kept in flash, which this avoids (e.g. `slot.write(Model::empty())` into a `MaybeUninit` static).
-    pub fn empty() -> Model<'a> {
-        let mut m = Model {
-            layers: [None; MAX_LAYERS],
-            ..Model::EMPTY
-        };
-        m.clear();
-        m
-    }
-
-    /// Resets every field to [`Model::EMPTY`]'s value, one by one.
+    /// Resets every field to [`Model::EMPTY`]'s value, one by one (assigning the constant would copy a 5.5 KB
+    /// image of it, kept in flash on a device).
     #[inline(never)]
     fn clear(&mut self) {
         for l in self.layers.iter_mut() {
@@ -442,7 +458,7 @@ impl<'a> Model<'a> {
     /// Validates `bytes` as a `.slim` file and returns the model, borrowing them. The model is a few kilobytes
     /// (a table of [`MAX_LAYERS`] layers); where stack is scarce, [`Model::load`] fills one in place instead.
     pub fn from_bytes(bytes: &'a [u8]) -> Result<Model<'a>> {
-        let mut model = Model::empty();
+        let mut model = Model::EMPTY;
         model.load(bytes)?;
         Ok(model)
     }

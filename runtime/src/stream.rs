@@ -358,8 +358,9 @@ const CHUNK: usize = 64;
 
 /// Decodes position symbols into the columns of up to [`CHUNK`] weights (`cols`), noting in `cuts` where rows
 /// change (first weight of the new row, the new row), and returns (weights, cuts). Stops after `CHUNK` weights,
-/// `CHUNK` cuts or the last symbol. Out of line, so that its loop has the registers to itself.
-#[inline(never)]
+/// `CHUNK` cuts or the last symbol. Runs out of line (behind [`Chunked`]), so that its loop has the registers to
+/// itself.
+#[inline(always)]
 fn columns<const CHECKED: bool, P: Decode>(
     positions: &mut P,
     left: &mut u32,
@@ -409,7 +410,7 @@ fn columns<const CHECKED: bool, P: Decode>(
 }
 
 /// Decodes one index per slot of `found`; with `CHECKED`, returns whether one is outside the codebook.
-#[inline(never)]
+#[inline(always)]
 fn indices_into<const CHECKED: bool, I: Decode>(
     indices: &mut I,
     found: &mut [u8],
@@ -429,22 +430,65 @@ fn indices_into<const CHECKED: bool, I: Decode>(
     bad
 }
 
+/// One stream behind a trait object, decoded a chunk at a time: the walk is compiled once per kernel, while the
+/// decoding loops are compiled once per coding (and checking), and one indirect call per chunk of [`CHUNK`]
+/// weights costs nothing measurable. (Monomorphizing the walk for every pair of codings and every kernel made
+/// the integer-only runtime 37 KB of code instead of 24 KB.)
+pub(crate) trait Chunked {
+    /// [`columns`] on this stream's position symbols.
+    fn columns(
+        &mut self,
+        left: &mut u32,
+        at: (&mut usize, &mut usize),
+        n: usize,
+        filler: u32,
+        cols: &mut [u32; CHUNK],
+        cuts: &mut [(usize, usize); CHUNK],
+    ) -> (usize, usize);
+    /// [`indices_into`] on this stream's index symbols.
+    fn indices(&mut self, found: &mut [u8], codebook_len: u32) -> bool;
+    /// Whether the stream ran past its end or met an invalid code (when checked).
+    fn corrupt(&self) -> bool;
+}
+
+/// A decoder as a [`Chunked`] stream; `CHECKED` as in [`Decode::next`].
+pub(crate) struct Chunks<D, const CHECKED: bool>(pub D);
+
+impl<D: Decode, const CHECKED: bool> Chunked for Chunks<D, CHECKED> {
+    fn columns(
+        &mut self,
+        left: &mut u32,
+        at: (&mut usize, &mut usize),
+        n: usize,
+        filler: u32,
+        cols: &mut [u32; CHUNK],
+        cuts: &mut [(usize, usize); CHUNK],
+    ) -> (usize, usize) {
+        columns::<CHECKED, D>(&mut self.0, left, at, n, filler, cols, cuts)
+    }
+    fn indices(&mut self, found: &mut [u8], codebook_len: u32) -> bool {
+        indices_into::<CHECKED, D>(&mut self.0, found, codebook_len)
+    }
+    fn corrupt(&self) -> bool {
+        CHECKED && self.0.corrupt()
+    }
+}
+
 /// Walks the kept weights: position symbol `g < MAX` places a weight `g` columns after the previous one's
 /// successor (continuing into the following rows), `g == MAX` (= 2^bits − 1) skips `MAX` columns and carries no
 /// weight. Calls `sink` for every weight and every row, and returns `None` when the streams are inconsistent
-/// (a weight past the last row; when `CHECKED`, also an index outside the codebook, a stream too short or
-/// holding an invalid code). The sink may have been called before an inconsistency is found. Unchecked walks
-/// are for streams validated at load (a checked walk): they cannot go wrong, and nothing they read is out of
+/// (a weight past the last row; for checked streams also an index outside the codebook, a stream too short or
+/// holding an invalid code). The sink may have been called before an inconsistency is found. Unchecked streams
+/// are for streams validated at load (by a checked walk): they cannot go wrong, and nothing they read is out of
 /// bounds either way.
 ///
 /// Decodes [`CHUNK`] weights at a time, in three short loops (positions into columns, indices, the kernel on
 /// each row's run of weights) rather than one long one: each keeps its few values in registers, where a single
 /// loop over both decoders and the kernel spilled to the stack on a 32-bit core (measured on the Cortex-M3:
 /// BENCHMARKS.md).
-#[inline(always)]
-pub(crate) fn walk<const CHECKED: bool, P: Decode, I: Decode, S: Sink>(
-    mut positions: P,
-    mut indices: I,
+pub(crate) fn walk<S: Sink>(
+    positions: &mut dyn Chunked,
+    indices: &mut dyn Chunked,
     layout: Layout,
     sink: &mut S,
 ) -> Option<()> {
@@ -459,8 +503,7 @@ pub(crate) fn walk<const CHECKED: bool, P: Decode, I: Decode, S: Sink>(
     let mut cuts = [(0usize, 0usize); CHUNK];
     let mut bad = false;
     while left > 0 {
-        let (k, c) = columns::<CHECKED, P>(
-            &mut positions,
+        let (k, c) = positions.columns(
             &mut left,
             (&mut col, &mut row),
             n,
@@ -468,7 +511,7 @@ pub(crate) fn walk<const CHECKED: bool, P: Decode, I: Decode, S: Sink>(
             &mut cols,
             &mut cuts,
         );
-        bad |= indices_into::<CHECKED, I>(&mut indices, found.get_mut(..k)?, layout.codebook_len);
+        bad |= indices.indices(found.get_mut(..k)?, layout.codebook_len);
         // The kernel, on each row's run of weights.
         let mut start = 0usize;
         for &(at, next_row) in cuts.iter().take(c) {
@@ -492,8 +535,7 @@ pub(crate) fn walk<const CHECKED: bool, P: Decode, I: Decode, S: Sink>(
     for r in ended..rows {
         sink.end_row(r);
     }
-    let corrupt = CHECKED && (positions.corrupt() || indices.corrupt());
-    (!corrupt).then_some(())
+    (!positions.corrupt() && !indices.corrupt()).then_some(())
 }
 
 #[cfg(test)]
@@ -558,6 +600,10 @@ mod tests {
         assert!(!r.corrupt());
     }
 
+    fn checked<D: Decode>(d: D) -> Chunks<D, true> {
+        Chunks(d)
+    }
+
     /// Records what the walk reports.
     #[derive(Default)]
     struct Record {
@@ -594,7 +640,12 @@ mod tests {
             codebook_len: 2,
         };
         let mut rec = Record::default();
-        let n = walk::<true, _, _, _>(Packed::new(&pos, 2), Packed::new(&idx, 1), layout, &mut rec);
+        let n = walk(
+            &mut checked(Packed::new(&pos, 2)),
+            &mut checked(Packed::new(&idx, 1)),
+            layout,
+            &mut rec,
+        );
         assert_eq!((n, rec.w), (Some(()), 3));
         assert_eq!(&rec.weights[..3], &[(1, 1, 1), (1, 2, 0), (3, 0, 1)]);
         assert_eq!(&rec.rows[..rec.r], &[0, 1, 2, 3]);
@@ -612,9 +663,9 @@ mod tests {
         // A weight past the last row: 2, then 2 → column 5 of a 1-row, 3-column layer.
         let mut rec = Record::default();
         assert_eq!(
-            walk::<true, _, _, _>(
-                Packed::new(&[0b1010_0000], 2),
-                Packed::new(&[0], 1),
+            walk(
+                &mut checked(Packed::new(&[0b1010_0000], 2)),
+                &mut checked(Packed::new(&[0], 1)),
                 layout,
                 &mut rec
             ),
@@ -627,9 +678,9 @@ mod tests {
         };
         let mut rec = Record::default();
         assert_eq!(
-            walk::<true, _, _, _>(
-                Packed::new(&[0], 2),
-                Packed::new(&[0b1100_0000], 2),
+            walk(
+                &mut checked(Packed::new(&[0], 2)),
+                &mut checked(Packed::new(&[0b1100_0000], 2)),
                 layout,
                 &mut rec
             ),
@@ -643,9 +694,9 @@ mod tests {
         };
         let mut rec = Record::default();
         assert_eq!(
-            walk::<true, _, _, _>(
-                Packed::new(&[0, 0], 2),
-                Packed::new(&[0], 1),
+            walk(
+                &mut checked(Packed::new(&[0, 0], 2)),
+                &mut checked(Packed::new(&[0], 1)),
                 layout,
                 &mut rec
             ),
