@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Device figures for BENCHMARKS.md: the firmware (runtime/embedded) on emulated Cortex-M cores, per model encoding:
+# flash, RAM (static: arena + model table; stack high-water mark), instructions per inference (QEMU plugin, exact),
+# accuracy on the first N test images. Needs ../shared/embedded/setup.sh's toolchain and arm-none-eabi-gcc.
+#   bash bench/device.sh
+# The dense int8 and bit-packed variants are made from the trained models in out/ (slimnet train / pipeline) with
+#   slimnet compress out/lenet-300-100.safetensors --skip prune,cluster --out target/firmware/models/mlp-dense-int8.slim
+#   slimnet compress out/lenet-300-100.safetensors --coder packed --out target/firmware/models/mlp-packed.slim
+#   slimnet compress out/lenet-5.safetensors --skip prune,cluster --out target/firmware/models/cnn-dense-int8.slim
+# (made here when missing and out/ has the trained models; rows whose file is missing are skipped).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+models=target/firmware/models
+mkdir -p "$models"
+make_variant() { # file source args...
+  local file=$1 source=$2; shift 2
+  [ -f "$file" ] || [ ! -f "$source" ] || ./target/release/slimnet compress "$source" "$@" --out "$file" -q >/dev/null
+}
+cargo build -q --release
+make_variant $models/mlp-dense-int8.slim out/lenet-300-100.safetensors --skip prune,cluster
+make_variant $models/mlp-packed.slim out/lenet-300-100.safetensors --coder packed
+make_variant $models/cnn-dense-int8.slim out/lenet-5.safetensors --skip prune,cluster
+mlp=runtime/embedded/models/lenet-300-100.slim cnn=runtime/embedded/models/lenet-5.slim
+# flash B: everything in flash (vector table, code, model, images); "without images": code + model + constants.
+echo "| model | encoding | board (core) | path | opt | model B | flash B | without images B | .text B | static RAM B | arena B | stack B | instructions / inference | accuracy |"
+echo "| --- | --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+row() { # name encoding board model images [opt-level]
+  local name=$1 enc=$2 board=$3 model=$4 n=$5 opt=${6:-3}
+  [ -f "$model" ] || { echo "| $name | $enc | $board | (no $model) |"; return; }
+  local out; out=$(bash runtime/embedded/run.sh --board "$board" --model "$model" --images "$n" --count --opt "$opt")
+  get() { echo "$out" | tr ' ' '\n' | sed -n "s/^$1=//p" | head -1; }
+  local core=M3; [ "$board" = mps2-an386 ] && core=M4F
+  local flash images; flash=$(get flash_bytes); images=$(get correct); images=${images#*/}
+  echo "| $name | $enc | $board ($core) | $(get path) | $opt | $(get model_bytes) | $flash | $((flash - images * 785)) | $(get text_bytes) | $(get static_ram_bytes) | $(get arena_bytes) | $(get stack_bytes) | $(get instructions_per_inference) | $(get correct) |"
+}
+row LeNet-300-100 "dense int8" mps2-an385 $models/mlp-dense-int8.slim 250
+row LeNet-300-100 "sparse, bit-packed" lm3s6965evb $models/mlp-packed.slim 250
+row LeNet-300-100 "sparse, Huffman (default)" lm3s6965evb $mlp 250
+row LeNet-300-100 "sparse, Huffman (default)" lm3s6965evb $mlp 250 s
+row LeNet-300-100 "sparse, Huffman (default)" mps2-an386 $mlp 250
+row LeNet-5 "dense int8" mps2-an385 $models/cnn-dense-int8.slim 240
+row LeNet-5 "sparse, Huffman (default)" lm3s6965evb $cnn 240
+row LeNet-5 "sparse, Huffman (default)" mps2-an386 $cnn 240
+c=$(bash runtime/embedded/c/run.sh --images 250)
+getc() { echo "$c" | tr ' ' '\n' | sed -n "s/^$1=//p" | head -1; }
+cflash=$(getc flash_bytes)
+echo "| LeNet-300-100 | sparse, Huffman (default), C firmware | lm3s6965evb (M3) | int8 | 3 (Rust), -O2 (C) | $(getc model_bytes) | $cflash | $((cflash - 250 * 785)) | $(getc text_bytes) | $(getc static_ram_bytes) | $(getc arena_bytes) | $(getc stack_bytes) | — | $(getc correct) |"
