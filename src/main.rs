@@ -4,7 +4,9 @@
 //! line naming the file or flag at fault, with a non-zero exit status.
 
 mod commands;
+mod plot;
 mod progress;
+mod report;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -46,6 +48,12 @@ enum Command {
     /// The main job with sensible defaults: train LeNet-300-100 on the bundled MNIST (or take --model-file),
     /// compress it with the default preset, and print the accuracy-versus-size table of every stage.
     Pipeline(commands::pipeline::Args),
+    /// How robust a model is to weight perturbations, layer by layer: noise, pruning, quantization, weight
+    /// sharing, bit flips in the .slim file, flatness (ε-sharpness, top Hessian eigenvalue).
+    Sensitivity(commands::sensitivity::Args),
+    /// Accuracy against model size: the Pareto front of compression reports (and of a sweep run here) beside the
+    /// peers' results, as markdown, JSON and a chart.
+    Report(commands::report::Args),
 }
 
 fn main() -> ExitCode {
@@ -86,6 +94,8 @@ fn main() -> ExitCode {
         Command::Bench(a) => commands::bench::run(a),
         Command::Pipeline(a) => commands::pipeline::run(a),
         Command::Compress(a) => commands::compress::run(a),
+        Command::Sensitivity(a) => commands::sensitivity::run(a),
+        Command::Report(a) => commands::report::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

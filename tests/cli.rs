@@ -809,3 +809,297 @@ fn compress_handles_convolutions_on_any_idx_dataset() {
         serde_json::from_str(&ok(&["eval", s(&out), "--data", s(&data), "--json"])).unwrap();
     assert_eq!(e["accuracy"], v["accuracy"]);
 }
+
+#[test]
+fn sensitivity_measures_every_analysis_and_writes_tables_csv_and_plots() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, model) = quadrant_model(dir.path());
+    let plots = dir.path().join("plots");
+    let csv = dir.path().join("s.csv");
+    let v: Value = serde_json::from_str(&ok(&[
+        "sensitivity",
+        s(&model),
+        "--data",
+        s(&data),
+        "--samples",
+        "200",
+        "--repeats",
+        "2",
+        "--sigmas",
+        "0,0.1,2",
+        "--sparsities",
+        "0.5,0.9",
+        "--quantize-bits",
+        "2,8",
+        "--cluster-bits",
+        "1,6",
+        "--flatness-samples",
+        "100",
+        "--hessian-iterations",
+        "5",
+        "--plots",
+        s(&plots),
+        "--csv",
+        s(&csv),
+        "--json",
+    ]))
+    .unwrap();
+    let base = v["accuracy"].as_f64().unwrap();
+    assert!(base > 0.9, "{v}");
+    let curves = v["curves"].as_array().unwrap();
+    let kinds = [
+        "noise-additive",
+        "noise-multiplicative",
+        "prune",
+        "quantize",
+        "cluster",
+    ];
+    for kind in kinds {
+        let targets: Vec<&str> = curves
+            .iter()
+            .filter(|c| c["analysis"] == kind)
+            .map(|c| c["target"].as_str().unwrap())
+            .collect();
+        assert_eq!(targets, ["conv1", "fc1", "fc2", "model"], "{kind}");
+        let svg = fs::read_to_string(plots.join(format!("sensitivity-{kind}.svg"))).unwrap();
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        let png = fs::read(plots.join(format!("sensitivity-{kind}.png"))).unwrap();
+        assert_eq!(&png[..4], b"\x89PNG");
+    }
+    // 8-bit quantization changes little; 2σ of noise on the whole model more than on one layer, on average.
+    let point = |kind: &str, target: &str, i: usize| {
+        curves
+            .iter()
+            .find(|c| c["analysis"] == kind && c["target"] == target)
+            .unwrap()["points"][i]["accuracy"]["mean"]
+            .as_f64()
+            .unwrap()
+    };
+    assert!((point("quantize", "model", 1) - base).abs() < 0.05);
+    // σ = 0 is the unperturbed model, exactly.
+    for kind in ["noise-additive", "noise-multiplicative"] {
+        assert_eq!(point(kind, "model", 0), base);
+    }
+    assert!(point("noise-additive", "model", 2) < base);
+    assert_eq!(v["flatness"].as_array().unwrap().len(), 4);
+    assert!(
+        v["flatness"][3]["top_eigenvalue"].as_f64().unwrap() > 0.0,
+        "{v}"
+    );
+    let text = fs::read_to_string(&csv).unwrap();
+    assert!(text.starts_with("analysis,target,parameter,x,accuracy_mean"));
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("prune,")).count(),
+        8,
+        "{text}"
+    );
+    // The readable tables.
+    let out = ok(&[
+        "sensitivity",
+        s(&model),
+        "--data",
+        s(&data),
+        "--analyses",
+        "prune",
+        "--sparsities",
+        "0.5",
+        "-q",
+    ]);
+    assert!(out.contains("prune: test accuracy (%) by sparsity") && out.contains("| model |"));
+}
+
+#[test]
+fn sensitivity_injects_bit_flips_into_the_slim_file_and_refuses_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, model) = quadrant_model(dir.path());
+    let slim = dir.path().join("q.slim");
+    ok(&["export", s(&model), "--out", s(&slim), "--data", s(&data)]);
+    let v: Value = serde_json::from_str(&ok(&[
+        "sensitivity",
+        s(&slim),
+        "--data",
+        s(&data),
+        "--rates",
+        "1e-6,0.05",
+        "--repeats",
+        "3",
+        "--json",
+    ]))
+    .unwrap();
+    let curves = v["curves"].as_array().unwrap();
+    assert!(curves.iter().all(|c| c["analysis"] == "bitflip"));
+    let model_curve = curves.iter().find(|c| c["target"] == "model").unwrap();
+    // At 1e-6 over a few kilobytes nothing is flipped: the accuracy is the file's own.
+    assert_eq!(
+        model_curve["points"][0]["accuracy"]["mean"]
+            .as_f64()
+            .unwrap(),
+        v["accuracy"].as_f64().unwrap()
+    );
+    let p = &model_curve["points"][1];
+    assert!(p["refused"].as_f64().unwrap() > 0.0 || p["accuracy"]["mean"].as_f64().unwrap() < 0.9);
+    for (args, expect) in [
+        (vec!["--analyses", "noise"], "needs a safetensors model"),
+        (vec!["--analyses", "bogus"], "unknown analysis"),
+        (vec!["--rates", "0.7"], "--rates"),
+    ] {
+        let mut all = vec!["sensitivity", s(&slim), "--data", s(&data)];
+        all.extend(args);
+        let err = fails(&all);
+        assert!(err.contains(expect), "{err}");
+    }
+    let err = fails(&[
+        "sensitivity",
+        s(&model),
+        "--data",
+        s(&data),
+        "--sigmas",
+        "11",
+    ]);
+    assert!(err.contains("--sigmas") && err.contains("[0, 10]"), "{err}");
+    let err = fails(&[
+        "sensitivity",
+        s(&model),
+        "--data",
+        s(&data),
+        "--analyses",
+        "bitflip",
+    ]);
+    assert!(err.contains("--slim"), "{err}");
+}
+
+#[test]
+fn report_puts_runs_and_peers_on_one_pareto_front() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, model) = quadrant_model(dir.path());
+    let json = dir.path().join("run.json");
+    ok(&[
+        "compress",
+        s(&model),
+        "--data",
+        s(&data),
+        "--out",
+        s(&dir.path().join("q.slim")),
+        "--report",
+        s(&json),
+        "--val",
+        "80",
+        "--sparsity",
+        "0.5",
+        "--bits",
+        "3",
+        "--prune-rounds",
+        "1",
+        "--retrain-epochs",
+        "1",
+        "--final-epochs",
+        "0",
+        "--finetune-epochs",
+        "0",
+        "-q",
+    ]);
+    let peers = dir.path().join("peers/mine");
+    fs::create_dir_all(&peers).unwrap();
+    fs::write(
+        peers.join("results.json"),
+        r#"{"models": [{"model": "quad", "big": {"bytes": 999999, "accuracy": 0.5},
+            "small": {"file_bytes": 10, "accuracy": 0.25}}]}"#,
+    )
+    .unwrap();
+    let out = dir.path().join("report");
+    let v: Value = serde_json::from_str(&ok(&[
+        "report",
+        "--from",
+        s(&json),
+        "--peers",
+        s(&peers.join("results.json")),
+        "--model-name",
+        "quad",
+        "--out",
+        s(&out),
+        "--json",
+    ]))
+    .unwrap();
+    let entries = v["entries"].as_array().unwrap();
+    let sources: Vec<&str> = entries
+        .iter()
+        .map(|e| e["source"].as_str().unwrap())
+        .collect();
+    assert!(
+        sources.contains(&"slimnet") && sources.contains(&"mine") && sources.contains(&"baseline")
+    );
+    // The 10-byte peer entry is the smallest: on the front; the big, poor one is not.
+    assert_eq!(entries[0]["bytes"], 10);
+    assert_eq!(entries[0]["pareto"], true);
+    let big = entries.iter().find(|e| e["label"] == "big").unwrap();
+    assert_eq!(big["pareto"], false);
+    let svg = fs::read_to_string(out.join("report.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("Pareto front"));
+    assert!(fs::read_to_string(out.join("report.md"))
+        .unwrap()
+        .contains("| ★ |"));
+    let err = fails(&["report", "--out", s(&out)]);
+    assert!(err.contains("nothing to report"), "{err}");
+    let err = fails(&["report", "--from", s(&model), "--out", s(&out)]);
+    assert!(err.contains("not JSON"), "{err}");
+}
+
+#[test]
+fn compress_auto_respects_its_budget_on_a_small_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, model) = quadrant_model(dir.path());
+    let out = dir.path().join("auto.slim");
+    let v: Value = serde_json::from_str(&ok(&[
+        "compress",
+        s(&model),
+        "--data",
+        s(&data),
+        "--out",
+        s(&out),
+        "--auto",
+        "--max-accuracy-drop",
+        "2",
+        "--val",
+        "80",
+        "--prune-rounds",
+        "1",
+        "--retrain-epochs",
+        "2",
+        "--final-epochs",
+        "1",
+        "--finetune-epochs",
+        "1",
+        "--json",
+    ]))
+    .unwrap();
+    let auto = &v["auto"];
+    let chosen = &auto["attempts"][auto["chosen"].as_u64().unwrap() as usize];
+    assert_eq!(chosen["within_budget"], true, "{auto}");
+    assert!(chosen["val_drop"].as_f64().unwrap() <= 2.0);
+    assert_eq!(chosen["bytes"], v["bytes"]);
+    // The smallest of the plans within the budget.
+    for a in auto["attempts"].as_array().unwrap() {
+        if a["within_budget"] == true {
+            assert!(a["bytes"].as_u64() >= chosen["bytes"].as_u64());
+        }
+    }
+    assert_eq!(auto["curves"].as_array().unwrap().len(), 3);
+    let e: Value =
+        serde_json::from_str(&ok(&["eval", s(&out), "--data", s(&data), "--json"])).unwrap();
+    assert_eq!(e["accuracy"], v["accuracy"]);
+    let o = slimnet(&[
+        "compress",
+        s(&model),
+        "--out",
+        s(&out),
+        "--auto",
+        "--sparsity",
+        "0.5",
+    ]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("'--auto' cannot be used with '--sparsity"),
+        "{err}"
+    );
+}

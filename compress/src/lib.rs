@@ -4,6 +4,7 @@
 //! measures accuracy by running `slimnet-runtime` on the file it wrote ([`evaluate`]).
 #![warn(missing_docs)]
 
+pub mod auto;
 pub mod cluster;
 pub mod compressor;
 mod error;
@@ -12,6 +13,7 @@ pub mod export;
 pub mod huffman;
 pub mod prune;
 pub mod quantize;
+pub mod sensitivity;
 pub mod slim;
 
 pub use compressor::{compress, Compressed, Preset, Report, Settings};

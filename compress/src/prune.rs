@@ -103,6 +103,18 @@ impl SparsityTarget {
         }
     }
 
+    /// The same target with every sparsity multiplied by `factor` (≥ 0), capped at 99.5 %: a more or less
+    /// aggressive variant of a preset.
+    pub fn multiplied(&self, factor: f64) -> SparsityTarget {
+        let f = |s: Sparsity| Sparsity((s.0 * factor.max(0.0)).min(0.995));
+        match self {
+            SparsityTarget::Global(s) => SparsityTarget::Global(f(*s)),
+            SparsityTarget::PerLayer(m) => {
+                SparsityTarget::PerLayer(m.iter().map(|(k, v)| (k.clone(), f(*v))).collect())
+            }
+        }
+    }
+
     /// Whether anything is pruned at all.
     pub fn is_none(&self) -> bool {
         match self {

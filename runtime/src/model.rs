@@ -358,6 +358,9 @@ pub(crate) struct Weights<'a> {
     pub quant: Option<Quant<'a>>,
     pub payload: Payload<'a>,
     pub section_bytes: usize,
+    /// (offset, length) of the stored weights (the payload after the quantization parameters): within the
+    /// section while parsing, within the file once loaded.
+    pub stored: (usize, usize),
 }
 
 impl Weights<'_> {
@@ -665,7 +668,8 @@ impl<'a> Model<'a> {
                 } else {
                     mul(mul(a, size)?, size)?
                 };
-                let w = parse_layer(section(sec), flags, weighted as u16, b, fan_in)?;
+                let mut w = parse_layer(section(sec), flags, weighted as u16, b, fan_in)?;
+                w.stored.0 += sections[sec].1;
                 if let (Some(q), Some(zp)) = (&w.quant, prev_zp) {
                     if q.zp_in != zp {
                         return Err(invalid(
@@ -873,6 +877,7 @@ impl<'a> Model<'a> {
                 _ => None,
             }),
             section_bytes: l.weights.map_or(0, |w| w.section_bytes),
+            stored_weights: l.weights.map(|w| w.stored),
         })
     }
 }
@@ -898,6 +903,9 @@ pub struct LayerSummary {
     pub index_coding: Option<StreamCoding>,
     /// Bytes of the layer's section.
     pub section_bytes: usize,
+    /// Where the layer's stored weights lie in the file, as (offset, length): the dense values, or a sparse
+    /// layer's codebook, code lengths and streams. What fault injection flips bits in.
+    pub stored_weights: Option<(usize, usize)>,
 }
 
 /// A sink that only counts the weights: validation decodes and checks.
@@ -995,6 +1003,7 @@ fn parse_layer(
     };
     let input_scale = if f32_path && int { r.words(1)? } else { &[] };
     let scales = if f32_path { r.words(scale_count)? } else { &[] };
+    let stored_from = r.pos();
     let payload = match encoding {
         1 => Payload::DenseF32(r.words(n)?),
         2 => {
@@ -1100,6 +1109,7 @@ fn parse_layer(
         }
         v => return Err(invalid(section, "encoding", u64::from(v))),
     };
+    let stored_to = r.pos();
     #[cfg(not(feature = "integer-only"))]
     if f32_path {
         for i in 0..outputs {
@@ -1135,5 +1145,6 @@ fn parse_layer(
         quant,
         payload,
         section_bytes: bytes.len(),
+        stored: (stored_from, stored_to - stored_from),
     })
 }

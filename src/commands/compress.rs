@@ -204,9 +204,75 @@ pub struct Args {
     /// Also write the JSON report to this file.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// Choose per-layer sparsities and bit widths from the model's sensitivity curves: the smallest file whose
+    /// validation accuracy stays within --max-accuracy-drop of the dense model's (other settings: the preset's).
+    #[arg(long, conflicts_with_all = ["sparsity", "bits"])]
+    pub auto: bool,
+    /// The accuracy budget of --auto, in percentage points of validation accuracy.
+    #[arg(long, default_value_t = 0.1, value_name = "POINTS", requires = "auto")]
+    pub max_accuracy_drop: f64,
     /// No progress output.
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+/// Runs `slimnet compress --auto`: the search, then the same outputs as a plain run plus the plans tried.
+fn run_auto(args: &Args, model: &Model, settings: &Settings) -> Result<()> {
+    let data = super::load_data(args.data.clone(), args.quiet || args.json)?;
+    check_compatible(model, &data)?;
+    let split = data.split(args.val, args.train_limit)?;
+    let mut progress = Progress::new(args.quiet || args.json, None, "");
+    let (compressed, log) = slimnet_compress::auto::auto_compress(
+        model,
+        &split,
+        settings,
+        args.max_accuracy_drop,
+        &mut progress,
+    )?;
+    slimnet_models::atomic::write_atomic(&args.out, &compressed.bytes)?;
+    let report = &compressed.report;
+    let mut json = serde_json::to_value(report)?;
+    json["auto"] = serde_json::to_value(&log)?;
+    if let Some(path) = &args.report {
+        slimnet_models::atomic::write_atomic(
+            path,
+            serde_json::to_string_pretty(&json)?.as_bytes(),
+        )?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&json)?);
+        return Ok(());
+    }
+    println!();
+    println!(
+        "--auto, budget {} validation points (dense model: {} on validation); plans compressed:",
+        args.max_accuracy_drop,
+        super::pct(log.baseline_val_accuracy)
+    );
+    println!();
+    println!("| | τ (points) | sparsity | bits | bytes | validation drop | test accuracy |");
+    println!("| --- | ---: | --- | --- | ---: | ---: | ---: |");
+    for (i, a) in log.attempts.iter().enumerate() {
+        let list = |m: Vec<String>| m.join(", ");
+        println!(
+            "| {} | {} | {} | {} | {} | {:.2} {} | {} |",
+            if i == log.chosen { "chosen" } else { "" },
+            a.tolerance,
+            list(
+                a.sparsity
+                    .iter()
+                    .map(|(k, v)| format!("{k} {:.0} %", 100.0 * v))
+                    .collect()
+            ),
+            list(a.bits.iter().map(|(k, v)| format!("{k} {v}")).collect()),
+            super::thousands(a.bytes),
+            a.val_drop,
+            if a.within_budget { "✔" } else { "✘" },
+            super::pct(a.test_accuracy)
+        );
+    }
+    print_report(&args.model, &args.out, model, report);
+    Ok(())
 }
 
 /// Runs `slimnet compress`.
@@ -220,6 +286,9 @@ pub fn run(args: Args) -> Result<()> {
         .compress
         .settings(&model, args.seed)
         .with_context(|| format!("{}", args.model.display()))?;
+    if args.auto {
+        return run_auto(&args, &model, &settings);
+    }
     let data = super::load_data(args.data.clone(), args.quiet || args.json)?;
     let split = data.split(args.val, args.train_limit)?;
     let report = compress_to(

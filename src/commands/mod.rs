@@ -5,6 +5,8 @@ pub mod compress;
 pub mod eval;
 pub mod info;
 pub mod pipeline;
+pub mod report;
+pub mod sensitivity;
 pub mod slim;
 pub mod train;
 

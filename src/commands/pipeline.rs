@@ -21,6 +21,10 @@ pub struct Args {
     /// Dataset directory (default: the bundled MNIST).
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
+    /// The peers' results files to put beside this run in the accuracy-versus-size report (e.g.
+    /// ../shared/peers/tf/results.json ../shared/peers/torch/out/results.json).
+    #[arg(long, value_name = "FILE", num_args = 1..)]
+    pub peers: Vec<PathBuf>,
     /// Directory for the models and reports this run writes.
     #[arg(long, default_value = "out", value_name = "DIR")]
     pub out_dir: PathBuf,
@@ -72,6 +76,19 @@ pub fn run(args: Args) -> Result<()> {
     let report = super::compress::compress_to(&model, &data, &split, &settings, &out, args.quiet)?;
     let report_path = out.with_extension("json");
     super::compress::write_report(&report_path, &report)?;
+    // The accuracy-versus-size report: the float baseline, every stage, and the peers when given.
+    let stem = out.with_file_name(format!(
+        "{}-report",
+        out.file_stem()
+            .map_or("model".into(), |s| s.to_string_lossy())
+    ));
+    let label = model.net.arch.clone();
+    let sized = super::report::build(
+        &model.net.arch,
+        &[(label, serde_json::to_value(&report)?)],
+        &args.peers,
+    )?;
+    sized.write(&stem)?;
     println!();
     println!(
         "{} ({}, trained to {} test accuracy) → {} ({} bytes, {:.1}× smaller), {} test images",
@@ -88,6 +105,10 @@ pub fn run(args: Args) -> Result<()> {
     println!();
     super::compress::print_layers(&report);
     println!();
-    println!("report: {}", report_path.display());
+    println!(
+        "report: {}; accuracy against size: {}.md (.json, .svg, .png)",
+        report_path.display(),
+        stem.display()
+    );
     Ok(())
 }
