@@ -653,6 +653,16 @@ mod tests {
 
     #[test]
     fn inconsistent_streams_are_refused() {
+        // Walks bit-packed streams: (position bytes, bits), (index bytes, bits).
+        let walk_packed = |pos: &[u8], pb: u32, idx: &[u8], ib: u32, layout: Layout| {
+            let mut rec = Record::default();
+            walk(
+                &mut checked(Packed::new(pos, pb)),
+                &mut checked(Packed::new(idx, ib)),
+                layout,
+                &mut rec,
+            )
+        };
         let layout = Layout {
             symbols: 2,
             position_bits: 2,
@@ -661,46 +671,17 @@ mod tests {
             codebook_len: 2,
         };
         // A weight past the last row: 2, then 2 → column 5 of a 1-row, 3-column layer.
-        let mut rec = Record::default();
-        assert_eq!(
-            walk(
-                &mut checked(Packed::new(&[0b1010_0000], 2)),
-                &mut checked(Packed::new(&[0], 1)),
-                layout,
-                &mut rec
-            ),
-            None
-        );
+        assert_eq!(walk_packed(&[0b1010_0000], 2, &[0], 1, layout), None);
         // An index outside the codebook (3 of 2).
-        let layout = Layout {
-            codebook_len: 2,
-            ..layout
-        };
-        let mut rec = Record::default();
-        assert_eq!(
-            walk(
-                &mut checked(Packed::new(&[0], 2)),
-                &mut checked(Packed::new(&[0b1100_0000], 2)),
-                layout,
-                &mut rec
-            ),
-            None
-        );
+        assert_eq!(walk_packed(&[0], 2, &[0b1100_0000], 2, layout), None);
         // Streams shorter than declared.
-        let layout = Layout {
+        let short = Layout {
             symbols: 9,
             rows: 9,
             ..layout
         };
-        let mut rec = Record::default();
-        assert_eq!(
-            walk(
-                &mut checked(Packed::new(&[0, 0], 2)),
-                &mut checked(Packed::new(&[0], 1)),
-                layout,
-                &mut rec
-            ),
-            None
-        );
+        assert_eq!(walk_packed(&[0, 0], 2, &[0], 1, short), None);
+        // The same streams, consistent, pass.
+        assert_eq!(walk_packed(&[0], 2, &[0], 1, layout), Some(()));
     }
 }
