@@ -724,46 +724,45 @@ pub fn analyze(
         let targets = targets(params);
         let mut rng = ChaCha8Rng::seed_from_u64(settings.seed);
         // One curve per target: `perturb(params, x, draw)` perturbs a fresh copy.
-        let mut sweep =
-            |name: &str,
-             parameter: &str,
-             xs: &[f64],
-             draws: usize,
-             perturb: &mut Perturb,
-             progress: &mut dyn FnMut(&str)|
-             -> Result<Vec<Curve>> {
-                let mut out = Vec::new();
-                for (target, wrt) in &targets {
-                    progress(&format!("{name}: {target}"));
-                    let mut points = Vec::new();
-                    for &x in xs {
-                        let (mut accs, mut losses) = (Vec::new(), Vec::new());
-                        for _ in 0..draws {
-                            let mut p = params.clone();
-                            for &i in wrt {
-                                perturb(&mut p.tensors[i].data, x, &mut rng)?;
-                            }
-                            let (a, l) = eval.evaluate(&p)?;
-                            accs.push(a);
-                            losses.push(l);
+        let mut sweep = |name: &str,
+                         parameter: &str,
+                         xs: &[f64],
+                         draws: usize,
+                         perturb: &mut Perturb,
+                         progress: &mut dyn FnMut(&str)|
+         -> Result<Vec<Curve>> {
+            let mut out = Vec::new();
+            for (target, wrt) in &targets {
+                progress(&format!("{name}: {target}"));
+                let mut points = Vec::new();
+                for &x in xs {
+                    let (mut accs, mut losses) = (Vec::new(), Vec::new());
+                    for _ in 0..draws {
+                        let mut p = params.clone();
+                        for &i in wrt {
+                            perturb(&mut p.tensors[i].data, x, &mut rng)?;
                         }
-                        points.push(Point {
-                            x,
-                            accuracy: Stat::of(&accs),
-                            loss: Stat::of(&losses),
-                            draws,
-                            refused: None,
-                        });
+                        let (a, l) = eval.evaluate(&p)?;
+                        accs.push(a);
+                        losses.push(l);
                     }
-                    out.push(Curve {
-                        analysis: name.to_string(),
-                        target: target.clone(),
-                        parameter: parameter.to_string(),
-                        points,
+                    points.push(Point {
+                        x,
+                        accuracy: Stat::of(&accs),
+                        loss: Stat::of(&losses),
+                        draws,
+                        refused: None,
                     });
                 }
-                Ok(out)
-            };
+                out.push(Curve {
+                    analysis: name.to_string(),
+                    target: target.clone(),
+                    parameter: parameter.to_string(),
+                    points,
+                });
+            }
+            Ok(out)
+        };
         for &analysis in &settings.analyses {
             match analysis {
                 Analysis::Noise => {
