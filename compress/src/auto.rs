@@ -153,14 +153,6 @@ pub fn plan(
     (sparsity, bits)
 }
 
-/// The plan of a candidate.
-fn sparsity_of(
-    candidate: &(f64, f64, u32),
-    curves: &[LayerCurves],
-) -> (BTreeMap<String, f64>, BTreeMap<String, u32>) {
-    plan(curves, candidate.0, candidate.1, candidate.2)
-}
-
 fn settings_for(
     base: &Settings,
     sparsity: &BTreeMap<String, f64>,
@@ -203,47 +195,46 @@ pub fn auto_compress(
     let (baseline, curves) = curves(model, split, base.seed)?;
     let mut attempts: Vec<Attempt> = Vec::new();
     let mut results: Vec<Compressed> = Vec::new();
-    let mut tried_plans: Vec<(BTreeMap<String, f64>, BTreeMap<String, u32>)> = Vec::new();
     let plans = candidates();
     let mut i = 3;
     let mut direction: Option<bool> = None; // Some(true): getting bolder.
     loop {
         let (tau, scale, min_bits) = plans[i];
         let (sparsity, bits) = plan(&curves, tau, scale, min_bits);
-        // Two tolerances may give the same plan: compress it once.
-        if !tried_plans.contains(&(sparsity.clone(), bits.clone())) {
-            tried_plans.push((sparsity.clone(), bits.clone()));
-            events.stage_start(
-                "auto",
-                &format!("τ = {tau} points: sparsity {sparsity:?}, bits {bits:?}"),
-            );
-            let settings = settings_for(base, &sparsity, &bits)?;
-            let c = compress(model, split, &settings, events)?;
-            let val = c
-                .report
-                .stages
-                .last()
-                .and_then(|s| s.val_accuracy)
-                .unwrap_or(0.0);
-            let val_drop = 100.0 * (baseline - val);
-            attempts.push(Attempt {
-                tolerance: tau,
-                sparsity_scale: scale,
-                sparsity,
-                bits,
-                bytes: c.report.bytes,
-                val_drop,
-                test_accuracy: c.report.accuracy,
-                within_budget: val_drop <= budget + 1e-9,
-            });
-            results.push(c);
-        }
-        let ok = tried_plans
-            .iter()
-            .position(|p| *p == (sparsity_of(&plans[i], &curves)))
-            .and_then(|k| attempts.get(k))
-            .is_some_and(|a| a.within_budget);
-        let bolder = ok;
+        // Two tolerances may give the same plan: compress it once, and judge it by that attempt.
+        let same = |a: &Attempt| a.sparsity == sparsity && a.bits == bits;
+        let k = match attempts.iter().position(same) {
+            Some(k) => k,
+            None => {
+                events.stage_start(
+                    "auto",
+                    &format!("τ = {tau} points: sparsity {sparsity:?}, bits {bits:?}"),
+                );
+                let settings = settings_for(base, &sparsity, &bits)?;
+                let c = compress(model, split, &settings, events)?;
+                let val = c
+                    .report
+                    .stages
+                    .last()
+                    .and_then(|s| s.val_accuracy)
+                    .unwrap_or(0.0);
+                let val_drop = 100.0 * (baseline - val);
+                attempts.push(Attempt {
+                    tolerance: tau,
+                    sparsity_scale: scale,
+                    sparsity,
+                    bits,
+                    bytes: c.report.bytes,
+                    val_drop,
+                    test_accuracy: c.report.accuracy,
+                    within_budget: val_drop <= budget + 1e-9,
+                });
+                results.push(c);
+                attempts.len() - 1
+            }
+        };
+        // Within the budget: try bolder; over it: more cautious.
+        let bolder = attempts[k].within_budget;
         if direction.is_some_and(|d| d != bolder) {
             break;
         }

@@ -666,7 +666,7 @@ fn flatness(
     )?;
 
     // ε-sharpness: maximize L(w + δ) over |δ_i| ≤ ε(|w_i| + 1) by signed gradient steps of a quarter box.
-    let (base_loss, _) = eval.gradient(params, &[])?;
+    let (_, base_loss) = eval.evaluate(params)?;
     let bound: Vec<f32> = w
         .iter()
         .map(|&x| (settings.epsilon as f32) * (x.abs() + 1.0))
@@ -683,7 +683,7 @@ fn flatness(
         }
     }
     set_shifted(&mut current, params, wrt, &delta, 1.0);
-    let (loss, _) = eval.gradient(&current, &[])?;
+    let (_, loss) = eval.evaluate(&current)?;
     worst = worst.max(loss);
     Ok(Flatness {
         target: target.to_string(),
