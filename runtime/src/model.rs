@@ -188,6 +188,7 @@ impl<'a> Sparse<'a> {
                 return walk(&mut p, &mut i, layout, sink).ok_or(corrupt);
             }
         }
+        // Used only with the zstd or arena-decoding features.
         let _ = (&scratch, arena);
         dispatch(positions, indices, CHECKED, layout, sink).ok_or(corrupt)
     }
