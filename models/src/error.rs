@@ -116,6 +116,11 @@ pub enum Error {
     #[error("{0}")]
     Observer(String),
 
+    // === Distributed training ===
+    /// A node of a distributed run failed, or the run cannot start (topology, node count, shards).
+    #[error("{0}")]
+    Distributed(String),
+
     // === Tensor backend ===
     /// An error from candle (shapes, kernels).
     #[error("tensor backend: {0}")]

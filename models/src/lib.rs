@@ -4,12 +4,14 @@
 //! - [`arch`] describes networks once ([`NetSpec`]), shared with the compressor;
 //! - [`params`] holds weights on the host and reads / writes self-describing safetensors model files;
 //! - [`net`] builds the candle graph and the losses; [`optim`] the optimizers and schedules;
-//! - [`train`] runs training with a per-step [`train::Projection`] hook; [`eval`] measures accuracy.
+//! - [`train`] runs training with a per-step [`train::Projection`] hook; [`eval`] measures accuracy;
+//! - [`distributed`] trains over a network of nodes (master–worker, decentralized), on MPI or on threads.
 #![warn(missing_docs)]
 
 pub mod arch;
 pub mod atomic;
 pub mod data;
+pub mod distributed;
 mod error;
 pub mod eval;
 pub mod fit;

@@ -291,18 +291,7 @@ impl Trainer<'_> {
                 history: Vec::new(),
             },
         };
-        let vars: Vec<Option<Var>> = state
-            .params
-            .tensors
-            .iter()
-            .map(|p| {
-                p.spec
-                    .role
-                    .trainable()
-                    .then(|| Var::from_slice(&p.data, p.spec.shape.as_slice(), &Device::Cpu))
-                    .transpose()
-            })
-            .collect::<candle_core::Result<_>>()?;
+        let vars = Backprop::new(&state.params)?;
         let teacher = self
             .teacher
             .map(|t| Ok::<_, Error>((t, net::constants(t.params)?)))
@@ -337,7 +326,7 @@ impl Trainer<'_> {
     fn epoch(
         &self,
         state: &mut State,
-        vars: &[Option<Var>],
+        vars: &Backprop,
         teacher: Option<&(Teacher, Vec<Tensor>)>,
         projection: &mut dyn Projection,
         observer: &mut dyn Observer,
@@ -357,7 +346,6 @@ impl Trainer<'_> {
         let start = Instant::now();
         let (mut loss_sum, mut correct, mut seen) = (0f64, 0usize, 0usize);
         let mut lr = cfg.lr;
-        let mut grads: Vec<Vec<f32>> = vars.iter().map(|_| Vec::new()).collect();
         for (s, chunk) in order.chunks(cfg.batch_size).enumerate() {
             let progress = (epoch - 1) as f64 + s as f64 / steps as f64;
             lr = cfg.schedule.lr(cfg.lr, progress, cfg.epochs);
@@ -367,91 +355,34 @@ impl Trainer<'_> {
                 lr: lr as f32,
             };
             let (x, y) = net::batch(self.net, data, &self.normalization, chunk)?;
-            let tensors: Vec<Tensor> = state
-                .params
-                .tensors
-                .iter()
-                .zip(vars)
-                .map(|(p, v)| match v {
-                    Some(v) => Ok(v.as_tensor().clone()),
-                    None => Ok(Tensor::from_slice(
-                        &p.data,
-                        p.spec.shape.as_slice(),
-                        &Device::Cpu,
-                    )?),
-                })
-                .collect::<Result<_>>()?;
             let mode = Mode::Train {
                 dropout: cfg.dropout,
                 rng: &mut rng,
             };
-            let (logits, bn_stats) = net::forward(self.net, &tensors, &x, mode)?;
-            let mut loss = net::loss(cfg.loss, &logits, &y)?;
-            if let Some((t, tensors)) = teacher {
-                let (target, _) = net::forward(t.net, tensors, &x, Mode::Eval)?;
-                let kd = net::distillation_loss(&logits, &target.detach(), t.temperature)?;
-                loss = ((loss * f64::from(1.0 - t.weight))? + (kd * f64::from(t.weight))?)?;
-            }
-            let loss_value = loss.to_scalar::<f32>()?;
-            if !loss_value.is_finite() {
+            let step = vars.gradients(self.net, &state.params, &x, &y, cfg.loss, mode, teacher)?;
+            if !step.loss.is_finite() {
                 return Err(Error::Diverged {
-                    loss: loss_value,
+                    loss: step.loss,
                     epoch,
                     step: s + 1,
                     lr,
                 });
             }
-            let labels = y.to_vec1::<u32>()?;
-            correct += net::argmax(&logits)?
-                .iter()
-                .zip(&labels)
-                .filter(|(p, t)| p == t)
-                .count();
+            correct += step.correct;
             seen += chunk.len();
-            loss_sum += f64::from(loss_value) * chunk.len() as f64;
-
-            let store = loss.backward()?;
-            for ((g, v), p) in grads.iter_mut().zip(vars).zip(&state.params.tensors) {
-                if let Some(v) = v {
-                    *g = match store.get(v.as_tensor()) {
-                        Some(t) => t.flatten_all()?.to_vec1::<f32>()?,
-                        None => vec![0.0; p.data.len()],
-                    };
-                }
-            }
+            loss_sum += f64::from(step.loss) * chunk.len() as f64;
+            let mut grads = step.grads;
             projection.project_gradients(&ctx, &state.params, &mut grads);
-            state.optimizer.begin_step();
-            for (i, (p, g)) in state.params.tensors.iter_mut().zip(&mut grads).enumerate() {
-                if g.is_empty() {
-                    continue;
-                }
-                if p.spec.role == crate::Role::Weight && (cfg.l1 > 0.0 || cfg.l2 > 0.0) {
-                    for (g, w) in g.iter_mut().zip(&p.data) {
-                        *g += cfg.l2 * w + cfg.l1 * w.signum() * f32::from(u8::from(*w != 0.0));
-                    }
-                }
-                state.optimizer.update(i, &mut p.data, g, lr as f32);
-            }
-            for st in bn_stats {
-                // PyTorch's running averages: momentum 0.1, unbiased batch variance.
-                let (m, v) = (st.running_mean_index, st.running_mean_index + 1);
-                for (r, b) in state.params.tensors[m].data.iter_mut().zip(&st.mean) {
-                    *r = 0.9 * *r + 0.1 * b;
-                }
-                for (r, b) in state.params.tensors[v].data.iter_mut().zip(&st.var) {
-                    *r = 0.9 * *r + 0.1 * b;
-                }
-            }
+            apply_update(
+                cfg,
+                &mut state.optimizer,
+                &mut state.params,
+                &mut grads,
+                lr as f32,
+            );
+            update_running_stats(&mut state.params, &step.bn_stats);
             projection.project_parameters(&ctx, &mut state.params);
-            for (p, v) in state.params.tensors.iter().zip(vars) {
-                if let Some(v) = v {
-                    v.set(&Tensor::from_slice(
-                        &p.data,
-                        p.spec.shape.as_slice(),
-                        &Device::Cpu,
-                    )?)?;
-                }
-            }
+            vars.sync(&state.params)?;
             observer.step(&StepReport {
                 epoch,
                 step: s + 1,
@@ -583,6 +514,152 @@ impl Trainer<'_> {
             best,
             history: info.history,
         })
+    }
+}
+
+/// The candle side of a training step, shared by [`Trainer`] and distributed training: one `Var` per trainable
+/// tensor (kept equal to the host parameters by [`Backprop::sync`]), and the forward and backward pass.
+pub(crate) struct Backprop {
+    vars: Vec<Option<Var>>,
+}
+
+/// What one forward and backward pass measured and computed.
+pub(crate) struct Gradients {
+    /// Mean loss over the batch (teacher's term included).
+    pub loss: f32,
+    /// Correctly classified samples of the batch.
+    pub correct: usize,
+    /// One gradient per tensor in [`NetSpec::tensors`] order; empty for tensors that are not trained.
+    pub grads: Vec<Vec<f32>>,
+    /// Batch statistics of the batch-norm layers.
+    pub bn_stats: Vec<net::BatchStats>,
+}
+
+impl Backprop {
+    /// Variables holding `params`' trainable tensors.
+    pub fn new(params: &Params) -> Result<Backprop> {
+        let vars = params
+            .tensors
+            .iter()
+            .map(|p| {
+                p.spec
+                    .role
+                    .trainable()
+                    .then(|| Var::from_slice(&p.data, p.spec.shape.as_slice(), &Device::Cpu))
+                    .transpose()
+            })
+            .collect::<candle_core::Result<_>>()?;
+        Ok(Backprop { vars })
+    }
+
+    /// Copies the host parameters into the variables (after an update).
+    pub fn sync(&self, params: &Params) -> Result<()> {
+        for (p, v) in params.tensors.iter().zip(&self.vars) {
+            if let Some(v) = v {
+                v.set(&Tensor::from_slice(
+                    &p.data,
+                    p.spec.shape.as_slice(),
+                    &Device::Cpu,
+                )?)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Forward and backward pass of a batch; `params` supplies the tensors that are not trained.
+    #[allow(clippy::too_many_arguments)]
+    pub fn gradients(
+        &self,
+        net: &NetSpec,
+        params: &Params,
+        x: &Tensor,
+        y: &Tensor,
+        loss: Loss,
+        mode: Mode,
+        teacher: Option<&(Teacher, Vec<Tensor>)>,
+    ) -> Result<Gradients> {
+        let tensors: Vec<Tensor> = params
+            .tensors
+            .iter()
+            .zip(&self.vars)
+            .map(|(p, v)| match v {
+                Some(v) => Ok(v.as_tensor().clone()),
+                None => Ok(Tensor::from_slice(
+                    &p.data,
+                    p.spec.shape.as_slice(),
+                    &Device::Cpu,
+                )?),
+            })
+            .collect::<Result<_>>()?;
+        let (logits, bn_stats) = net::forward(net, &tensors, x, mode)?;
+        let mut value = net::loss(loss, &logits, y)?;
+        if let Some((t, tensors)) = teacher {
+            let (target, _) = net::forward(t.net, tensors, x, Mode::Eval)?;
+            let kd = net::distillation_loss(&logits, &target.detach(), t.temperature)?;
+            value = ((value * f64::from(1.0 - t.weight))? + (kd * f64::from(t.weight))?)?;
+        }
+        let loss_value = value.to_scalar::<f32>()?;
+        let labels = y.to_vec1::<u32>()?;
+        let correct = net::argmax(&logits)?
+            .iter()
+            .zip(&labels)
+            .filter(|(p, t)| p == t)
+            .count();
+        let mut grads = Vec::with_capacity(self.vars.len());
+        if loss_value.is_finite() {
+            let store = value.backward()?;
+            for (v, p) in self.vars.iter().zip(&params.tensors) {
+                grads.push(match v {
+                    Some(v) => match store.get(v.as_tensor()) {
+                        Some(t) => t.flatten_all()?.to_vec1::<f32>()?,
+                        None => vec![0.0; p.data.len()],
+                    },
+                    None => Vec::new(),
+                });
+            }
+        }
+        Ok(Gradients {
+            loss: loss_value,
+            correct,
+            grads,
+            bn_stats,
+        })
+    }
+}
+
+/// Adds the recipe's L1 / L2 penalties to the weights' gradients and applies one optimizer step.
+pub(crate) fn apply_update(
+    cfg: &TrainConfig,
+    optimizer: &mut Optimizer,
+    params: &mut Params,
+    grads: &mut [Vec<f32>],
+    lr: f32,
+) {
+    optimizer.begin_step();
+    for (i, (p, g)) in params.tensors.iter_mut().zip(grads).enumerate() {
+        if g.is_empty() {
+            continue;
+        }
+        if p.spec.role == crate::Role::Weight && (cfg.l1 > 0.0 || cfg.l2 > 0.0) {
+            for (g, w) in g.iter_mut().zip(&p.data) {
+                *g += cfg.l2 * w + cfg.l1 * w.signum() * f32::from(u8::from(*w != 0.0));
+            }
+        }
+        optimizer.update(i, &mut p.data, g, lr);
+    }
+}
+
+/// Moves the batch-norm running statistics towards a batch's (PyTorch's running averages: momentum 0.1,
+/// unbiased batch variance).
+pub(crate) fn update_running_stats(params: &mut Params, bn_stats: &[net::BatchStats]) {
+    for st in bn_stats {
+        let (m, v) = (st.running_mean_index, st.running_mean_index + 1);
+        for (r, b) in params.tensors[m].data.iter_mut().zip(&st.mean) {
+            *r = 0.9 * *r + 0.1 * b;
+        }
+        for (r, b) in params.tensors[v].data.iter_mut().zip(&st.var) {
+            *r = 0.9 * *r + 0.1 * b;
+        }
     }
 }
 

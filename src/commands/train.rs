@@ -3,7 +3,8 @@
 use crate::progress::Progress;
 use anyhow::Result;
 use clap::ValueEnum;
-use slimnet_models::fit::{fit, FitRequest};
+use slimnet_models::distributed::{self, DistEpoch, MessageCompression};
+use slimnet_models::fit::{fit, fit_distributed, Backend, DistMode, DistRequest, FitRequest};
 use slimnet_models::net::Loss;
 use slimnet_models::train::Selection;
 use slimnet_models::{OptimizerKind, Schedule, TrainConfig};
@@ -137,11 +138,120 @@ pub struct Args {
     /// Print only the final summary.
     #[arg(long, short)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub distributed: DistArgs,
+}
+
+/// `--distributed` and its settings.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DistArgs {
+    /// Train over a network of nodes, each with a disjoint random shard of the training data: master-worker
+    /// (rank 0 holds the model, workers send gradients) or decentralized (every node its own model, averaged
+    /// with its neighbours). Under `mpirun -n N` the nodes are MPI ranks (needs the `mpi` feature), otherwise
+    /// threads in this process.
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub distributed: Option<Distributed>,
+    /// Nodes, the master included (threads; with MPI, if given, must equal mpirun -n). Default: 7 for
+    /// master-worker (six workers), the graph's for decentralized (two-star: 6).
+    #[arg(long, value_name = "N")]
+    pub nodes: Option<usize>,
+    /// Decentralized graph: two-star ((1,2)-3-4-(5,6)), ring, complete, an edge list of node numbers from 1
+    /// (`1-3,2-3,3-4`) or @FILE with one such edge per line.
+    #[arg(long, default_value = "two-star", value_name = "GRAPH")]
+    pub topology: String,
+    /// Consensus step γ in (0, 1] (decentralized): how far a node moves to its neighbours' average per step.
+    #[arg(long, default_value_t = 1.0, value_name = "F")]
+    pub consensus_step: f32,
+    /// Message compression: none, int8, top-k:F or top-k-int8:F (F the kept fraction), with error feedback
+    /// (master-worker gradients) or CHOCO-SGD's public copies (decentralized).
+    #[arg(long, default_value = "none", value_name = "CODEC")]
+    pub message_compression: String,
+    /// Master-worker: asynchronous updates, dropping gradients more than N updates stale (default: synchronous).
+    #[arg(long, value_name = "N")]
+    pub staleness: Option<usize>,
+    /// Where the nodes run: auto (MPI under mpirun, else threads), threads or mpi.
+    #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
+    pub backend: BackendArg,
+}
+
+/// `--distributed`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Distributed {
+    /// Rank 0 holds the model; workers compute gradients.
+    MasterWorker,
+    /// No master; neighbours average their models.
+    Decentralized,
+}
+
+/// `--backend`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendArg {
+    /// MPI when started by mpirun, threads otherwise.
+    Auto,
+    /// Threads in this process.
+    Threads,
+    /// MPI ranks.
+    Mpi,
+}
+
+impl DistArgs {
+    /// The request, if `--distributed` is given; settings without it are refused.
+    pub fn request(&self) -> Result<Option<DistRequest>> {
+        let Some(mode) = self.distributed else {
+            if self.nodes.is_some()
+                || self.staleness.is_some()
+                || self.message_compression != "none"
+            {
+                anyhow::bail!("--nodes, --staleness and --message-compression need --distributed");
+            }
+            if distributed::launched_by_mpi() {
+                anyhow::bail!(
+                    "started by mpirun without --distributed: every rank would train the same model alone \
+                     (add --distributed master-worker or --distributed decentralized)"
+                );
+            }
+            return Ok(None);
+        };
+        let mode = match mode {
+            Distributed::MasterWorker => DistMode::MasterWorker {
+                staleness: self.staleness,
+            },
+            Distributed::Decentralized => {
+                if self.staleness.is_some() {
+                    anyhow::bail!("--staleness is for --distributed master-worker");
+                }
+                DistMode::Decentralized {
+                    topology: self.topology.clone(),
+                    consensus_step: self.consensus_step,
+                }
+            }
+        };
+        let mpi = match self.backend {
+            BackendArg::Auto => distributed::launched_by_mpi(),
+            BackendArg::Threads => false,
+            BackendArg::Mpi => true,
+        };
+        let backend = if mpi {
+            Backend::Mpi { nodes: self.nodes }
+        } else {
+            Backend::Threads {
+                nodes: self.nodes.unwrap_or_else(|| mode.default_nodes()),
+            }
+        };
+        Ok(Some(DistRequest {
+            mode,
+            compression: self.message_compression.parse::<MessageCompression>()?,
+            backend,
+        }))
+    }
 }
 
 /// Runs `slimnet train`.
 pub fn run(args: Args) -> Result<()> {
     let config = args.recipe.config()?;
+    if let Some(dist) = args.distributed.request()? {
+        return run_distributed(&args, config, &dist);
+    }
     super::check_out_dir(&args.out)?;
     let data = super::load_data(args.data.clone(), args.quiet)?;
     let checkpoint = args.checkpoint.clone().unwrap_or_else(|| {
@@ -178,4 +288,119 @@ pub fn run(args: Args) -> Result<()> {
         m.train_seconds
     );
     Ok(())
+}
+
+/// `slimnet train --distributed …`: on MPI every rank runs this; rank 0 prints and writes the files.
+fn run_distributed(
+    args: &Args,
+    config: slimnet_models::TrainConfig,
+    dist: &DistRequest,
+) -> Result<()> {
+    super::check_out_dir(&args.out)?;
+    let data = super::load_data(args.data.clone(), args.quiet || is_mpi_worker())?;
+    let req = FitRequest {
+        arch: args.recipe.model.clone(),
+        batch_norm: args.recipe.batch_norm,
+        config,
+        val: args.recipe.val,
+        train_limit: args.recipe.train_limit,
+        checkpoint: None,
+        resume: args.resume,
+    };
+    let quiet = args.quiet;
+    let mut on_epoch = |e: &DistEpoch| {
+        if !quiet {
+            eprintln!("{}", epoch_line(e));
+        }
+    };
+    let Some(fitted) = fit_distributed(&data, &req, dist, &mut on_epoch)? else {
+        return Ok(()); // an MPI rank other than 0: rank 0 reports
+    };
+    fitted.model.save(&args.out)?;
+    if let Some(path) = &args.metrics {
+        let bytes = if path.extension().is_some_and(|e| e == "json") {
+            let links: Vec<_> = fitted
+                .trained
+                .links
+                .iter()
+                .map(|l| serde_json::json!({"from": l.from + 1, "to": l.to + 1, "bytes": l.bytes}))
+                .collect();
+            serde_json::to_vec_pretty(&serde_json::json!({
+                "epochs": fitted.trained.history,
+                "links": links,
+                "test_accuracy": fitted.test.accuracy,
+            }))?
+        } else {
+            let mut csv = String::from(
+                "epoch,train_loss,val_loss,val_accuracy,seconds,compute_seconds,codec_seconds,comm_seconds,bytes_sent,consensus_distance,dropped,lr\n",
+            );
+            for e in &fitted.trained.history {
+                let opt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
+                csv.push_str(&format!(
+                    "{},{},{},{},{},{},{},{},{},{},{},{}\n",
+                    e.epoch,
+                    e.train_loss,
+                    opt(e.val_loss),
+                    opt(e.val_accuracy),
+                    e.seconds,
+                    e.compute_seconds,
+                    e.codec_seconds,
+                    e.comm_seconds,
+                    e.bytes_sent,
+                    opt(e.consensus_distance),
+                    e.dropped,
+                    e.lr
+                ));
+            }
+            csv.into_bytes()
+        };
+        slimnet_models::atomic::write_atomic(path, &bytes)?;
+    }
+    let m = &fitted.metrics;
+    let last = fitted.trained.history.last();
+    println!(
+        "{}: {} trained on {} nodes ({}, messages {}), epoch {} of {} selected{}, test accuracy {} (loss {:.4}), \
+         {:.1} s of training, {} bytes sent{}",
+        args.out.display(),
+        fitted.model.net.arch,
+        fitted.trained.nodes,
+        fitted.model.metadata.get("slimnet.distributed").and_then(|d| {
+            serde_json::from_str::<serde_json::Value>(d).ok()?["algorithm"].as_str().map(String::from)
+        }).unwrap_or_default(),
+        dist.compression,
+        m.selected_epoch,
+        m.epochs,
+        m.val_accuracy.map(|v| format!(" (validation {})", super::pct(v))).unwrap_or_default(),
+        super::pct(m.test_accuracy),
+        m.test_loss,
+        m.train_seconds,
+        super::thousands(fitted.trained.bytes_sent() as usize),
+        last.and_then(|e| e.consensus_distance).map(|c| format!(", consensus distance {c:.3e}")).unwrap_or_default(),
+    );
+    Ok(())
+}
+
+/// One epoch of a distributed run, for stderr.
+fn epoch_line(e: &DistEpoch) -> String {
+    format!(
+        "epoch {:>3}: loss {:.4}, validation {}, {:.1} s (per node: compute {:.1} s, codec {:.1} s, communication {:.1} s), {} bytes sent{}{}",
+        e.epoch,
+        e.train_loss,
+        e.val_accuracy.map(super::pct).unwrap_or_else(|| "-".into()),
+        e.seconds,
+        e.compute_seconds,
+        e.codec_seconds,
+        e.comm_seconds,
+        super::thousands(e.bytes_sent as usize),
+        e.consensus_distance.map(|c| format!(", consensus distance {c:.3e}")).unwrap_or_default(),
+        if e.dropped > 0 { format!(", {} stale gradients dropped", e.dropped) } else { String::new() },
+    )
+}
+
+/// An MPI rank other than 0 (stays quiet: rank 0 speaks for the job).
+fn is_mpi_worker() -> bool {
+    ["OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK"]
+        .iter()
+        .filter_map(|v| std::env::var(v).ok())
+        .any(|r| r != "0")
 }
