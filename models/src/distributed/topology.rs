@@ -107,7 +107,7 @@ impl Topology {
                 };
                 let mut edges = Vec::new();
                 for token in list
-                    .split(|c: char| c == ',' || c == '\n' || c == ';')
+                    .split([',', '\n', ';'])
                     .map(str::trim)
                     .filter(|t| !t.is_empty() && !t.starts_with('#'))
                 {
@@ -170,11 +170,11 @@ impl Topology {
     pub fn metropolis_hastings(&self) -> Vec<Vec<f64>> {
         let n = self.nodes();
         let mut w = vec![vec![0.0; n]; n];
-        for i in 0..n {
+        for (i, row) in w.iter_mut().enumerate() {
             for &j in &self.neighbors[i] {
-                w[i][j] = 1.0 / (1 + self.neighbors[i].len().max(self.neighbors[j].len())) as f64;
+                row[j] = 1.0 / (1 + self.neighbors[i].len().max(self.neighbors[j].len())) as f64;
             }
-            w[i][i] = 1.0 - w[i].iter().sum::<f64>();
+            row[i] = 1.0 - row.iter().sum::<f64>();
         }
         w
     }
@@ -251,6 +251,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::needless_range_loop)] // indices read as the matrix entries w_ij they are
     fn metropolis_hastings_weights_are_doubly_stochastic_and_symmetric() {
         for t in all() {
             let w = t.metropolis_hastings();
