@@ -4,6 +4,7 @@
 //! line naming the file or flag at fault, with a non-zero exit status.
 
 mod commands;
+mod experiment;
 mod plot;
 mod progress;
 mod report;
@@ -54,6 +55,9 @@ enum Command {
     /// Accuracy against model size: the Pareto front of compression reports (and of a sweep run here) beside the
     /// peers' results, as markdown, JSON and a chart.
     Report(commands::report::Args),
+    /// Run one of the course experiments (optimizers, depth, master-worker, decentralized, sparsity,
+    /// smoothness, or all): a markdown report with tables and charts in --out.
+    Experiment(commands::experiment::Args),
 }
 
 fn main() -> ExitCode {
@@ -96,6 +100,7 @@ fn main() -> ExitCode {
         Command::Compress(a) => commands::compress::run(a),
         Command::Sensitivity(a) => commands::sensitivity::run(a),
         Command::Report(a) => commands::report::run(a),
+        Command::Experiment(a) => commands::experiment::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

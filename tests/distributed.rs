@@ -64,19 +64,6 @@ fn train(out: &Path, extra: &[&str]) -> String {
     ok(&args)
 }
 
-/// The trainable tensors of a model file, as bytes (metadata, which holds timings, left out).
-fn weights(path: &Path) -> Vec<(String, Vec<u8>)> {
-    let bytes = std::fs::read(path).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let mut v: Vec<_> = st
-        .tensors()
-        .into_iter()
-        .map(|(n, t)| (n, t.data().to_vec()))
-        .collect();
-    v.sort();
-    v
-}
-
 #[test]
 fn threads_train_both_ways_and_count_the_bytes() {
     let dir = tempfile::tempdir().unwrap();
@@ -184,6 +171,19 @@ fn bad_distributed_settings_are_refused_clearly() {
 #[cfg(feature = "mpi")]
 mod mpi {
     use super::*;
+
+    /// The trainable tensors of a model file, as bytes (metadata, which holds timings, left out).
+    fn weights(path: &Path) -> Vec<(String, Vec<u8>)> {
+        let bytes = std::fs::read(path).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let mut v: Vec<_> = st
+            .tensors()
+            .into_iter()
+            .map(|(n, t)| (n, t.data().to_vec()))
+            .collect();
+        v.sort();
+        v
+    }
 
     fn mpirun(ranks: usize, args: &[&str]) -> Output {
         let mut cmd = Command::new("mpirun");

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod compress;
 pub mod eval;
+pub mod experiment;
 pub mod info;
 pub mod pipeline;
 pub mod report;

@@ -74,6 +74,10 @@ pub struct RecipeArgs {
     /// Which epoch's weights to keep.
     #[arg(long, value_enum, default_value_t = Select::Best)]
     pub select: Select,
+    /// Sharpness-aware minimization with radius ρ (e.g. 0.05): each step uses the gradient at the worst point
+    /// of the ρ-ball along the gradient (twice the compute). 0: off.
+    #[arg(long, default_value_t = 0.0, value_name = "RHO")]
+    pub sam: f32,
 }
 
 /// `--select`.
@@ -109,6 +113,7 @@ impl RecipeArgs {
                 Select::Best => Selection::Best,
                 Select::Last => Selection::Last,
             },
+            sam_rho: self.sam,
         };
         config.validate()?;
         Ok(config)
