@@ -990,6 +990,7 @@ fn sparsity(s: &Setup, doc: &mut Doc) -> Result<()> {
         ("no regularization", 0.0, 0.0),
         ("L1 1e-5", 1e-5, 0.0),
         ("L1 1e-4", 1e-4, 0.0),
+        ("L1 1e-3", 1e-3, 0.0),
         ("dropout 0.2", 0.0, 0.2),
         ("dropout 0.5", 0.0, 0.5),
     ];
@@ -1042,7 +1043,7 @@ fn sparsity(s: &Setup, doc: &mut Doc) -> Result<()> {
         &rows,
     );
     doc.chart("near-zero", chart(
-        "Near-zero weights (|w| < 1e-3) per run (1 none, 2 L1 1e-5, 3 L1 1e-4, 4 dropout 0.2, 5 dropout 0.5)",
+        "Weights with |w| < 1e-3 per run (1 none, 2–4 L1 1e-5, 1e-4, 1e-3, 5–6 dropout 0.2, 0.5)",
         "run", "near-zero weights (%)", false,
         vec![Series { label: "near-zero weights".into(), points: results.iter().enumerate().map(|(i, r)| (i as f64 + 1.0, 100.0 * r.2, 0.0)).collect(), markers_only: true }],
     ))?;
@@ -1155,7 +1156,7 @@ fn smoothness(s: &Setup, doc: &mut Doc) -> Result<()> {
         "`{}` trained plainly, with batch normalization, and with sharpness-aware minimization (SAM, ρ = 0.05; \
          Foret et al. 2021), by SGD with momentum 0.9 (η₀ = 0.02, cosine decay, batch 64). Smoothness is \
          measured twice: along the trajectory, the gradient's local Lipschitz constant `‖∇L(w_t) − ∇L(w_s)‖ / \
-         ‖w_t − w_s‖` every 25 steps on a fixed probe of 1,000 training images (inference mode); and at the end, \
+         ‖w_t − w_s‖` about 40 times over the run on a fixed probe of 1,000 training images (inference mode); and at the end, \
          the top eigenvalue of the loss Hessian (power iteration on finite-difference Hessian-vector products, \
          2,000 training images).",
         s.model
