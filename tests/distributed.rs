@@ -255,4 +255,23 @@ mod mpi {
         assert!(started.elapsed().as_secs() < 120, "no hang");
         assert!(!out_path.exists());
     }
+
+    #[test]
+    fn a_failing_rank_brings_the_job_down_with_its_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let out_path = dir.path().join("x.safetensors");
+        let mut args = vec!["train", "--out", s(&out_path), "-q"];
+        args.extend(SMALL.iter().map(|&a| if a == "0.05" { "1e30" } else { a }));
+        args.extend(["--distributed", "decentralized", "--topology", "ring"]);
+        let started = std::time::Instant::now();
+        let out = mpirun(3, &args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(
+            err.contains("diverged") && err.contains("aborting the job"),
+            "{err}"
+        );
+        assert!(started.elapsed().as_secs() < 120, "no hang");
+        assert!(!out_path.exists());
+    }
 }
