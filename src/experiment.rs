@@ -1200,10 +1200,12 @@ fn smoothness(s: &Setup, doc: &mut Doc) -> Result<()> {
             .filter(|(_, t)| t.role.trainable())
             .map(|(i, _)| i)
             .collect();
+        // About 40 probes over the run.
+        let steps = s.epochs * split.train.count.div_ceil(cfg.batch_size);
         let mut probe = Lipschitz {
             eval: &eval,
             wrt,
-            every: 25,
+            every: (steps / 40).max(1),
             steps: 0,
             last: None,
             points: Vec::new(),

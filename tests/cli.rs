@@ -4,44 +4,9 @@ use serde_json::Value;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn slimnet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_slimnet"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("SLIMNET_DATA")
-        .output()
-        .expect("the binary runs")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = slimnet(args);
-    assert!(
-        out.status.success(),
-        "slimnet {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Runs a command that must fail and returns its stderr, checking that it is one clean error line.
-fn fails(args: &[&str]) -> String {
-    let out = slimnet(args);
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!out.status.success(), "slimnet {args:?} should fail");
-    assert!(
-        !err.contains("panicked") && !err.contains("backtrace") && !err.contains("internal error"),
-        "{err}"
-    );
-    let last = err.lines().last().unwrap_or_default();
-    assert!(last.starts_with("error:"), "{err}");
-    err
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+mod common;
+use common::{fails, ok, s, slimnet};
 
 /// A quick model: LeNet-300-100 on 2,000 MNIST images, one epoch.
 fn quick_model(dir: &Path, name: &str, extra: &[&str]) -> PathBuf {

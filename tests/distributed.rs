@@ -3,41 +3,9 @@
 
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Command, Output};
 
-fn slimnet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_slimnet"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("the binary runs")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = slimnet(args);
-    assert!(
-        out.status.success(),
-        "slimnet {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn fails(args: &[&str]) -> String {
-    let out = slimnet(args);
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!out.status.success(), "slimnet {args:?} should fail");
-    assert!(!err.contains("panicked"), "{err}");
-    assert!(
-        err.lines().last().unwrap_or_default().starts_with("error:"),
-        "{err}"
-    );
-    err
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+mod common;
+use common::{fails, ok, s};
 
 /// Common flags: LeNet-300-100 on 2,300 training images, 2 epochs of plain SGD, nothing random but the seed.
 const SMALL: [&str; 14] = [
@@ -171,6 +139,7 @@ fn bad_distributed_settings_are_refused_clearly() {
 #[cfg(feature = "mpi")]
 mod mpi {
     use super::*;
+    use std::process::{Command, Output};
 
     /// The trainable tensors of a model file, as bytes (metadata, which holds timings, left out).
     fn weights(path: &Path) -> Vec<(String, Vec<u8>)> {

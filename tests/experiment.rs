@@ -1,15 +1,9 @@
 //! `slimnet experiment`: every experiment writes its report and the charts it links, on a tiny slice.
 
 use std::path::Path;
-use std::process::Command;
 
-fn slimnet(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_slimnet"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("the binary runs")
-}
+mod common;
+use common::slimnet;
 
 /// The report's linked charts exist as SVG and PNG; the report has its table and findings.
 fn check_report(dir: &Path, name: &str) {

@@ -661,3 +661,38 @@ mod tests {
         assert!((out[0] + 1.0).abs() < 1e-6 && (out[1] - 1.0).abs() < 1e-6);
     }
 }
+
+/// Small synthetic datasets for the trainers' unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::Dataset;
+    use rand::{Rng, SeedableRng};
+
+    /// 4×4 images, 3 classes: which of three bands is bright, plus deterministic noise.
+    pub fn bands(count: usize, seed: u64) -> Dataset {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut pixels = Vec::new();
+        let mut labels = Vec::new();
+        for i in 0..count {
+            let c = i % 3;
+            labels.push(c as u8);
+            for r in 0..4 {
+                for _ in 0..4 {
+                    let base = if r == c || (c == 2 && r == 3) {
+                        200
+                    } else {
+                        30
+                    };
+                    pixels.push((base + rng.random_range(0..50)) as u8);
+                }
+            }
+        }
+        Dataset {
+            count,
+            rows: 4,
+            cols: 4,
+            pixels,
+            labels,
+        }
+    }
+}

@@ -67,14 +67,7 @@ pub struct Fitted {
 
 /// Trains `req` on `data`.
 pub fn fit(data: &Mnist, req: &FitRequest, observer: &mut dyn Observer) -> Result<Fitted> {
-    let split = data.split(req.val, req.train_limit)?;
-    let net = NetSpec::parse(
-        &req.arch,
-        Shape::image(data.train.rows, data.train.cols),
-        data.classes.max(2),
-        req.batch_norm,
-    )?;
-    let normalization = Normalization::of(&split.train);
+    let (split, net, normalization) = prepare(data, req)?;
     let trainer = Trainer {
         net: &net,
         config: &req.config,
@@ -86,18 +79,12 @@ pub fn fit(data: &Mnist, req: &FitRequest, observer: &mut dyn Observer) -> Resul
     let init = Params::init(&net, req.config.seed);
     let trained = trainer.run(init, req.resume, &mut NoProjection, observer)?;
     let test = evaluate(&net, &trained.params, &normalization, &split.test)?;
-    let selected = trained
+    let per_epoch: Vec<(Option<f64>, f64)> = trained
         .history
-        .get(trained.selected_epoch.saturating_sub(1));
-    let metrics = FinalMetrics {
-        test_accuracy: test.accuracy,
-        test_loss: test.loss,
-        val_accuracy: selected.and_then(|m| m.val_accuracy),
-        selected_epoch: trained.selected_epoch,
-        epochs: trained.history.len(),
-        train_seconds: trained.history.iter().map(|m| m.seconds).sum(),
-        train_samples: split.train.count,
-    };
+        .iter()
+        .map(|m| (m.val_accuracy, m.seconds))
+        .collect();
+    let metrics = FinalMetrics::of(&test, &per_epoch, trained.selected_epoch, split.train.count);
     let metadata = metadata(&metrics, &req.config);
     Ok(Fitted {
         model: Model {
@@ -111,6 +98,42 @@ pub fn fit(data: &Mnist, req: &FitRequest, observer: &mut dyn Observer) -> Resul
         test,
         metrics,
     })
+}
+
+/// The split, the network and the input normalization a request trains with.
+fn prepare(data: &Mnist, req: &FitRequest) -> Result<(crate::data::Split, NetSpec, Normalization)> {
+    let split = data.split(req.val, req.train_limit)?;
+    let net = NetSpec::parse(
+        &req.arch,
+        Shape::image(data.train.rows, data.train.cols),
+        data.classes.max(2),
+        req.batch_norm,
+    )?;
+    let normalization = Normalization::of(&split.train);
+    Ok((split, net, normalization))
+}
+
+impl FinalMetrics {
+    /// From the test evaluation, each epoch's (validation accuracy, seconds), the selected epoch (1-based) and
+    /// the training samples.
+    fn of(
+        test: &Evaluation,
+        per_epoch: &[(Option<f64>, f64)],
+        selected_epoch: usize,
+        train_samples: usize,
+    ) -> Self {
+        FinalMetrics {
+            test_accuracy: test.accuracy,
+            test_loss: test.loss,
+            val_accuracy: per_epoch
+                .get(selected_epoch.saturating_sub(1))
+                .and_then(|m| m.0),
+            selected_epoch,
+            epochs: per_epoch.len(),
+            train_seconds: per_epoch.iter().map(|m| m.1).sum(),
+            train_samples,
+        }
+    }
 }
 
 fn metadata(metrics: &FinalMetrics, config: &crate::TrainConfig) -> HashMap<String, String> {
@@ -225,14 +248,7 @@ pub fn fit_distributed(
             "not supported with --distributed",
         ));
     }
-    let split = data.split(req.val, req.train_limit)?;
-    let net = NetSpec::parse(
-        &req.arch,
-        Shape::image(data.train.rows, data.train.cols),
-        data.classes.max(2),
-        req.batch_norm,
-    )?;
-    let normalization = Normalization::of(&split.train);
+    let (split, net, normalization) = prepare(data, req)?;
     let job = |nodes: usize| -> Result<Job> {
         Ok(Job {
             net: &net,
@@ -270,18 +286,12 @@ pub fn fit_distributed(
         return Ok(None);
     };
     let test = evaluate(&net, &trained.params, &normalization, &split.test)?;
-    let selected = trained
+    let per_epoch: Vec<(Option<f64>, f64)> = trained
         .history
-        .get(trained.selected_epoch.saturating_sub(1));
-    let metrics = FinalMetrics {
-        test_accuracy: test.accuracy,
-        test_loss: test.loss,
-        val_accuracy: selected.and_then(|m| m.val_accuracy),
-        selected_epoch: trained.selected_epoch,
-        epochs: trained.history.len(),
-        train_seconds: trained.history.iter().map(|m| m.seconds).sum(),
-        train_samples: split.train.count,
-    };
+        .iter()
+        .map(|m| (m.val_accuracy, m.seconds))
+        .collect();
+    let metrics = FinalMetrics::of(&test, &per_epoch, trained.selected_epoch, split.train.count);
     let mut metadata = metadata(&metrics, &req.config);
     metadata.insert(
         "slimnet.distributed".to_string(),

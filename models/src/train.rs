@@ -719,42 +719,14 @@ struct CheckpointInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Dataset, Shape};
-
-    /// 4×4 images, 3 classes: which of three bands is bright, plus deterministic noise.
-    fn toy(count: usize, seed: u64) -> Dataset {
-        use rand::Rng;
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let mut pixels = Vec::new();
-        let mut labels = Vec::new();
-        for i in 0..count {
-            let c = i % 3;
-            labels.push(c as u8);
-            for r in 0..4 {
-                for _ in 0..4 {
-                    let base = if r == c || (c == 2 && r == 3) {
-                        200
-                    } else {
-                        30
-                    };
-                    pixels.push((base + rng.random_range(0..50)) as u8);
-                }
-            }
-        }
-        Dataset {
-            count,
-            rows: 4,
-            cols: 4,
-            pixels,
-            labels,
-        }
-    }
+    use crate::data::testing::bands;
+    use crate::Shape;
 
     fn split() -> Split {
         Split {
-            train: toy(96, 1),
-            val: toy(30, 2),
-            test: toy(30, 3),
+            train: bands(96, 1),
+            val: bands(30, 2),
+            test: bands(30, 3),
         }
     }
 

@@ -321,6 +321,16 @@ struct Clock {
     comm: f64,
 }
 
+impl Clock {
+    /// Adds a worker's figures from its message header, as a share of the mean over `workers`.
+    fn add(&mut self, h: &Header, workers: usize) {
+        let w = workers as f64;
+        self.compute += f64::from(h.clock[0]) / w;
+        self.codec += f64::from(h.clock[1]) / w;
+        self.comm += f64::from(h.clock[2]) / w;
+    }
+}
+
 /// The header every worker's message starts with (master–worker): the model version the gradient was computed
 /// on, and the worker's figures for the step.
 #[derive(Debug, Clone, Copy, Default)]
@@ -524,6 +534,38 @@ impl<'a, 'j> Node<'a, 'j> {
         Ok((flat, g.loss * batch.len() as f32, batch.len() as u32))
     }
 
+    /// A worker's step (master–worker): loads the model message `model`, computes a gradient on the next batch
+    /// and returns the reply: a header (the model's `version`, the batch's loss, the time spent since the last
+    /// reply) and the gradient, compressed with error feedback.
+    fn worker_step(
+        &mut self,
+        model: &[u8],
+        version: u64,
+        ef: &mut ErrorFeedback,
+    ) -> Result<Vec<u8>> {
+        let started = Instant::now();
+        let mut flat = vec![0f32; self.flat_len()];
+        MessageCompression::decode(model, &mut flat)?;
+        self.clock.codec += started.elapsed().as_secs_f64();
+        self.set_flat_params(&flat)?;
+        let (g, loss, n) = self.gradient()?;
+        let started = Instant::now();
+        let (msg, _) = ef.encode(&g);
+        let mut reply = Vec::with_capacity(HEADER + msg.len());
+        let c = std::mem::take(&mut self.clock);
+        let encoding = started.elapsed().as_secs_f64();
+        Header {
+            version,
+            loss_sum: loss,
+            samples: n,
+            clock: [c.compute as f32, (c.codec + encoding) as f32, c.comm as f32],
+        }
+        .write(&mut reply);
+        reply.extend_from_slice(&msg);
+        self.sent[0] += reply.len() as u64;
+        Ok(reply)
+    }
+
     /// Applies one optimizer step with the concatenated gradient `flat`.
     fn update(&mut self, flat: &[f32], lr: f32) -> Result<()> {
         let started = Instant::now();
@@ -642,27 +684,7 @@ impl<'a, 'j> Node<'a, 'j> {
                 let reply = if self.rank == 0 {
                     Vec::new()
                 } else {
-                    let started = Instant::now();
-                    let mut flat = vec![0f32; self.flat_len()];
-                    MessageCompression::decode(&model, &mut flat)?;
-                    self.clock.codec += started.elapsed().as_secs_f64();
-                    self.set_flat_params(&flat)?;
-                    let (g, loss, n) = self.gradient()?;
-                    let started = Instant::now();
-                    let (msg, _) = ef.encode(&g);
-                    let mut reply = Vec::with_capacity(HEADER + msg.len());
-                    let c = self.clock;
-                    Header {
-                        version: step as u64,
-                        loss_sum: loss,
-                        samples: n,
-                        clock: [c.compute as f32, c.codec as f32, c.comm as f32],
-                    }
-                    .write(&mut reply);
-                    reply.extend_from_slice(&msg);
-                    self.sent[0] += reply.len() as u64;
-                    self.clock.codec += started.elapsed().as_secs_f64();
-                    reply
+                    self.worker_step(&model, step as u64, &mut ef)?
                 };
                 let gathered = self.comm(|| t.gather(&reply))?;
                 if self.rank == 0 {
@@ -674,11 +696,7 @@ impl<'a, 'j> Node<'a, 'j> {
                             .map_err(|e| Error::Distributed(format!("from node {}: {e}", w + 1)))?;
                         loss_sum += f64::from(h.loss_sum);
                         samples += u64::from(h.samples);
-                        if step + 1 == steps {
-                            worker_clock.compute += f64::from(h.clock[0]) / workers as f64;
-                            worker_clock.codec += f64::from(h.clock[1]) / workers as f64;
-                            worker_clock.comm += f64::from(h.clock[2]) / workers as f64;
-                        }
+                        worker_clock.add(&h, workers);
                     }
                     self.clock.codec += started.elapsed().as_secs_f64();
                     self.update(&avg, lr as f32)?;
@@ -732,26 +750,7 @@ impl<'a, 'j> Node<'a, 'j> {
                     break;
                 }
                 let (h, body) = Header::read(&model)?;
-                let started = Instant::now();
-                let mut flat = vec![0f32; self.flat_len()];
-                MessageCompression::decode(body, &mut flat)?;
-                self.clock.codec += started.elapsed().as_secs_f64();
-                self.set_flat_params(&flat)?;
-                let (g, loss, n) = self.gradient()?;
-                let started = Instant::now();
-                let (msg, _) = ef.encode(&g);
-                let mut reply = Vec::with_capacity(HEADER + msg.len());
-                let c = std::mem::take(&mut self.clock);
-                Header {
-                    version: h.version,
-                    loss_sum: loss,
-                    samples: n,
-                    clock: [c.compute as f32, c.codec as f32, c.comm as f32],
-                }
-                .write(&mut reply);
-                reply.extend_from_slice(&msg);
-                self.sent[0] += reply.len() as u64;
-                self.clock.codec += started.elapsed().as_secs_f64();
+                let reply = self.worker_step(body, h.version, &mut ef)?;
                 self.comm(|| t.send(0, &reply))?;
             }
             self.sent_matrix(t)?;
@@ -789,16 +788,7 @@ impl<'a, 'j> Node<'a, 'j> {
             let (h, body) = Header::read(&msg)?;
             loss_sum += f64::from(h.loss_sum);
             samples += u64::from(h.samples);
-            for (k, c) in [
-                &mut worker_clock.compute,
-                &mut worker_clock.codec,
-                &mut worker_clock.comm,
-            ]
-            .into_iter()
-            .enumerate()
-            {
-                *c += f64::from(h.clock[k]) / workers as f64;
-            }
+            worker_clock.add(&h, workers);
             if version - h.version > staleness as u64 {
                 dropped += 1;
             } else {
@@ -974,35 +964,8 @@ impl<'a, 'j> Node<'a, 'j> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::testing::bands;
     use crate::{Schedule, Shape};
-
-    fn toy(count: usize, seed: u64) -> Dataset {
-        use rand::Rng;
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let mut pixels = Vec::new();
-        let mut labels = Vec::new();
-        for i in 0..count {
-            let c = i % 3;
-            labels.push(c as u8);
-            for r in 0..4 {
-                for _ in 0..4 {
-                    let base = if r == c || (c == 2 && r == 3) {
-                        200
-                    } else {
-                        30
-                    };
-                    pixels.push((base + rng.random_range(0..50)) as u8);
-                }
-            }
-        }
-        Dataset {
-            count,
-            rows: 4,
-            cols: 4,
-            pixels,
-            labels,
-        }
-    }
 
     fn setup() -> (NetSpec, TrainConfig, Split) {
         let net = NetSpec::parse("mlp:16", Shape::image(4, 4), 3, false).unwrap();
@@ -1017,9 +980,9 @@ mod tests {
             ..TrainConfig::recipe()
         };
         let split = Split {
-            train: toy(240, 1),
-            val: toy(60, 2),
-            test: toy(60, 3),
+            train: bands(240, 1),
+            val: bands(60, 2),
+            test: bands(60, 3),
         };
         (net, cfg, split)
     }
