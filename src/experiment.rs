@@ -565,7 +565,6 @@ fn distributed(
     nodes: usize,
     mode: DistMode,
     compression: &str,
-    opt: (&str, f64),
 ) -> Result<DistRun> {
     if s.verbose {
         eprintln!("{label}");
@@ -574,7 +573,7 @@ fn distributed(
         s,
         &s.model,
         false,
-        config(s, opt.0, 64, opt.1, Schedule::Cosine { floor: 0.0 })?,
+        config(s, "adam", 64, 1e-3, Schedule::Cosine { floor: 0.0 })?,
     );
     let dist = DistRequest {
         mode,
@@ -621,32 +620,29 @@ fn master_worker(s: &Setup, doc: &mut Doc) -> Result<()> {
             config(s, "adam", 64, 1e-3, Schedule::Cosine { floor: 0.0 })?,
         ),
     )?;
-    let runs = vec![
-        distributed(
-            s,
+    let runs = [
+        (
             "6 workers, synchronous",
             7,
             DistMode::MasterWorker { staleness: None },
             "none",
-            ("adam", 1e-3),
-        )?,
-        distributed(
-            s,
+        ),
+        (
             "6 workers, asynchronous",
             7,
             DistMode::MasterWorker { staleness: Some(6) },
             "none",
-            ("adam", 1e-3),
-        )?,
-        distributed(
-            s,
+        ),
+        (
             "6 workers, sync, top-k-int8 5 %",
             7,
             DistMode::MasterWorker { staleness: None },
             "top-k-int8:0.05",
-            ("adam", 1e-3),
-        )?,
-    ];
+        ),
+    ]
+    .into_iter()
+    .map(|(label, nodes, mode, compression)| distributed(s, label, nodes, mode, compression))
+    .collect::<Result<Vec<_>>>()?;
     let single_secs = cumulative_seconds(&single.history);
     let mut rows = vec![vec![
         "one node".to_string(),
@@ -809,48 +805,31 @@ fn decentralized(s: &Setup, doc: &mut Doc) -> Result<()> {
         topology: topology.into(),
         consensus_step: step,
     };
-    let runs = vec![
-        distributed(
-            s,
+    let runs = [
+        (
             "master-worker",
             7,
             DistMode::MasterWorker { staleness: None },
             "none",
-            ("adam", 1e-3),
-        )?,
-        distributed(
-            s,
-            "two-star",
-            6,
-            dec("two-star", 1.0),
-            "none",
-            ("adam", 1e-3),
-        )?,
-        distributed(
-            s,
+        ),
+        ("two-star", 6, dec("two-star", 1.0), "none"),
+        (
             "two-star, compressed",
             6,
             dec("two-star", 0.2),
             "top-k-int8:0.05",
-            ("adam", 1e-3),
-        )?,
-        distributed(
-            s,
-            "complete",
-            6,
-            dec("complete", 1.0),
-            "none",
-            ("adam", 1e-3),
-        )?,
-        distributed(
-            s,
+        ),
+        ("complete", 6, dec("complete", 1.0), "none"),
+        (
             "complete, compressed",
             6,
             dec("complete", 0.2),
             "top-k-int8:0.05",
-            ("adam", 1e-3),
-        )?,
-    ];
+        ),
+    ]
+    .into_iter()
+    .map(|(label, nodes, mode, compression)| distributed(s, label, nodes, mode, compression))
+    .collect::<Result<Vec<_>>>()?;
     let mut rows = Vec::new();
     let (mut acc, mut cons) = (Vec::new(), Vec::new());
     for r in &runs {
