@@ -440,11 +440,13 @@ impl<'a, 'j> Node<'a, 'j> {
         })
     }
 
-    /// Steps per epoch: the largest shard's batches (shards differ by at most one sample).
-    fn steps(&self, train_samples: usize, data_nodes: usize) -> usize {
-        train_samples
-            .div_ceil(data_nodes.max(1))
-            .div_ceil(self.job.config.batch_size)
+    /// Steps per epoch, the same on every node: the largest shard's batches (shards differ by at most one
+    /// sample). Collective: the data nodes tell the others (a master has no shard) how many samples they hold.
+    fn steps(&self, t: &mut dyn Transport, data_nodes: usize) -> Result<usize> {
+        let mut samples = [self.shard.map_or(0, |s| s.count) as f64];
+        t.all_sum(&mut samples)?;
+        let per_node = (samples[0] as usize).div_ceil(data_nodes.max(1));
+        Ok(per_node.div_ceil(self.job.config.batch_size))
     }
 
     fn flat_len(&self) -> usize {
@@ -653,16 +655,10 @@ impl<'a, 'j> Node<'a, 'j> {
     fn master_worker_sync(&mut self, t: &mut dyn Transport) -> Result<Option<DistTrained>> {
         let cfg = self.job.config;
         let workers = self.size - 1;
-        let train_samples = self.shard.map_or(0, |s| s.count);
-        // Every node needs the same step count: the master has no shard, so the workers tell it.
-        let mut counts = vec![0f64; 1];
-        counts[0] = train_samples as f64;
-        t.all_sum(&mut counts)?;
-        let steps = self.steps(counts[0] as usize, workers);
+        let steps = self.steps(t, workers)?;
         let mut ef = ErrorFeedback::new(self.job.compression, self.flat_len());
         for epoch in 1..=cfg.epochs {
             let started = Instant::now();
-            self.clock = Clock::default();
             let (mut loss_sum, mut samples) = (0f64, 0u64);
             let mut worker_clock = Clock::default();
             let mut lr = cfg.lr;
@@ -738,9 +734,7 @@ impl<'a, 'j> Node<'a, 'j> {
     ) -> Result<Option<DistTrained>> {
         let cfg = self.job.config;
         let workers = self.size - 1;
-        let mut counts = [self.shard.map_or(0, |s| s.count) as f64];
-        t.all_sum(&mut counts)?;
-        let steps = self.steps(counts[0] as usize, workers);
+        let steps = self.steps(t, workers)?;
         if self.rank != 0 {
             // A worker: answer every model with a gradient until told to stop (an empty message).
             let mut ef = ErrorFeedback::new(self.job.compression, self.flat_len());
@@ -853,9 +847,7 @@ impl<'a, 'j> Node<'a, 'j> {
     ) -> Result<Option<DistTrained>> {
         let cfg = self.job.config;
         let n = self.size;
-        let mut counts = [self.shard.map_or(0, |s| s.count) as f64];
-        t.all_sum(&mut counts)?;
-        let steps = self.steps(counts[0] as usize, n);
+        let steps = self.steps(t, n)?;
         let neighbors = topology.neighbors(self.rank).to_vec();
         let w = topology.metropolis_hastings();
         let weights: Vec<f32> = neighbors.iter().map(|&j| w[self.rank][j] as f32).collect();
