@@ -464,7 +464,7 @@ impl<'a, 'j> Node<'a, 'j> {
         out
     }
 
-    fn set_flat_params(&mut self, flat: &[f32]) -> Result<()> {
+    fn set_flat_params(&mut self, flat: &[f32]) {
         let mut at = 0;
         for (p, &len) in self.params.tensors.iter_mut().zip(&self.lens) {
             if len > 0 {
@@ -472,7 +472,6 @@ impl<'a, 'j> Node<'a, 'j> {
                 at += len;
             }
         }
-        self.backprop.sync(&self.params)
     }
 
     fn split_flat(&self, flat: &[f32]) -> Vec<Vec<f32>> {
@@ -502,9 +501,11 @@ impl<'a, 'j> Node<'a, 'j> {
     }
 
     /// A gradient of the current parameters on the next batch, concatenated; returns it with the batch's loss
-    /// sum and size.
+    /// sum and size. The host parameters are the truth: they reach candle's variables here, once per gradient,
+    /// not after every change (a master never computes one; a decentralized node changes them twice per step).
     fn gradient(&mut self) -> Result<(Vec<f32>, f32, u32)> {
         let started = Instant::now();
+        self.backprop.sync(&self.params)?;
         let batch = self.next_batch();
         let shard = self.shard.expect("a data node");
         let (x, y) = crate::net::batch(self.job.net, shard, &self.job.normalization, &batch)?;
@@ -549,7 +550,7 @@ impl<'a, 'j> Node<'a, 'j> {
         let mut flat = vec![0f32; self.flat_len()];
         MessageCompression::decode(model, &mut flat)?;
         self.clock.codec += started.elapsed().as_secs_f64();
-        self.set_flat_params(&flat)?;
+        self.set_flat_params(&flat);
         let (g, loss, n) = self.gradient()?;
         let started = Instant::now();
         let (msg, _) = ef.encode(&g);
@@ -569,7 +570,7 @@ impl<'a, 'j> Node<'a, 'j> {
     }
 
     /// Applies one optimizer step with the concatenated gradient `flat`.
-    fn update(&mut self, flat: &[f32], lr: f32) -> Result<()> {
+    fn update(&mut self, flat: &[f32], lr: f32) {
         let started = Instant::now();
         let mut grads = self.split_flat(flat);
         apply_update(
@@ -579,9 +580,7 @@ impl<'a, 'j> Node<'a, 'j> {
             &mut grads,
             lr,
         );
-        self.backprop.sync(&self.params)?;
         self.clock.compute += started.elapsed().as_secs_f64();
-        Ok(())
     }
 
     fn lr(&self, epoch: usize, step: usize, steps: usize) -> f64 {
@@ -695,7 +694,7 @@ impl<'a, 'j> Node<'a, 'j> {
                         worker_clock.add(&h, workers);
                     }
                     self.clock.codec += started.elapsed().as_secs_f64();
-                    self.update(&avg, lr as f32)?;
+                    self.update(&avg, lr as f32);
                 }
             }
             // Bytes so far, from every rank (a measurement: not counted as traffic).
@@ -792,7 +791,7 @@ impl<'a, 'j> Node<'a, 'j> {
                 self.clock.codec += started.elapsed().as_secs_f64();
                 let epoch = (version / per_epoch) as usize + 1;
                 lr = self.lr(epoch, (version % per_epoch) as usize, per_epoch as usize);
-                self.update(&avg, lr as f32)?;
+                self.update(&avg, lr as f32);
                 version += 1;
                 if version.is_multiple_of(per_epoch) {
                     // An epoch's worth of updates: evaluate (the workers keep computing meanwhile).
@@ -866,7 +865,7 @@ impl<'a, 'j> Node<'a, 'j> {
                 let (g, loss, count) = self.gradient()?;
                 loss_sum += f64::from(loss);
                 samples += u64::from(count);
-                self.update(&g, lr as f32)?;
+                self.update(&g, lr as f32);
                 // q = Q(x − x̂); every holder of x̂ adds q.
                 let codec_start = Instant::now();
                 let mut x = self.flat_params();
@@ -893,7 +892,7 @@ impl<'a, 'j> Node<'a, 'j> {
                     }
                 }
                 self.clock.codec += codec_start.elapsed().as_secs_f64();
-                self.set_flat_params(&x)?;
+                self.set_flat_params(&x);
             }
             let seconds = started.elapsed().as_secs_f64();
             // Measurements (not training traffic): the average model, the consensus distance, the figures.
