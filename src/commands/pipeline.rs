@@ -4,7 +4,7 @@
 use super::train::RecipeArgs;
 use crate::progress::Progress;
 use anyhow::Result;
-use slimnet_models::fit::{check_compatible, fit, FitRequest};
+use slimnet_models::fit::{check_compatible, fit};
 use slimnet_models::{evaluate, Model};
 use std::path::PathBuf;
 
@@ -51,15 +51,7 @@ pub fn run(args: Args) -> Result<()> {
                 "{}.safetensors",
                 args.recipe.model.replace(':', "_")
             ));
-            let req = FitRequest {
-                arch: args.recipe.model.clone(),
-                batch_norm: args.recipe.batch_norm,
-                config,
-                val: args.recipe.val,
-                train_limit: args.recipe.train_limit,
-                checkpoint: None,
-                resume: false,
-            };
+            let req = args.recipe.request(config, None, false);
             let mut progress = Progress::new(args.quiet, None, "train: ");
             let fitted = fit(&data, &req, &mut progress)?;
             fitted.model.save(&path)?;

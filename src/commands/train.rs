@@ -90,6 +90,24 @@ pub enum Select {
 }
 
 impl RecipeArgs {
+    /// What to train: this recipe's architecture and data settings with `config` (from [`RecipeArgs::config`]).
+    pub fn request(
+        &self,
+        config: TrainConfig,
+        checkpoint: Option<PathBuf>,
+        resume: bool,
+    ) -> FitRequest {
+        FitRequest {
+            arch: self.model.clone(),
+            batch_norm: self.batch_norm,
+            config,
+            val: self.val,
+            train_limit: self.train_limit,
+            checkpoint,
+            resume,
+        }
+    }
+
     /// The trainer's configuration (validated).
     pub fn config(&self) -> Result<TrainConfig> {
         let optimizer: OptimizerKind = self.optimizer.parse()?;
@@ -268,15 +286,7 @@ pub fn run(args: Args) -> Result<()> {
     if args.resume && !checkpoint.exists() {
         anyhow::bail!("--resume: no checkpoint at {}", checkpoint.display());
     }
-    let req = FitRequest {
-        arch: args.recipe.model.clone(),
-        batch_norm: args.recipe.batch_norm,
-        config,
-        val: args.recipe.val,
-        train_limit: args.recipe.train_limit,
-        checkpoint: Some(checkpoint),
-        resume: args.resume,
-    };
+    let req = args.recipe.request(config, Some(checkpoint), args.resume);
     let mut progress = Progress::new(args.quiet, args.metrics.clone(), "");
     let fitted = fit(&data, &req, &mut progress)?;
     fitted.model.save(&args.out)?;
@@ -304,15 +314,7 @@ fn run_distributed(
 ) -> Result<()> {
     super::check_out_dir(&args.out)?;
     let data = super::load_data(args.data.clone(), args.quiet || is_mpi_worker())?;
-    let req = FitRequest {
-        arch: args.recipe.model.clone(),
-        batch_norm: args.recipe.batch_norm,
-        config,
-        val: args.recipe.val,
-        train_limit: args.recipe.train_limit,
-        checkpoint: None,
-        resume: args.resume,
-    };
+    let req = args.recipe.request(config, None, args.resume);
     let quiet = args.quiet;
     let mut on_epoch = |e: &DistEpoch| {
         if !quiet {
