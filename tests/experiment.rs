@@ -79,14 +79,25 @@ fn unknown_experiments_and_bad_settings_are_refused() {
     );
     let o = slimnet(&["experiment", "depth", "--epochs", "0", "-q"]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("--epochs"));
+    // An output directory that cannot exist (under a file: no absolute path that root could create).
+    let o = slimnet(&["experiment", "depth", "--out", "Cargo.toml/reports", "-q"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("Cargo.toml/reports: cannot create the output directory"),
+        "{err}"
+    );
+    let dir = tempfile::tempdir().unwrap();
     let o = slimnet(&[
         "experiment",
         "depth",
         "--neurons",
         "2",
         "--out",
-        "/nonexistent/x/y",
+        dir.path().to_str().unwrap(),
         "-q",
     ]);
+    let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
+    assert!(err.contains("--neurons: needs at least 4"), "{err}");
 }
