@@ -885,17 +885,12 @@ fn account(
         .map_err(|e| Error::runtime("reading back the compressed file", e))?;
     let mut out = Vec::new();
     let mut li = 0usize;
-    for (i, layer) in file.layers.iter().enumerate() {
-        let weights = match layer {
-            crate::slim::SlimLayer::Dense { weights, .. }
-            | crate::slim::SlimLayer::Conv2d { weights, .. } => weights,
-            _ => continue,
-        };
+    for (i, weights) in file.weighted() {
         let (_, name) = weighted_layers(net)[li];
         li += 1;
         let summary = runtime
-            .layer(i)
-            .ok_or_else(|| Error::Unsupported(format!("layer {i} missing from the file")))?;
+            .operator(i)
+            .ok_or_else(|| Error::Unsupported(format!("operator {i} missing from the file")))?;
         let m = masks.get(name).expect("mask");
         let n = m.keep.len();
         let outputs = net.layers[weighted_layers(net)[li - 1].0]

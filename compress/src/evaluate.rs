@@ -71,7 +71,7 @@ pub fn evaluate_slim(bytes: &[u8], data: &Dataset, path: NumericPath) -> Result<
                                     })
                                 }
                                 NumericPath::Integer => model
-                                    .run_int8(img, &mut arena, &mut q)
+                                    .run_u8_int8(img, &mut arena, &mut q)
                                     .map(|()| (slimnet_runtime::argmax(&q), 0.0)),
                             };
                             run.map(|(c, l)| (c as u16, l))

@@ -5,11 +5,12 @@
 use crate::error::{Error, Result};
 use crate::quantize::{quantize_multiplier, quantize_per_channel, QParams};
 use crate::slim::{
-    CodebookValues, CoderChoice, LayerQuant, LayerWeights, Paths, SlimFile, SlimLayer,
-    SparseStreams, WeightPayload,
+    CodebookValues, CoderChoice, LayerQuant, LayerWeights, OpParams, OpSpec, Paths, SlimFile,
+    SparseStreams, TensorSpec, WeightPayload, Window,
 };
 use candle_core::Tensor;
 use slimnet_models::{net, Activation, Dataset, Layer, Model, NetSpec, Params, Role};
+use slimnet_runtime::format::{Activation as Act, OpKind, NO_TENSOR};
 
 /// How weights are stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,13 +157,10 @@ pub fn layer_quant(
         })
         .collect();
     LayerQuant {
-        zp_in: qin.zero_point,
-        zp_out: qout.zero_point,
         per_channel,
         multipliers,
         shifts,
         bias,
-        input_scale: qin.scale as f32,
     }
 }
 
@@ -246,10 +244,13 @@ pub fn build(
             weighted.len()
         )));
     }
-    // Payloads first, with the weights they stand for.
+    // Payloads first, with the weights they stand for (kept in candle's layout), stored in the runtime's.
     let mut effective = folded.clone();
     let mut stored: Vec<(WeightPayload, Vec<f32>)> = Vec::new();
-    for ((_, layer), st) in weighted.iter().zip(storage) {
+    let inputs = layer_inputs(&folded.net);
+    for ((li, layer), st) in weighted.iter().zip(storage) {
+        let nhwc = nhwc_map(layer, inputs[*li]);
+        let map = &nhwc;
         let name = layer.name().expect("weighted");
         let outputs = layer.outputs().expect("weighted");
         let w = &mut effective
@@ -263,14 +264,14 @@ pub fn build(
                     "{name}: f32 weights in a file with the integer path"
                 )))
             }
-            Storage::DenseF32 => (WeightPayload::DenseF32(w.clone()), Vec::new()),
+            Storage::DenseF32 => (WeightPayload::DenseF32(permute(w, map)), Vec::new()),
             Storage::DenseI8 => {
                 let (q, scales) = quantize_per_channel(w, outputs);
                 let cols = w.len() / outputs.max(1);
                 for (i, v) in w.iter_mut().enumerate() {
                     *v = f32::from(q[i]) * scales[i / cols.max(1)];
                 }
-                (WeightPayload::DenseI8(q), scales)
+                (WeightPayload::DenseI8(permute(&q, map)), scales)
             }
             Storage::Shared {
                 positions,
@@ -297,7 +298,7 @@ pub fn build(
                     )
                 };
                 w.iter_mut().for_each(|v| *v = 0.0);
-                let kept: Vec<(usize, u32)> = positions
+                let mut kept: Vec<(usize, u32)> = positions
                     .iter()
                     .zip(assignment)
                     .map(|(&p, &a)| {
@@ -306,6 +307,10 @@ pub fn build(
                         (p, i)
                     })
                     .collect();
+                if let Some(layout) = &nhwc {
+                    kept.iter_mut().for_each(|k| k.0 = layout[k.0]);
+                    kept.sort_unstable();
+                }
                 (
                     WeightPayload::Sparse(SparseStreams::smallest(
                         codebook,
@@ -325,79 +330,246 @@ pub fn build(
         Vec::new()
     };
     let qin = input_qparams(model);
-    let mut current = qin;
+    let mut g = Graph::new(&folded.net, qin, integer);
     let mut stored = stored.into_iter();
-    let mut layers = Vec::new();
     for (li, layer) in folded.net.layers.iter().enumerate() {
-        let mut weights = |name: &str| -> Result<LayerWeights> {
-            let (payload, scales) = stored.next().expect("one per weighted layer");
-            let b = &effective
-                .params
-                .get(&format!("{name}.bias"))
-                .ok_or_else(|| Error::Unsupported(format!("missing tensor {name}.bias")))?
-                .data;
-            let quant = integer.then(|| {
-                let qout = QParams::from_range(ranges[li].0, ranges[li].1);
+        let qout = integer.then(|| QParams::from_range(ranges[li].0, ranges[li].1));
+        match layer {
+            Layer::Dense { name, .. } | Layer::Conv2d { name, .. } => {
+                let (payload, scales) = stored.next().expect("one per weighted layer");
+                let b = &effective
+                    .params
+                    .get(&format!("{name}.bias"))
+                    .ok_or_else(|| Error::Unsupported(format!("missing tensor {name}.bias")))?
+                    .data;
                 let per_channel = matches!(payload, WeightPayload::DenseI8(_));
-                let q = layer_quant(b, &scales, per_channel, current, qout);
-                current = qout;
-                q
-            });
-            Ok(LayerWeights {
-                bias: b.clone(),
-                scales,
-                quant,
-                payload,
-            })
-        };
-        let relu = |a: &Activation| *a == Activation::Relu;
-        layers.push(match layer {
-            Layer::Dense {
-                name,
-                inputs,
-                outputs,
-                activation,
-                ..
-            } => SlimLayer::Dense {
-                inputs: *inputs as u32,
-                outputs: *outputs as u32,
-                relu: relu(activation),
-                weights: weights(name)?,
-            },
-            Layer::Conv2d {
-                name,
-                in_channels,
-                out_channels,
-                kernel,
-                activation,
-                ..
-            } => SlimLayer::Conv2d {
-                in_channels: *in_channels as u32,
-                out_channels: *out_channels as u32,
-                kernel: u16::try_from(*kernel)
-                    .map_err(|_| Error::Unsupported(format!("kernel {kernel}")))?,
-                relu: relu(activation),
-                weights: weights(name)?,
-            },
-            Layer::MaxPool { size } => SlimLayer::MaxPool {
-                size: u16::try_from(*size)
-                    .map_err(|_| Error::Unsupported(format!("pool {size}")))?,
-            },
-            Layer::Flatten => SlimLayer::Flatten,
-        });
+                let quant = qout.map(|q| layer_quant(b, &scales, per_channel, g.q, q));
+                let weights = LayerWeights {
+                    bias: b.clone(),
+                    scales,
+                    quant,
+                    payload,
+                };
+                g.weighted(layer, weights, qout)?;
+            }
+            Layer::MaxPool { size } => {
+                let size =
+                    u8::try_from(*size).map_err(|_| Error::Unsupported(format!("pool {size}")))?;
+                g.pool(size);
+            }
+            // FULLY_CONNECTED reads any shape in row-major order: a flatten is free.
+            Layer::Flatten => {}
+        }
     }
-    let s = folded.net.input;
     Ok(Built {
         file: SlimFile {
-            input: [s.channels as u32, s.height as u32, s.width as u32],
-            classes: folded.net.classes as u32,
+            input: 0,
+            output: (g.tensors.len() - 1) as u16,
+            tensors: g.tensors,
+            ops: g.ops,
             normalization: (model.normalization.mean, model.normalization.std),
             input_table: integer.then(|| input_table(model, qin)),
-            layers,
             paths: Paths { f32: true, integer },
         },
         effective,
     })
+}
+
+/// The runtime graph as [`build`] lays it out, one candle layer after another (NHWC tensors).
+struct Graph {
+    tensors: Vec<TensorSpec>,
+    ops: Vec<OpSpec>,
+    /// The current tensor's shape (NHWC) and quantization.
+    shape: Vec<u16>,
+    q: QParams,
+    integer: bool,
+}
+
+impl Graph {
+    fn new(net: &NetSpec, q: QParams, integer: bool) -> Graph {
+        let s = net.input;
+        let mut g = Graph {
+            tensors: Vec::new(),
+            ops: Vec::new(),
+            shape: vec![s.height as u16, s.width as u16, s.channels as u16],
+            q,
+            integer,
+        };
+        g.push_tensor();
+        g
+    }
+
+    fn push_tensor(&mut self) -> u16 {
+        self.tensors.push(TensorSpec {
+            shape: self.shape.clone(),
+            zero_point: if self.integer {
+                self.q.zero_point as i8
+            } else {
+                0
+            },
+            scale: if self.integer {
+                self.q.scale as f32
+            } else {
+                0.0
+            },
+        });
+        (self.tensors.len() - 1) as u16
+    }
+
+    fn current(&self) -> u16 {
+        (self.tensors.len() - 1) as u16
+    }
+
+    /// A dense or convolution layer: its output tensor and its operator.
+    fn weighted(
+        &mut self,
+        layer: &Layer,
+        weights: LayerWeights,
+        qout: Option<QParams>,
+    ) -> Result<()> {
+        let input = self.current();
+        let (kind, params, activation) = match layer {
+            Layer::Dense {
+                outputs,
+                activation,
+                ..
+            } => {
+                self.shape = vec![*outputs as u16];
+                (OpKind::FullyConnected, OpParams::None, *activation)
+            }
+            Layer::Conv2d {
+                out_channels,
+                kernel,
+                activation,
+                ..
+            } => {
+                let k = u8::try_from(*kernel)
+                    .map_err(|_| Error::Unsupported(format!("kernel {kernel}")))?;
+                let (h, w) = (
+                    self.shape[0] - u16::from(k) + 1,
+                    self.shape[1] - u16::from(k) + 1,
+                );
+                self.shape = vec![h, w, *out_channels as u16];
+                (
+                    OpKind::Conv2d,
+                    OpParams::Window(Window::valid(k)),
+                    *activation,
+                )
+            }
+            _ => unreachable!("weighted layers only"),
+        };
+        if let Some(q) = qout {
+            self.q = q;
+        }
+        let output = self.push_tensor();
+        let relu = activation == Activation::Relu;
+        let lo = if relu && self.integer {
+            self.q.zero_point.clamp(-128, 127) as i8
+        } else {
+            -128
+        };
+        self.ops.push(OpSpec {
+            kind,
+            activation: if relu { Act::Relu } else { Act::None },
+            range: (lo, 127),
+            inputs: [input, NO_TENSOR],
+            output,
+            params,
+            weights: Some(weights),
+        });
+        Ok(())
+    }
+
+    /// A max-pooling layer (window = stride, no padding, remainder dropped): same quantization as its input.
+    fn pool(&mut self, size: u8) {
+        let input = self.current();
+        let s = u16::from(size);
+        self.shape = vec![self.shape[0] / s, self.shape[1] / s, self.shape[2]];
+        let output = self.push_tensor();
+        self.ops.push(OpSpec::unary(
+            OpKind::MaxPool2d,
+            input,
+            output,
+            OpParams::Window(Window::pool(size)),
+        ));
+    }
+}
+
+/// The candle-side input shape (channels, height, width) of every layer.
+fn layer_inputs(net: &NetSpec) -> Vec<(usize, usize, usize)> {
+    let s = net.input;
+    let mut shape = (s.channels, s.height, s.width);
+    let mut out = Vec::new();
+    for l in &net.layers {
+        out.push(shape);
+        shape = match *l {
+            Layer::Dense { outputs, .. } => (outputs, 1, 1),
+            Layer::Conv2d {
+                out_channels,
+                kernel,
+                ..
+            } => (out_channels, shape.1 + 1 - kernel, shape.2 + 1 - kernel),
+            Layer::MaxPool { size } => (shape.0, shape.1 / size, shape.2 / size),
+            // The flattened vector keeps the order of its elements.
+            Layer::Flatten => shape,
+        };
+    }
+    out
+}
+
+/// Where each weight of a candle (NCHW) layer goes in the runtime's NHWC layout, `map[old] = new`, or `None`
+/// where both orders agree: convolution weights go from OIHW to OHWI, and a dense layer reading a
+/// multi-channel image reads it in HWC order instead of CHW.
+fn nhwc_map(layer: &Layer, (c, h, w): (usize, usize, usize)) -> Option<Vec<usize>> {
+    match *layer {
+        Layer::Conv2d {
+            out_channels,
+            in_channels,
+            kernel: k,
+            ..
+        } if in_channels > 1 && k > 1 => {
+            let mut map = vec![0; out_channels * in_channels * k * k];
+            for o in 0..out_channels {
+                for ci in 0..in_channels {
+                    for ky in 0..k {
+                        for kx in 0..k {
+                            let old = ((o * in_channels + ci) * k + ky) * k + kx;
+                            map[old] = ((o * k + ky) * k + kx) * in_channels + ci;
+                        }
+                    }
+                }
+            }
+            Some(map)
+        }
+        Layer::Dense {
+            inputs, outputs, ..
+        } if c > 1 && h * w > 1 && inputs == c * h * w => {
+            let mut map = vec![0; outputs * inputs];
+            for o in 0..outputs {
+                for ci in 0..c {
+                    for p in 0..h * w {
+                        map[o * inputs + ci * h * w + p] = o * inputs + p * c + ci;
+                    }
+                }
+            }
+            Some(map)
+        }
+        _ => None,
+    }
+}
+
+/// `values` rearranged by `map` (`out[map[i]] = values[i]`), or as they are.
+fn permute<T: Copy + Default>(values: &[T], map: &Option<Vec<usize>>) -> Vec<T> {
+    match map {
+        Some(m) => {
+            let mut out = vec![T::default(); values.len()];
+            for (i, &v) in values.iter().enumerate() {
+                out[m[i]] = v;
+            }
+            out
+        }
+        None => values.to_vec(),
+    }
 }
 
 /// Builds the `.slim` description of `model` with dense weights. `calibration` supplies training images for the

@@ -864,12 +864,12 @@ pub fn analyze(
         } else {
             NumericPath::F32
         };
-        let mut ranges: Vec<(String, (usize, usize))> = (0..slim_model.layer_count())
+        let mut ranges: Vec<(String, (usize, usize))> = (0..slim_model.op_count())
             .filter_map(|i| {
                 slim_model
-                    .layer(i)?
+                    .operator(i)?
                     .stored_weights
-                    .map(|r| (format!("layer {i}"), r))
+                    .map(|r| (format!("operator {i}"), r))
             })
             .collect();
         // Name the weighted layers as the float model does, when it is there.

@@ -1,12 +1,15 @@
-//! The `.slim` writer: the inverse of `slimnet_runtime::Model::from_bytes`, following `runtime/FORMAT.md`.
-//! [`SlimFile::to_bytes`] lays out the header, section table and sections (4-byte aligned) and seals the file
-//! with its CRC-32; tests read every file back with the runtime.
+//! The `.slim` writer: the inverse of `slimnet_runtime::Model::from_bytes`, following `runtime/FORMAT.md` with
+//! the vocabulary of `slimnet_runtime::format`. [`SlimFile::to_bytes`] lays out the header, section table, the
+//! graph (tensors and operator records) and one weights section per weighted operator (4-byte aligned), and seals
+//! the file with its CRC-32; tests read every file back with the runtime.
 
 use crate::error::{Error, Result};
 use crate::huffman;
 use byteorder::{LittleEndian, WriteBytesExt};
-use slimnet_runtime::{
-    FLAG_F32, FLAG_INT, HEADER_BYTES, MAGIC, SECTION_GRAPH, SECTION_LAYER, VERSION,
+use slimnet_runtime::format::{
+    codebook, encoding, Activation, OpKind, COUNT_OFFSET, CRC_FROM, CRC_OFFSET, FLAG_F32, FLAG_INT,
+    GRAPH_INPUT_TABLE, HEADER_BYTES, LENGTH_OFFSET, MAGIC, NO_TENSOR, SECTION_GRAPH,
+    SECTION_WEIGHTS, TABLE_ENTRY_BYTES, VERSION,
 };
 
 /// Which numeric paths a file supports.
@@ -14,71 +17,155 @@ use slimnet_runtime::{
 pub struct Paths {
     /// The f32 path (biases and scales in f32).
     pub f32: bool,
-    /// The integer-only path (zero points, requantization, int32 biases, the input table).
+    /// The integer-only path (zero points, requantization, int32 biases).
     pub integer: bool,
 }
 
-/// A model ready to be written.
+/// A model ready to be written: a graph of operators over tensors, in execution order.
 #[derive(Debug, Clone)]
 pub struct SlimFile {
-    /// Input channels, height, width.
-    pub input: [u32; 3],
-    /// Output classes.
-    pub classes: u32,
-    /// Normalization of pixels scaled to [0, 1]: (mean, std).
+    /// The tensors (one sample each, channels last).
+    pub tensors: Vec<TensorSpec>,
+    /// The operators, in execution order.
+    pub ops: Vec<OpSpec>,
+    /// The input tensor.
+    pub input: u16,
+    /// The output tensor.
+    pub output: u16,
+    /// Normalization of pixels scaled to [0, 1] for the f32 path's pixel entry points: (mean, std).
     pub normalization: (f32, f32),
-    /// Pixel → int8 input activation (integer path).
+    /// Pixel → int8 input activation (the integer path's pixel entry points).
     pub input_table: Option<[i8; 256]>,
-    /// The layers.
-    pub layers: Vec<SlimLayer>,
     /// Paths the file supports.
     pub paths: Paths,
 }
 
-/// One layer.
-#[derive(Debug, Clone)]
-pub enum SlimLayer {
-    /// Fully connected.
-    Dense {
-        /// Input features.
-        inputs: u32,
-        /// Output features.
-        outputs: u32,
-        /// Fused ReLU.
-        relu: bool,
-        /// The weights.
-        weights: LayerWeights,
-    },
-    /// Convolution, stride 1, no padding.
-    Conv2d {
-        /// Input channels.
-        in_channels: u32,
-        /// Output channels.
-        out_channels: u32,
-        /// Kernel size.
-        kernel: u16,
-        /// Fused ReLU.
-        relu: bool,
-        /// The weights.
-        weights: LayerWeights,
-    },
-    /// Max-pooling.
-    MaxPool {
-        /// Window and stride.
-        size: u16,
-    },
-    /// Flatten.
-    Flatten,
+/// A tensor: its shape and, for the integer path, its quantization.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorSpec {
+    /// Dimensions of one sample (rank 1 ..= 4, channels last).
+    pub shape: Vec<u16>,
+    /// Integer path: zero point.
+    pub zero_point: i8,
+    /// Integer path: scale (0 in f32-only files).
+    pub scale: f32,
 }
 
-/// Integer-path parameters of a layer.
+/// Window, stride and padding of a windowed operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Window {
+    /// Kernel (or filter) height and width.
+    pub kernel: [u8; 2],
+    /// Stride along height and width.
+    pub stride: [u8; 2],
+    /// Padding above, left, below, right.
+    pub pad: [u8; 4],
+}
+
+impl Window {
+    /// An unpadded window whose stride is its size (LeNet's pooling).
+    pub fn pool(size: u8) -> Window {
+        Window {
+            kernel: [size, size],
+            stride: [size, size],
+            pad: [0; 4],
+        }
+    }
+
+    /// A square kernel with stride 1 and no padding.
+    pub fn valid(kernel: u8) -> Window {
+        Window {
+            kernel: [kernel, kernel],
+            stride: [1, 1],
+            pad: [0; 4],
+        }
+    }
+
+    fn bytes(&self) -> [u8; 8] {
+        let (k, s, p) = (self.kernel, self.stride, self.pad);
+        [k[0], k[1], s[0], s[1], p[0], p[1], p[2], p[3]]
+    }
+}
+
+/// ADD's integer rescaling (TFLite's): multiplier and shift per input and for the output, and the left shift.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AddParams {
+    /// (multiplier, shift) of input 1.
+    pub input1: (i32, i32),
+    /// (multiplier, shift) of input 2.
+    pub input2: (i32, i32),
+    /// (multiplier, shift) of the sum.
+    pub output: (i32, i32),
+    /// Left shift of both inputs (20 for int8).
+    pub left_shift: i32,
+}
+
+/// SOFTMAX's parameters: β, and the integer path's input rescaling (TFLite's `CalculateSoftmaxParams`).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct SoftmaxParams {
+    /// β.
+    pub beta: f32,
+    /// Q31 multiplier of input differences.
+    pub input_multiplier: i32,
+    /// Its left shift.
+    pub input_left_shift: i32,
+    /// Differences below this are taken as −∞.
+    pub diff_min: i32,
+}
+
+/// An operator's own parameters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum OpParams {
+    /// FULLY_CONNECTED and RESHAPE.
+    None,
+    /// CONV_2D, MAX_POOL_2D, AVERAGE_POOL_2D.
+    Window(Window),
+    /// DEPTHWISE_CONV_2D: window and depth multiplier.
+    Depthwise(Window, u8),
+    /// ADD.
+    Add(AddParams),
+    /// SOFTMAX.
+    Softmax(SoftmaxParams),
+}
+
+/// One operator.
+#[derive(Debug, Clone)]
+pub struct OpSpec {
+    /// Which.
+    pub kind: OpKind,
+    /// The fused activation.
+    pub activation: Activation,
+    /// Integer path: the clamp of the fused activation (`(-128, 127)` for none).
+    pub range: (i8, i8),
+    /// Input tensors (the second is [`NO_TENSOR`] except for ADD).
+    pub inputs: [u16; 2],
+    /// Output tensor.
+    pub output: u16,
+    /// Parameters.
+    pub params: OpParams,
+    /// Weights (FULLY_CONNECTED, CONV_2D, DEPTHWISE_CONV_2D).
+    pub weights: Option<LayerWeights>,
+}
+
+impl OpSpec {
+    /// An operator of one input without weights or a fused activation.
+    pub fn unary(kind: OpKind, input: u16, output: u16, params: OpParams) -> OpSpec {
+        OpSpec {
+            kind,
+            activation: Activation::None,
+            range: (-128, 127),
+            inputs: [input, NO_TENSOR],
+            output,
+            params,
+            weights: None,
+        }
+    }
+}
+
+/// Integer-path parameters of a weighted operator (the zero points and scales of its tensors are the tensors').
 #[derive(Debug, Clone, PartialEq)]
 pub struct LayerQuant {
-    /// Input zero point.
-    pub zp_in: i32,
-    /// Output zero point.
-    pub zp_out: i32,
-    /// Per output channel (else one multiplier/shift for the layer).
+    /// Per output channel (else one multiplier/shift for the operator).
     pub per_channel: bool,
     /// Q31 multipliers.
     pub multipliers: Vec<i32>,
@@ -86,8 +173,6 @@ pub struct LayerQuant {
     pub shifts: Vec<i32>,
     /// int32 biases, scale `s_in · s_w`.
     pub bias: Vec<i32>,
-    /// The input activation scale `s_in` (the f32 path derives its biases from `bias` with it).
-    pub input_scale: f32,
 }
 
 /// A sparse layer's codebook.
@@ -112,13 +197,18 @@ pub enum StreamCoding {
 }
 
 impl StreamCoding {
-    /// Its 2-bit code in the layer section's coding byte (FORMAT.md).
-    pub fn code(self) -> u8 {
+    /// The runtime's name for this coding (whose 2-bit code the file stores).
+    pub fn runtime(self) -> slimnet_runtime::StreamCoding {
         match self {
-            StreamCoding::Packed => 0,
-            StreamCoding::Huffman => 1,
-            StreamCoding::Zstd(_) => 2,
+            StreamCoding::Packed => slimnet_runtime::StreamCoding::Packed,
+            StreamCoding::Huffman => slimnet_runtime::StreamCoding::Huffman,
+            StreamCoding::Zstd(_) => slimnet_runtime::StreamCoding::Zstd,
         }
+    }
+
+    /// Its 2-bit code in the weights section's coding byte (FORMAT.md).
+    pub fn code(self) -> u8 {
+        self.runtime().code()
     }
 }
 
@@ -361,11 +451,14 @@ impl LayerWeights {
     fn section(&self, outputs: u32, fan_in: u32, paths: Paths) -> Result<Vec<u8>> {
         let mut s = Vec::new();
         let (enc, coding, ib, pb) = match &self.payload {
-            WeightPayload::DenseF32(_) => (1u8, 0u8, 0u8, 0u8),
-            WeightPayload::DenseI8(_) => (2, 0, 0, 0),
+            WeightPayload::DenseF32(_) => (encoding::DENSE_F32, 0u8, 0u8, 0u8),
+            WeightPayload::DenseI8(_) => (encoding::DENSE_I8, 0, 0, 0),
             WeightPayload::Sparse(sp) => (
-                3,
-                sp.position_coding.code() | sp.index_coding.code() << 2,
+                encoding::SPARSE,
+                slimnet_runtime::StreamCoding::pair(
+                    sp.position_coding.runtime(),
+                    sp.index_coding.runtime(),
+                ),
                 sp.index_bits,
                 sp.position_bits,
             ),
@@ -389,17 +482,11 @@ impl LayerWeights {
             let q = self.quant.as_ref().ok_or_else(|| {
                 Error::Unsupported("integer path without quantization parameters".into())
             })?;
-            s.write_i32::<LittleEndian>(q.zp_in).expect("vec");
-            s.write_i32::<LittleEndian>(q.zp_out).expect("vec");
             s.write_u32::<LittleEndian>(u32::from(q.per_channel))
                 .expect("vec");
             for v in q.multipliers.iter().chain(&q.shifts).chain(&q.bias) {
                 s.write_i32::<LittleEndian>(*v).expect("vec");
             }
-        }
-        if paths.f32 && paths.integer {
-            let q = self.quant.as_ref().expect("checked above");
-            s.write_f32::<LittleEndian>(q.input_scale).expect("vec");
         }
         if paths.f32 {
             self.scales
@@ -417,8 +504,8 @@ impl LayerWeights {
             WeightPayload::Sparse(sp) => {
                 let (pos, idx) = sp.encode();
                 let (cb_type, k) = match &sp.codebook {
-                    CodebookValues::I8(c) => (0u8, c.len()),
-                    CodebookValues::F32(c) => (1u8, c.len()),
+                    CodebookValues::I8(c) => (codebook::I8, c.len()),
+                    CodebookValues::F32(c) => (codebook::F32, c.len()),
                 };
                 s.extend_from_slice(&[cb_type, 0, 0, 0]);
                 for v in [
@@ -453,80 +540,104 @@ impl LayerWeights {
 }
 
 impl SlimFile {
-    /// The file's bytes.
-    pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        let mut graph = Vec::new();
-        for v in self.input.iter().chain([&self.classes]) {
-            graph.write_u32::<LittleEndian>(*v).expect("vec");
+    /// The weighted operators: (operator index, weights).
+    pub fn weighted(&self) -> impl Iterator<Item = (usize, &LayerWeights)> {
+        self.ops
+            .iter()
+            .enumerate()
+            .filter_map(|(i, o)| o.weights.as_ref().map(|w| (i, w)))
+    }
+
+    /// The weight matrix shape (rows, fan-in) of operator `op`, from its tensors.
+    fn matrix(&self, op: &OpSpec) -> Result<(u32, u32)> {
+        let shape = |t: u16| {
+            self.tensors
+                .get(usize::from(t))
+                .map(|t| t.shape.clone())
+                .ok_or_else(|| Error::Unsupported(format!("tensor {t} does not exist")))
+        };
+        let (input, output) = (shape(op.inputs[0])?, shape(op.output)?);
+        let elements = |s: &[u16]| s.iter().map(|&d| u32::from(d)).product::<u32>();
+        let last = |s: &[u16]| s.last().map_or(0, |&d| u32::from(d));
+        Ok(match op.params {
+            OpParams::Window(w) if op.kind == OpKind::Conv2d => (
+                last(&output),
+                u32::from(w.kernel[0]) * u32::from(w.kernel[1]) * last(&input),
+            ),
+            OpParams::Depthwise(w, _) => (
+                last(&output),
+                u32::from(w.kernel[0]) * u32::from(w.kernel[1]),
+            ),
+            _ => (elements(&output), elements(&input)),
+        })
+    }
+
+    /// The graph section.
+    fn graph(&self, sections: &mut Vec<Vec<u8>>) -> Result<Vec<u8>> {
+        let mut g = Vec::new();
+        let count = |n: usize, what: &str| {
+            u16::try_from(n).map_err(|_| Error::Unsupported(format!("{n} {what}")))
+        };
+        g.write_u16::<LittleEndian>(count(self.tensors.len(), "tensors")?)
+            .expect("vec");
+        g.write_u16::<LittleEndian>(count(self.ops.len(), "operators")?)
+            .expect("vec");
+        g.write_u16::<LittleEndian>(self.input).expect("vec");
+        g.write_u16::<LittleEndian>(self.output).expect("vec");
+        let table = self.paths.integer && self.input_table.is_some();
+        g.write_u32::<LittleEndian>(if table { GRAPH_INPUT_TABLE } else { 0 })
+            .expect("vec");
+        g.write_f32::<LittleEndian>(self.normalization.0)
+            .expect("vec");
+        g.write_f32::<LittleEndian>(self.normalization.1)
+            .expect("vec");
+        for t in &self.tensors {
+            if t.shape.is_empty() || t.shape.len() > 4 {
+                return Err(Error::Unsupported(format!(
+                    "a tensor of rank {}",
+                    t.shape.len()
+                )));
+            }
+            g.extend_from_slice(&[t.shape.len() as u8, t.zero_point as u8, 0, 0]);
+            for i in 0..4 {
+                g.write_u16::<LittleEndian>(t.shape.get(i).copied().unwrap_or(0))
+                    .expect("vec");
+            }
+            g.write_f32::<LittleEndian>(t.scale).expect("vec");
         }
-        graph
-            .write_f32::<LittleEndian>(self.normalization.0)
-            .expect("vec");
-        graph
-            .write_f32::<LittleEndian>(self.normalization.1)
-            .expect("vec");
-        graph
-            .write_u32::<LittleEndian>(self.layers.len() as u32)
-            .expect("vec");
-        let mut layer_sections = Vec::new();
-        for l in &self.layers {
-            let (op, relu, size, a, b, w) = match l {
-                SlimLayer::Dense {
-                    inputs,
-                    outputs,
-                    relu,
-                    weights,
-                } => (
-                    1u8,
-                    *relu,
-                    0u16,
-                    *inputs,
-                    *outputs,
-                    Some((weights, *outputs, *inputs)),
-                ),
-                SlimLayer::Conv2d {
-                    in_channels,
-                    out_channels,
-                    kernel,
-                    relu,
-                    weights,
-                } => {
-                    let fan_in = in_channels * u32::from(*kernel) * u32::from(*kernel);
-                    (
-                        2,
-                        *relu,
-                        *kernel,
-                        *in_channels,
-                        *out_channels,
-                        Some((weights, *out_channels, fan_in)),
-                    )
-                }
-                SlimLayer::MaxPool { size } => (3, false, *size, 0, 0, None),
-                SlimLayer::Flatten => (4, false, 0, 0, 0, None),
-            };
-            let section_index = match w {
-                Some((weights, outputs, fan_in)) => {
-                    layer_sections.push(weights.section(outputs, fan_in, self.paths)?);
-                    layer_sections.len() as u32
+        for op in &self.ops {
+            let section = match &op.weights {
+                Some(w) => {
+                    let (rows, fan_in) = self.matrix(op)?;
+                    sections.push(w.section(rows, fan_in, self.paths)?);
+                    count(sections.len(), "weights sections")?
                 }
                 None => 0,
             };
-            graph.extend_from_slice(&[op, u8::from(relu)]);
-            graph.write_u16::<LittleEndian>(size).expect("vec");
-            for v in [a, b, section_index] {
-                graph.write_u32::<LittleEndian>(v).expect("vec");
+            g.extend_from_slice(&[
+                op.kind as u8,
+                op.activation as u8,
+                op.range.0 as u8,
+                op.range.1 as u8,
+            ]);
+            for v in [op.inputs[0], op.inputs[1], op.output, section] {
+                g.write_u16::<LittleEndian>(v).expect("vec");
             }
+            write_params(&mut g, op.params);
         }
-        if self.paths.integer {
-            let table = self
-                .input_table
-                .ok_or_else(|| Error::Unsupported("integer path without an input table".into()))?;
-            graph.extend(table.iter().map(|&q| q as u8));
+        if table {
+            g.extend(self.input_table.iter().flatten().map(|&q| q as u8));
         }
-        pad4(&mut graph);
+        pad4(&mut g);
+        Ok(g)
+    }
 
+    /// The file's bytes.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let mut weights = Vec::new();
+        let graph = self.graph(&mut weights)?;
         let sections: Vec<(u32, &Vec<u8>)> = std::iter::once((SECTION_GRAPH, &graph))
-            .chain(layer_sections.iter().map(|s| (SECTION_LAYER, s)))
+            .chain(weights.iter().map(|s| (SECTION_WEIGHTS, s)))
             .collect();
         let mut out = Vec::new();
         out.extend_from_slice(&MAGIC);
@@ -534,8 +645,8 @@ impl SlimFile {
         let flags = if self.paths.f32 { FLAG_F32 } else { 0 }
             | if self.paths.integer { FLAG_INT } else { 0 };
         out.write_u16::<LittleEndian>(flags).expect("vec");
-        out.extend_from_slice(&[0; 16]); // length, CRC, count, reserved: filled below
-        let mut offset = HEADER_BYTES + 12 * sections.len();
+        out.resize(HEADER_BYTES, 0); // length, CRC, count, reserved: filled below
+        let mut offset = HEADER_BYTES + TABLE_ENTRY_BYTES * sections.len();
         for (kind, s) in &sections {
             out.write_u32::<LittleEndian>(*kind).expect("vec");
             out.write_u32::<LittleEndian>(offset as u32).expect("vec");
@@ -546,10 +657,41 @@ impl SlimFile {
             out.extend_from_slice(s);
         }
         let total = out.len() as u32;
-        out[8..12].copy_from_slice(&total.to_le_bytes());
-        out[16..20].copy_from_slice(&(sections.len() as u32).to_le_bytes());
-        let crc = slimnet_runtime::crc32(&out[16..]);
-        out[12..16].copy_from_slice(&crc.to_le_bytes());
+        out[LENGTH_OFFSET..LENGTH_OFFSET + 4].copy_from_slice(&total.to_le_bytes());
+        out[COUNT_OFFSET..COUNT_OFFSET + 4].copy_from_slice(&(sections.len() as u32).to_le_bytes());
+        let crc = slimnet_runtime::crc32(&out[CRC_FROM..]);
+        out[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_le_bytes());
         Ok(out)
+    }
+}
+
+/// An operator's parameters after its record head (FORMAT.md).
+fn write_params(g: &mut Vec<u8>, params: OpParams) {
+    match params {
+        OpParams::None => {}
+        OpParams::Window(w) => g.extend_from_slice(&w.bytes()),
+        OpParams::Depthwise(w, m) => {
+            g.extend_from_slice(&w.bytes());
+            g.extend_from_slice(&[m, 0, 0, 0]);
+        }
+        OpParams::Add(a) => {
+            for v in [
+                a.input1.0,
+                a.input1.1,
+                a.input2.0,
+                a.input2.1,
+                a.output.0,
+                a.output.1,
+                a.left_shift,
+            ] {
+                g.write_i32::<LittleEndian>(v).expect("vec");
+            }
+        }
+        OpParams::Softmax(p) => {
+            g.write_f32::<LittleEndian>(p.beta).expect("vec");
+            for v in [p.input_multiplier, p.input_left_shift, p.diff_min] {
+                g.write_i32::<LittleEndian>(v).expect("vec");
+            }
+        }
     }
 }

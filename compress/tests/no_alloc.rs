@@ -60,7 +60,7 @@ fn from_bytes_and_run_never_allocate() {
             m.run_u8(&image, &mut arena, &mut logits).unwrap();
             let _ = m.predict_u8(&image, &mut arena).unwrap();
             if m.has_integer() {
-                m.run_int8(&image, &mut arena, &mut q).unwrap();
+                m.run_u8_int8(&image, &mut arena, &mut q).unwrap();
                 let _ = m.predict_int8(&image, &mut arena).unwrap();
             }
             let after = ALLOCATIONS.load(Ordering::SeqCst);

@@ -198,8 +198,8 @@ fn sparse_shared_layers_run_from_their_streams_and_match_the_dense_equivalent() 
         arena_mode.run_u8(img, &mut a2, &mut f2).unwrap();
         assert_eq!(f1, f2);
         let (mut q1, mut q2) = ([0i8; 10], [0i8; 10]);
-        m.run_int8(img, &mut a1, &mut q1).unwrap();
-        arena_mode.run_int8(img, &mut a2, &mut q2).unwrap();
+        m.run_u8_int8(img, &mut a1, &mut q1).unwrap();
+        arena_mode.run_u8_int8(img, &mut a2, &mut q2).unwrap();
         assert_eq!(q1, q2);
     }
     // Bit-packed and Huffman streams are the same weights: identical predictions on both paths.

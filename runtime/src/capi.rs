@@ -37,7 +37,7 @@ pub const SLIMNET_E_STORAGE: i32 = -13;
 
 fn code(e: Error) -> i32 {
     match e {
-        Error::Truncated { .. } => SLIMNET_E_TRUNCATED,
+        Error::Truncated { .. } | Error::LengthMismatch { .. } => SLIMNET_E_TRUNCATED,
         Error::BadMagic => SLIMNET_E_BAD_MAGIC,
         Error::UnsupportedVersion(_) => SLIMNET_E_VERSION,
         Error::ChecksumMismatch { .. } => SLIMNET_E_CHECKSUM,
@@ -281,7 +281,7 @@ pub unsafe extern "C" fn slimnet_run_int8(
             out,
             out_len,
             class,
-            |m, p, a, o| m.run_int8(p, a, o),
+            |m, p, a, o| m.run_u8_int8(p, a, o),
         )
     }
 }
@@ -316,5 +316,161 @@ pub unsafe extern "C" fn slimnet_run_u8(
             class,
             |m, p, a, o| m.run_u8(p, a, o),
         )
+    }
+}
+
+/// Dimensions of the input (`which` = 0) or output (`which` = 1) tensor of one sample: writes the rank to `rank`
+/// and the dimensions (channels last) to `dims[0 .. rank]`; `dims` must hold 4 values.
+///
+/// # Safety
+/// `model` must come from `slimnet_model_load`; `dims` must point to 4 writable values and `rank` to one.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn slimnet_tensor_shape(
+    model: *const u8,
+    which: i32,
+    dims: *mut usize,
+    rank: *mut usize,
+) -> i32 {
+    // SAFETY: forwarded caller guarantees.
+    let Some(m) = (unsafe { self::model(model) }) else {
+        return SLIMNET_E_ARGUMENT;
+    };
+    if dims.is_null() || rank.is_null() || !(0..=1).contains(&which) {
+        return SLIMNET_E_ARGUMENT;
+    }
+    let shape = if which == 0 {
+        m.input_shape()
+    } else {
+        m.output_shape()
+    };
+    // SAFETY: non-null; the caller guarantees 4 writable values and one for the rank.
+    unsafe {
+        let d = core::slice::from_raw_parts_mut(dims, 4);
+        d.iter_mut().for_each(|v| *v = 0);
+        d.iter_mut()
+            .zip(shape.dims())
+            .for_each(|(v, &s)| *v = usize::from(s));
+        rank.write(shape.rank());
+    }
+    SLIMNET_OK
+}
+
+/// The integer path's zero point and scale of the input (`which` = 0) or output (`which` = 1) tensor:
+/// `real = (q − zero_point) · scale`. (The scale is only copied, never computed with: fine on integer-only cores.)
+///
+/// # Safety
+/// `model` must come from `slimnet_model_load`; the out pointers must be writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn slimnet_tensor_quantization(
+    model: *const u8,
+    which: i32,
+    zero_point: *mut i32,
+    scale: *mut f32,
+) -> i32 {
+    // SAFETY: forwarded caller guarantees.
+    let Some(m) = (unsafe { self::model(model) }) else {
+        return SLIMNET_E_ARGUMENT;
+    };
+    if zero_point.is_null() || scale.is_null() || !(0..=1).contains(&which) {
+        return SLIMNET_E_ARGUMENT;
+    }
+    let (zp, bits) = if which == 0 {
+        m.input_quantization()
+    } else {
+        m.output_quantization()
+    };
+    // SAFETY: non-null and writable per the contract.
+    unsafe {
+        zero_point.write(zp);
+        scale.write(f32::from_bits(bits));
+    }
+    SLIMNET_OK
+}
+
+/// Checks the pointers of a tensor run and turns them into slices.
+///
+/// # Safety
+/// Valid pointers for the given lengths.
+unsafe fn tensor_slices<'s, I, O>(
+    input: *const I,
+    input_len: usize,
+    arena: *mut u8,
+    arena_len: usize,
+    output: *mut O,
+    output_len: usize,
+) -> Option<(&'s [I], &'s mut [u8], &'s mut [O])> {
+    if input.is_null() || arena.is_null() || output.is_null() {
+        return None;
+    }
+    // SAFETY: non-null; the caller guarantees the lengths.
+    unsafe {
+        Some((
+            core::slice::from_raw_parts(input, input_len),
+            core::slice::from_raw_parts_mut(arena, arena_len),
+            core::slice::from_raw_parts_mut(output, output_len),
+        ))
+    }
+}
+
+/// Runs the integer-only path on one int8 input tensor (quantized with `slimnet_tensor_quantization`) and
+/// writes the int8 output tensor to `output`.
+///
+/// # Safety
+/// Pointers must be valid for the given lengths; `model` must come from `slimnet_model_load`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn slimnet_invoke_int8(
+    model: *const u8,
+    input: *const i8,
+    input_len: usize,
+    arena: *mut u8,
+    arena_len: usize,
+    output: *mut i8,
+    output_len: usize,
+) -> i32 {
+    // SAFETY: forwarded caller guarantees.
+    let Some(m) = (unsafe { self::model(model) }) else {
+        return SLIMNET_E_ARGUMENT;
+    };
+    // SAFETY: forwarded caller guarantees.
+    let Some((i, a, o)) =
+        (unsafe { tensor_slices(input, input_len, arena, arena_len, output, output_len) })
+    else {
+        return SLIMNET_E_ARGUMENT;
+    };
+    match m.run_int8(i, a, o) {
+        Ok(()) => SLIMNET_OK,
+        Err(e) => code(e),
+    }
+}
+
+/// Runs the f32 path on one f32 input tensor (normalized as the model expects) and writes the f32 output tensor
+/// to `output`.
+///
+/// # Safety
+/// Pointers must be valid for the given lengths; `model` must come from `slimnet_model_load`.
+#[cfg(not(feature = "integer-only"))]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn slimnet_invoke_f32(
+    model: *const u8,
+    input: *const f32,
+    input_len: usize,
+    arena: *mut u8,
+    arena_len: usize,
+    output: *mut f32,
+    output_len: usize,
+) -> i32 {
+    // SAFETY: forwarded caller guarantees.
+    let Some(m) = (unsafe { self::model(model) }) else {
+        return SLIMNET_E_ARGUMENT;
+    };
+    // SAFETY: forwarded caller guarantees.
+    let Some((i, a, o)) =
+        (unsafe { tensor_slices(input, input_len, arena, arena_len, output, output_len) })
+    else {
+        return SLIMNET_E_ARGUMENT;
+    };
+    match m.run_f32(i, a, o) {
+        Ok(()) => SLIMNET_OK,
+        Err(e) => code(e),
     }
 }

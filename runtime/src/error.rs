@@ -9,10 +9,14 @@ pub enum Section {
     Header,
     /// The section table.
     Table,
-    /// The graph section.
+    /// The graph section's head, input table or counts.
     Graph,
-    /// The weights of weighted layer `n` (0-based, counting weighted layers only).
-    Layer(u16),
+    /// Tensor record `n` of the graph.
+    Tensor(u16),
+    /// Operator record `n` of the graph (0-based, in execution order).
+    Operator(u16),
+    /// The weights section of operator `n`.
+    Weights(u16),
 }
 
 impl fmt::Display for Section {
@@ -21,7 +25,9 @@ impl fmt::Display for Section {
             Section::Header => f.write_str("header"),
             Section::Table => f.write_str("section table"),
             Section::Graph => f.write_str("graph section"),
-            Section::Layer(n) => write!(f, "layer {n} section"),
+            Section::Tensor(n) => write!(f, "tensor {n}"),
+            Section::Operator(n) => write!(f, "operator {n}"),
+            Section::Weights(n) => write!(f, "weights of operator {n}"),
         }
     }
 }
@@ -37,6 +43,13 @@ pub enum Error {
         needed: usize,
         /// Bytes available.
         available: usize,
+    },
+    /// The header's total length differs from the bytes given (a truncated or padded file).
+    LengthMismatch {
+        /// Bytes the header declares.
+        declared: usize,
+        /// Bytes given.
+        actual: usize,
     },
     /// The file does not start with `SLIM`.
     BadMagic,
@@ -63,10 +76,10 @@ pub enum Error {
         /// The value found (truncated to 64 bits).
         value: u64,
     },
-    /// A layer's shape does not follow from the previous layer's output, or its weights do not fit it.
+    /// An operator's tensors do not have the shapes its parameters imply, or its weights do not fit them.
     ShapeMismatch {
-        /// Index of the layer in the graph.
-        layer: u16,
+        /// Index of the operator in the graph.
+        op: u16,
         /// Size the graph expects.
         expected: u32,
         /// Size found.
@@ -74,10 +87,10 @@ pub enum Error {
     },
     /// A size computation overflowed.
     Overflow,
-    /// A sparse layer's position or index stream is inconsistent (runs past the matrix, bad Huffman code, …).
+    /// A sparse operator's position or index stream is inconsistent (runs past the matrix, bad Huffman code, …).
     CorruptStream {
-        /// Weighted layer number.
-        layer: u16,
+        /// Index of the operator in the graph.
+        op: u16,
     },
     /// The model has no data for the requested numeric path (e.g. `run_int8` on an f32-only file).
     PathUnavailable,
@@ -103,8 +116,20 @@ impl fmt::Display for Error {
                 f,
                 "truncated {section}: needs {needed} bytes, {available} available"
             ),
+            Error::LengthMismatch { declared, actual } => write!(
+                f,
+                "the header declares {declared} bytes but there are {actual} (truncated, or bytes appended)"
+            ),
             Error::BadMagic => f.write_str("not a .slim file (bad magic)"),
-            Error::UnsupportedVersion(v) => write!(f, "unsupported .slim version {v}"),
+            Error::UnsupportedVersion(1) => f.write_str(
+                "a .slim version 1 file: this runtime reads version 2; write it again with `slimnet compress` \
+                 (or `slimnet import` for a .tflite)",
+            ),
+            Error::UnsupportedVersion(v) => write!(
+                f,
+                "unsupported .slim version {v} (this runtime reads version {})",
+                crate::format::VERSION
+            ),
             Error::ChecksumMismatch { stored, computed } => {
                 write!(
                     f,
@@ -120,16 +145,12 @@ impl fmt::Display for Error {
                 field,
                 value,
             } => write!(f, "{section}: invalid {field} ({value})"),
-            Error::ShapeMismatch {
-                layer,
-                expected,
-                found,
-            } => write!(
+            Error::ShapeMismatch { op, expected, found } => write!(
                 f,
-                "layer {layer}: shape mismatch (expected {expected}, found {found})"
+                "operator {op}: shape mismatch (expected {expected}, found {found})"
             ),
             Error::Overflow => f.write_str("size overflow"),
-            Error::CorruptStream { layer } => write!(f, "layer {layer}: corrupt sparse stream"),
+            Error::CorruptStream { op } => write!(f, "operator {op}: corrupt sparse stream"),
             Error::PathUnavailable => f.write_str("the model has no data for this numeric path"),
             Error::BufferTooSmall {
                 buffer,

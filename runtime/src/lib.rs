@@ -2,18 +2,23 @@
 //!
 //! ```text
 //! let model = Model::from_bytes(&bytes)?;          // validates everything once, borrows the bytes
-//! let mut arena = [0u8; 4096];                      // exact size: model.arena_len()
-//! let class = model.predict_u8(&pixels, &mut arena)?;
+//! let mut arena = [0u8; 4096];                      // exact size: model.arena_len_int8()
+//! model.run_int8(&input, &mut arena, &mut output)?; // int8 tensors in and out
 //! ```
 //!
-//! - [`Model::from_bytes`] checks the header, CRC-32, section table, graph, shapes, quantization parameters and
-//!   sparse streams; no input bytes can make it (or a later `run`) panic.
-//! - Two numeric paths: f32 ([`Model::run`], [`Model::run_u8`]) and integer-only ([`Model::run_int8`]), the
-//!   latter with TFLite's int8 scheme and rounding and no floating point at all.
-//! - Sparse shared-weight layers run straight from their compressed streams (bit-packed or Huffman), never
-//!   expanded into dense matrices. Nothing allocates: the caller owns the arena.
+//! - A model is a graph of operators over tensors (`format::OpKind`: FULLY_CONNECTED, CONV_2D,
+//!   DEPTHWISE_CONV_2D, ADD, MAX_POOL_2D, AVERAGE_POOL_2D, RESHAPE, SOFTMAX), with TFLite's semantics and
+//!   channels-last (NHWC) activations, so that TFLite models run exactly.
+//! - [`Model::from_bytes`] checks the header, CRC-32, section table, tensors, every operator's parameters and
+//!   shapes, quantization parameters and sparse streams, and plans the arena; no input bytes can make it (or a
+//!   later run) panic.
+//! - Two numeric paths: f32 ([`Model::run_f32`], [`Model::run_u8`]) and integer-only ([`Model::run_int8`],
+//!   [`Model::run_u8_int8`]), the latter with TFLite's int8 scheme and rounding and no floating point at all.
+//! - Sparse shared-weight operators run straight from their compressed streams (bit-packed or Huffman), never
+//!   expanded into dense matrices. Nothing allocates: the caller owns the arena, whose exact size is planned at
+//!   load ([`Model::arena_len`], [`Model::arena_len_int8`]).
 //!
-//! The format is specified in `FORMAT.md` beside this crate.
+//! The format is specified in `FORMAT.md` beside this crate; its vocabulary is the [`format`] module.
 #![no_std]
 #![cfg_attr(not(feature = "capi"), forbid(unsafe_code))]
 #![cfg_attr(feature = "capi", deny(unsafe_code))]
@@ -30,35 +35,39 @@ mod bytes;
 #[allow(unsafe_code)]
 pub mod capi;
 mod error;
+pub mod format;
 mod model;
-#[cfg(not(feature = "integer-only"))]
-mod run_f32;
-mod run_int;
+mod ops;
+mod plan;
+mod quant;
+mod run;
 mod stream;
 mod taps;
+mod tensor;
+mod weights;
 #[cfg(feature = "zstd")]
 mod zstd;
 
 pub use bytes::crc32;
 pub use error::{Error, Result, Section};
-pub use model::{
-    Dims, Encoding, LayerSummary, Model, Op, StreamCoding, StreamDecoding, FLAG_F32, FLAG_INT,
-    HEADER_BYTES, MAGIC, MAX_ELEMENTS, MAX_LAYERS, MAX_STREAM_BYTES, SECTION_GRAPH, SECTION_LAYER,
-    VERSION,
-};
-pub use run_int::{requantize, rounding_divide_by_pot, sat_rounding_doubling_high_mul};
+pub use format::{Activation, OpKind, StreamCoding};
+pub use model::{Model, OpSummary};
+pub use quant::{requantize, rounding_divide_by_pot, sat_rounding_doubling_high_mul};
 pub use stream::MAX_CODE_BITS;
+pub use tensor::Shape;
+pub use weights::{Encoding, StreamDecoding};
 
 /// Decodes the Zstandard frame `src` into `dst`, which must be exactly as long as the frame's declared content
 /// size (the decoder behind zstd-coded sparse streams, exposed for tests and for callers that store other data
 /// zstd-compressed). No allocation; about 10 KB of stack for the decoding tables. Corrupt or unsupported frames
-/// (dictionaries, undeclared content size) give [`Error::CorruptStream`] with layer 0. Needs the `zstd` feature.
+/// (dictionaries, undeclared content size) give [`Error::CorruptStream`] with operator 0. Needs the `zstd`
+/// feature.
 #[cfg(feature = "zstd")]
 pub fn zstd_decompress(src: &[u8], dst: &mut [u8]) -> Result<()> {
     zstd::decompress(src, dst, 0)
 }
 
-/// Index of the largest value (the first on ties; NaN never wins): how `predict_*` pick the class from logits.
+/// Index of the largest value (the first on ties; NaN never wins): how `predict_*` pick the class from outputs.
 pub fn argmax<T: PartialOrd + Copy>(v: &[T]) -> usize {
     let mut best = 0;
     for (i, x) in v.iter().enumerate() {

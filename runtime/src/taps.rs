@@ -1,22 +1,14 @@
-//! The weights of a convolution as "taps" grouped by output channel, shared by the f32 and integer kernels: every
-//! encoding (dense or sparse, bit-packed or Huffman) is turned into chunks of (input offset, value) pairs on the
-//! stack, so the kernels' inner loops see plain arrays. Generic over the value type, so it holds no float
-//! arithmetic of its own.
+//! The weights of a windowed operator as "taps" grouped by output channel, shared by the f32 and integer
+//! kernels: every encoding (dense or sparse, bit-packed, Huffman or zstd) is turned into chunks of (column, value)
+//! pairs on the stack, so the kernels' inner loops see plain arrays. Generic over the value type, so it holds no
+//! float arithmetic of its own.
 
 use crate::error::{Error, Result};
-use crate::model::{LayerInfo, Payload, Scratch, Weights};
 use crate::stream::Sink;
+use crate::weights::{Payload, Scratch, Weights};
 
 /// Taps handed to a kernel at once.
 pub(crate) const TAPS: usize = 64;
-
-/// Input offset of tap `t` (`c, ky, kx`) relative to the output pixel's top-left input pixel.
-#[inline(always)]
-fn tap_offset(l: &LayerInfo, t: usize) -> usize {
-    let k = l.size;
-    let (c, ky, kx) = (t / (k * k), t / k % k, t % k);
-    (c * l.input.h + ky) * l.input.w + kx
-}
 
 /// Hands each kept weight to `f` as (linear position, codebook index).
 struct Rows<F> {
@@ -38,20 +30,19 @@ impl<F: FnMut(usize, usize)> Sink for Rows<F> {
     }
 }
 
-/// Calls `f(o, taps)` with the weights of output channel `o` as (input offset, value), in chunks of up to
-/// [`TAPS`], in channel order. `dense(j)` gives the value of dense weight `j` (`None`: this path cannot use the
+/// Calls `f(o, taps)` with the weights of output channel `o` as (column, value), in chunks of up to [`TAPS`], in
+/// channel order (channels without a kept weight are skipped). `dense(j)` gives the value of dense weight `j` (`None`: this path cannot use the
 /// encoding), `shared(i)` the value of codebook entry `i`.
-pub(crate) fn conv_taps<V: Copy + Default>(
-    l: &LayerInfo,
+pub(crate) fn row_taps<V: Copy + Default>(
     w: &Weights,
-    layer: u16,
+    op: u16,
     scratch: &mut Scratch,
     dense: impl Fn(usize) -> Option<V>,
     shared: impl Fn(usize) -> V,
-    mut f: impl FnMut(usize, &[(usize, V)]),
+    mut f: impl FnMut(usize, &[(u32, V)]),
 ) -> Result<()> {
     let n = w.fan_in;
-    let mut buf = [(0usize, V::default()); TAPS];
+    let mut buf = [(0u32, V::default()); TAPS];
     let (mut len, mut row) = (0usize, 0usize);
     #[inline(always)]
     fn split(p: usize, n: usize) -> (usize, usize) {
@@ -65,7 +56,7 @@ pub(crate) fn conv_taps<V: Copy + Default>(
         }
         row = o;
         if let Some(slot) = buf.get_mut(len) {
-            *slot = (tap_offset(l, t), v);
+            *slot = (t as u32, v);
             len += 1;
         }
     };
@@ -85,7 +76,7 @@ pub(crate) fn conv_taps<V: Copy + Default>(
                 f: |p: usize, i: usize| push(p, shared(i)),
             };
             // Validated at load: unchecked.
-            s.walk::<false, _>(n, w.outputs, layer, scratch, &mut sink)?;
+            s.walk::<false, _>(n, w.outputs, op, scratch, &mut sink)?;
         }
     }
     if len > 0 {

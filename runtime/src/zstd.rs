@@ -1,6 +1,6 @@
 //! A Zstandard (RFC 8878) frame decoder without allocation, for sparse streams stored zstd-compressed: the
 //! compressor may code a stream as zstd of its bit-packed form, and the runtime decodes it into the arena before
-//! running the layer.
+//! running the operator.
 //!
 //! Written here because the runtime has no dependencies (the `zstd` crates wrap the C library or allocate). It
 //! decodes what RFC 8878 specifies for single frames without dictionaries: raw, RLE and compressed blocks; raw,
@@ -58,8 +58,8 @@ pub(crate) fn check_header(src: &[u8], expected: usize) -> bool {
 }
 
 /// Decodes the zstd frame in `src` into `dst`, which must be exactly the frame's declared content size.
-pub(crate) fn decompress(src: &[u8], dst: &mut [u8], layer: u16) -> Result<()> {
-    let bad = Error::CorruptStream { layer };
+pub(crate) fn decompress(src: &[u8], dst: &mut [u8], op: u16) -> Result<()> {
+    let bad = Error::CorruptStream { op };
     let (mut pos, size) = header(src).map_err(|()| bad)?;
     if size != dst.len() {
         return Err(bad);

@@ -2,7 +2,7 @@
 
 mod common;
 use common::*;
-use slimnet_runtime::{Encoding, Error, Model, Op, StreamCoding};
+use slimnet_runtime::{Encoding, Error, Model, OpKind, StreamCoding};
 
 fn coding(huffman: bool) -> StreamCoding {
     if huffman {
@@ -28,22 +28,22 @@ fn hand_built_f32_file_computes_the_specified_logits() {
                 assert!((a - b).abs() < 1e-3, "{p:?}: {out:?} vs {want:?}");
             }
             let f: Vec<f32> = p.iter().map(|&v| f32::from(v)).collect();
-            m.run(&f, &mut arena, &mut out).unwrap();
+            m.run_f32(&f, &mut arena, &mut out).unwrap();
             assert!((out[0] - want[0]).abs() < 1e-3);
             let predicted = m.predict_u8(&p, &mut arena).unwrap();
             assert_eq!(predicted, usize::from(want[1] > want[0]));
         }
-        let fc2 = m.layer(2).unwrap();
+        let fc2 = m.operator(2).unwrap();
         assert_eq!(
             (
-                fc2.op,
+                fc2.kind,
                 fc2.encoding,
                 fc2.weights_kept,
                 fc2.position_coding,
                 fc2.index_coding
             ),
             (
-                Op::Dense,
+                OpKind::FullyConnected,
                 Some(Encoding::Sparse),
                 Some(3),
                 Some(coding(ph)),
@@ -66,7 +66,7 @@ fn hand_built_integer_file_requantizes_as_specified() {
         [0, 0, 0, 0],
     ] {
         let mut out = [0i8; 2];
-        m.run_int8(&p, &mut arena, &mut out).unwrap();
+        m.run_u8_int8(&p, &mut arena, &mut out).unwrap();
         // x − zp_in = (p − 128) + 128 = p; acc = bias + Σ w·p; y = round(acc / 4), clamped.
         let x = p.map(i64::from);
         let acc0 = 8 + x[0] + 2 * x[1] + 3 * x[2] + 4 * x[3];
@@ -85,8 +85,8 @@ fn hand_built_integer_file_requantizes_as_specified() {
 fn arena_sizes_are_exact() {
     let bytes = tiny_f32(false);
     let m = Model::from_bytes(&bytes).unwrap();
-    // Input 4 + ping-pong buffers of 3 (fc1) and 2 (fc2) f32 values.
-    assert_eq!(m.arena_len(), 4 * (4 + 3 + 2));
+    // The input (4 values, which RESHAPE shares) and fc1's 3 live together; fc2's 2 take the input's place.
+    assert_eq!(m.arena_len(), 4 * (4 + 3));
     let mut small = vec![0u8; m.arena_len() - 1];
     let mut out = [0f32; 2];
     assert!(matches!(

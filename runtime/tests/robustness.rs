@@ -16,7 +16,7 @@ fn load_and_run(bytes: &[u8]) -> Result<(), Error> {
     }
     if m.has_integer() {
         let mut out = vec![0i8; m.classes()];
-        m.run_int8(&pixels, &mut arena, &mut out)?;
+        m.run_u8_int8(&pixels, &mut arena, &mut out)?;
     }
     Ok(())
 }
@@ -85,13 +85,23 @@ fn each_reader_error_is_reachable() {
             ..
         })
     ));
-    assert_eq!(edited(|b| b[4] = 2), Err(Error::UnsupportedVersion(2)));
+    assert_eq!(edited(|b| b[4] = 1), Err(Error::UnsupportedVersion(1)));
+    assert!(format!("{}", Error::UnsupportedVersion(1)).contains("slimnet compress"));
     let mut b = tiny_f32(false);
     b[40] ^= 0xff;
     assert!(matches!(
         load_and_run(&b),
         Err(Error::ChecksumMismatch { .. })
     ));
+    let mut b = tiny_f32(false);
+    b.extend([0; 16]);
+    assert_eq!(
+        load_and_run(&b),
+        Err(Error::LengthMismatch {
+            declared: b.len() - 16,
+            actual: b.len()
+        })
+    );
     assert!(matches!(
         edited(|b| b[6] = 0),
         Err(Error::InvalidValue { field: "flags", .. })
@@ -101,30 +111,67 @@ fn each_reader_error_is_reachable() {
         edited(|b| b[24 + 12 + 4] += 1),
         Err(Error::BadSection { index: 1 })
     );
-    // Graph: fc1 claims 5 inputs.
-    let graph = 24 + 12 * 3;
-    let fc1_record = graph + 28 + 16;
-    assert!(matches!(
-        edited(|b| b[fc1_record + 4] = 5),
+    // Graph at 60: a 20-byte head, 4 tensors of 16 bytes, then the operators (12 bytes each, no parameters).
+    let (tensors, ops) = (60 + 20, 60 + 20 + 64);
+    let fc1 = ops + 12;
+    // Tensor 2 (fc1's output) made 5 long: its weights are 3×4, not 5×4.
+    assert_eq!(
+        edited(|b| b[tensors + 2 * 16 + 4] = 5),
         Err(Error::ShapeMismatch {
-            layer: 1,
-            expected: 4,
-            found: 5
+            op: 1,
+            expected: 20,
+            found: 12
         })
-    ));
-    // Unknown op.
+    );
+    // A rank of 5, a zero dimension.
+    for (at, v) in [(tensors, 5u8), (tensors + 4, 0)] {
+        assert!(matches!(
+            edited(|b| b[at] = v),
+            Err(Error::InvalidValue {
+                field: "shape",
+                section: Section::Tensor(0),
+                ..
+            })
+        ));
+    }
+    // Unknown operator.
     assert!(matches!(
-        edited(|b| b[fc1_record] = 9),
+        edited(|b| b[fc1] = 9),
         Err(Error::InvalidValue {
-            field: "layer op",
+            field: "operator code",
+            section: Section::Operator(1),
             ..
         })
     ));
-    // A layer pointing at the graph section.
+    // A weighted operator pointing at the graph section.
     assert!(matches!(
-        edited(|b| b[fc1_record + 12] = 0),
+        edited(|b| b[fc1 + 10] = 0),
         Err(Error::InvalidValue {
-            field: "weight section index",
+            field: "weights section index",
+            ..
+        })
+    ));
+    // fc2 reading its own output: not computed yet.
+    assert!(matches!(
+        edited(|b| b[fc1 + 12 + 4] = 3),
+        Err(Error::InvalidValue {
+            field: "input tensor not yet computed",
+            ..
+        })
+    ));
+    // fc1 writing the input tensor.
+    assert!(matches!(
+        edited(|b| b[fc1 + 8] = 0),
+        Err(Error::InvalidValue {
+            field: "output tensor",
+            ..
+        })
+    ));
+    // An activation range upside down.
+    assert!(matches!(
+        edited(|b| (b[fc1 + 2], b[fc1 + 3]) = (100, 0)),
+        Err(Error::InvalidValue {
+            field: "activation range",
             ..
         })
     ));
@@ -133,7 +180,7 @@ fn each_reader_error_is_reachable() {
     let n = b.len();
     b[n - 8] = 0b1101_0100; // 11 01 01: filler, then positions 4 and 6 (past the 2×3 matrix)
     reseal(&mut b);
-    assert_eq!(load_and_run(&b), Err(Error::CorruptStream { layer: 1 }));
+    assert_eq!(load_and_run(&b), Err(Error::CorruptStream { op: 2 }));
     // Trailing bytes in a layer section: extend the file and the section.
     let e = edited(|b| {
         b.extend([0; 4]);
@@ -158,13 +205,13 @@ fn each_reader_error_is_reachable() {
 #[test]
 fn errors_display_one_readable_line() {
     let e = Error::Truncated {
-        section: Section::Layer(2),
+        section: Section::Weights(2),
         needed: 10,
         available: 4,
     };
     assert_eq!(
         format!("{e}"),
-        "truncated layer 2 section: needs 10 bytes, 4 available"
+        "truncated weights of operator 2: needs 10 bytes, 4 available"
     );
     assert_eq!(
         format!("{}", Error::BadMagic),
@@ -181,27 +228,27 @@ fn load_fills_in_place_and_a_failed_load_leaves_an_empty_model() {
     let mut m = Model::EMPTY;
     let (pixels, mut out) = ([77u8; 4], [0i8; 2]);
     assert_eq!(
-        m.run_int8(&pixels, &mut [0u8; 64], &mut out),
+        m.run_u8_int8(&pixels, &mut [0u8; 64], &mut out),
         Err(Error::PathUnavailable)
     );
     m.load(&good).unwrap();
     let mut arena = vec![0u8; m.arena_len_int8()];
-    m.run_int8(&pixels, &mut arena, &mut out).unwrap();
+    m.run_u8_int8(&pixels, &mut arena, &mut out).unwrap();
     let expected = out;
     assert!(m.load(&bad).is_err());
-    assert_eq!(m.layer_count(), 0);
+    assert_eq!(m.op_count(), 0);
     assert_eq!(
-        m.run_int8(&pixels, &mut arena, &mut out),
+        m.run_u8_int8(&pixels, &mut arena, &mut out),
         Err(Error::PathUnavailable)
     );
     // The same storage takes a model again, and runs it as `from_bytes` does.
     m.load(&good).unwrap();
-    m.run_int8(&pixels, &mut arena, &mut out).unwrap();
+    m.run_u8_int8(&pixels, &mut arena, &mut out).unwrap();
     assert_eq!(out, expected);
     let mut again = [0i8; 2];
     Model::from_bytes(&good)
         .unwrap()
-        .run_int8(&pixels, &mut arena, &mut again)
+        .run_u8_int8(&pixels, &mut arena, &mut again)
         .unwrap();
     assert_eq!(again, expected);
 }

@@ -78,7 +78,7 @@ pub fn run(args: Args) -> Result<()> {
         let mut arena = vec![0u8; m.arena_len_int8()];
         let mut out = vec![0i8; m.classes()];
         let us = time(args.runs, args.repeats, || {
-            let _ = m.run_int8(black_box(&image), &mut arena, &mut out);
+            let _ = m.run_u8_int8(black_box(&image), &mut arena, &mut out);
             black_box(&out);
         });
         results.push(("integer-only", us, m.arena_len_int8()));

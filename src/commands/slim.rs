@@ -6,7 +6,7 @@ use serde_json::json;
 use slimnet_compress::{evaluate_slim, export, DenseEncoding, NumericPath};
 use slimnet_models::data::read_idx;
 use slimnet_models::Model;
-use slimnet_runtime::{Encoding, Model as SlimModel, Op, StreamCoding};
+use slimnet_runtime::{Activation, Encoding, Model as SlimModel, Shape, StreamCoding};
 use std::path::{Path, PathBuf};
 
 /// Whether `path` starts with the `.slim` magic.
@@ -15,7 +15,7 @@ pub fn is_slim(path: &Path) -> bool {
     let mut magic = [0u8; 4];
     std::fs::File::open(path)
         .and_then(|mut f| f.read_exact(&mut magic))
-        .is_ok_and(|_| magic == slimnet_runtime::MAGIC)
+        .is_ok_and(|_| magic == slimnet_runtime::format::MAGIC)
 }
 
 /// Reads a `.slim` file's bytes (naming the file in any error); the caller validates them once, with
@@ -142,12 +142,11 @@ pub fn eval(
 pub fn info(path: &Path, json: bool) -> Result<()> {
     let bytes = read(path)?;
     let m = parse(path, &bytes)?;
-    let layers: Vec<_> = (0..m.layer_count()).filter_map(|i| m.layer(i)).collect();
-    let name = |op: Op| match op {
-        Op::Dense => "dense",
-        Op::Conv2d => "conv2d",
-        Op::MaxPool => "maxpool",
-        Op::Flatten => "flatten",
+    let ops: Vec<_> = (0..m.op_count()).filter_map(|i| m.operator(i)).collect();
+    let act = |a: Activation| match a {
+        Activation::None => "",
+        Activation::Relu => " relu",
+        Activation::Relu6 => " relu6",
     };
     let coding = |c: Option<StreamCoding>| match c {
         Some(StreamCoding::Packed) => "bit-packed",
@@ -166,33 +165,27 @@ pub fn info(path: &Path, json: bool) -> Result<()> {
         ),
         None => String::new(),
     };
-    let d = m.input_dims();
+    let (d, o) = (m.input_shape(), m.output_shape());
     if json {
-        let ls: Vec<_> = layers
+        let ls: Vec<_> = ops
             .iter()
             .map(|l| {
-                json!({"op": name(l.op), "relu": l.relu, "input": [l.input.c, l.input.h, l.input.w],
-                       "output": [l.output.c, l.output.h, l.output.w], "encoding": enc(l.encoding, l.position_coding, l.index_coding),
+                json!({"op": l.kind.name(), "activation": act(l.activation).trim(), "input": l.input.dims(),
+                       "output": l.output.dims(), "encoding": enc(l.encoding, l.position_coding, l.index_coding),
                        "weights_kept": l.weights_kept, "section_bytes": l.section_bytes})
             })
             .collect();
         println!(
             "{}",
-            json!({"model": path, "bytes": bytes.len(), "input": [d.c, d.h, d.w], "classes": m.classes(),
-                   "f32_path": m.has_f32(), "integer_path": m.has_integer(),
-                   "arena_bytes_f32": m.arena_len(), "arena_bytes_int8": m.arena_len_int8(), "layers": ls})
+            json!({"model": path, "bytes": bytes.len(), "input": d.dims(), "output": o.dims(),
+                   "classes": m.classes(), "f32_path": m.has_f32(), "integer_path": m.has_integer(),
+                   "arena_bytes_f32": m.arena_len(), "arena_bytes_int8": m.arena_len_int8(), "operators": ls})
         );
         return Ok(());
     }
     println!("{}", path.display());
     println!("  file           {} bytes", super::thousands(bytes.len()));
-    println!(
-        "  input          {}×{}×{}, {} classes",
-        d.c,
-        d.h,
-        d.w,
-        m.classes()
-    );
+    println!("  input          {} → output {}", dims(d), dims(o));
     println!(
         "  paths          {}{}",
         if m.has_f32() { "f32 " } else { "" },
@@ -203,8 +196,8 @@ pub fn info(path: &Path, json: bool) -> Result<()> {
         super::thousands(m.arena_len()),
         super::thousands(m.arena_len_int8())
     );
-    println!("  layers:");
-    for l in &layers {
+    println!("  operators:");
+    for l in &ops {
         let w = l
             .weights_kept
             .map(|n| format!(", {} weights", super::thousands(n)))
@@ -215,19 +208,21 @@ pub fn info(path: &Path, json: bool) -> Result<()> {
             String::new()
         };
         println!(
-            "    {:<8} {}×{}×{} → {}×{}×{}{} {}{w}{bytes}",
-            name(l.op),
-            l.input.c,
-            l.input.h,
-            l.input.w,
-            l.output.c,
-            l.output.h,
-            l.output.w,
-            if l.relu { " relu" } else { "" },
+            "    {:<18} {} → {}{} {}{w}{bytes}",
+            l.kind.name(),
+            dims(l.input),
+            dims(l.output),
+            act(l.activation),
             enc(l.encoding, l.position_coding, l.index_coding)
         );
     }
     Ok(())
+}
+
+/// A shape as `28×28×1`.
+fn dims(s: Shape) -> String {
+    let d: Vec<String> = s.dims().iter().map(|v| v.to_string()).collect();
+    d.join("×")
 }
 
 /// `slimnet run` arguments.
@@ -283,18 +278,24 @@ fn png_pixels(path: &Path) -> Result<(usize, usize, Vec<u8>)> {
 pub fn run(args: RunArgs) -> Result<()> {
     let bytes = read(&args.model)?;
     let m = parse(&args.model, &bytes)?;
-    let d = m.input_dims();
+    let d = m.input_shape();
+    let (dh, dw, dc) = d.hwc().ok_or_else(|| {
+        anyhow!(
+            "{}: the model takes {} tensors, not images",
+            args.model.display(),
+            dims(d)
+        )
+    })?;
     let (pixels, label) = match (&args.idx, &args.png) {
         (Some(idx), _) => {
             let index = args.index.ok_or_else(|| anyhow!("--idx needs --index"))?;
             let (arr, _) = read_idx(idx)?;
             if arr.dims.len() != 3 || arr.dims[1] * arr.dims[2] != d.len() {
                 bail!(
-                    "{}: images are {:?}, the model takes {}×{}",
+                    "{}: images are {:?}, the model takes {}",
                     idx.display(),
                     arr.dims,
-                    d.h,
-                    d.w
+                    dims(d)
                 );
             }
             if index >= arr.dims[0] {
@@ -316,12 +317,10 @@ pub fn run(args: RunArgs) -> Result<()> {
         }
         (None, Some(png)) => {
             let (h, w, px) = png_pixels(png)?;
-            if (h, w) != (d.h, d.w) || d.c != 1 {
+            if (h, w) != (dh, dw) || dc != 1 {
                 bail!(
-                    "{}: the image is {w}×{h}, the model takes {}×{} single-channel",
-                    png.display(),
-                    d.w,
-                    d.h
+                    "{}: the image is {w}×{h}, the model takes {dw}×{dh} single-channel",
+                    png.display()
                 );
             }
             (px, None)
@@ -332,7 +331,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     let scores: Vec<f64> = if args.integer_only {
         let mut arena = vec![0u8; m.arena_len_int8()];
         let mut out = vec![0i8; m.classes()];
-        m.run_int8(&pixels, &mut arena, &mut out).map_err(fail)?;
+        m.run_u8_int8(&pixels, &mut arena, &mut out).map_err(fail)?;
         out.iter().map(|&v| f64::from(v)).collect()
     } else {
         let mut arena = vec![0u8; m.arena_len()];

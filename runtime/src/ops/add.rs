@@ -1,0 +1,94 @@
+//! ADD: two inputs of one shape, element by element. The integer path is TFLite's: both inputs (less their zero
+//! points) are shifted left by `left_shift`, rescaled to a common scale by their own multipliers, added, and
+//! requantized to the output; the multipliers are computed by the writer (on the host, from the three scales),
+//! so the device needs no floating point.
+
+use super::{Io, Op, Tensors};
+use crate::bytes::Reader;
+use crate::error::{Error, Result, Section};
+use crate::format::FLAG_INT;
+
+/// The integer path's rescaling, as the record stores it (seven i32: multiplier and shift of input 1, of input 2,
+/// of the output, then the left shift).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Params {
+    pub input1: (i32, i32),
+    pub input2: (i32, i32),
+    pub output: (i32, i32),
+    pub left_shift: i32,
+}
+
+impl Params {
+    /// Reads the 28 bytes.
+    pub fn read(r: &mut Reader) -> Result<Params> {
+        Ok(Params {
+            input1: (r.i32()?, r.i32()?),
+            input2: (r.i32()?, r.i32()?),
+            output: (r.i32()?, r.i32()?),
+            left_shift: r.i32()?,
+        })
+    }
+}
+
+fn params(op: &Op) -> Params {
+    match op.params {
+        super::Params::Add(p) => p,
+        _ => Params::default(),
+    }
+}
+
+/// Both inputs and the output have one shape; on the integer path the multipliers are valid and the left shift
+/// is at most 20 (so that a shifted input fits in 29 bits).
+pub(crate) fn prepare(op: &Op, index: u16, t: &Tensors, flags: u16) -> Result<()> {
+    for s in [t.input2.shape, t.output.shape] {
+        if s != t.input.shape {
+            return Err(super::mismatch(index, t.input.shape.len(), s.len()));
+        }
+    }
+    if flags & FLAG_INT != 0 {
+        let p = params(op);
+        let section = Section::Operator(index);
+        for (m, s) in [p.input1, p.input2, p.output] {
+            crate::quant::check_multiplier(section, m, s)?;
+        }
+        if !(0..=20).contains(&p.left_shift) {
+            return Err(Error::InvalidValue {
+                section,
+                field: "left shift",
+                value: p.left_shift as u64,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The integer kernel (TFLite's `reference_integer_ops::Add`).
+pub(crate) fn run_int8(op: &Op, t: &Tensors, io: &mut Io) -> Result<()> {
+    let p = params(op);
+    let (z1, z2) = (
+        i32::from(t.input.zero_point),
+        i32::from(t.input2.zero_point),
+    );
+    let zo = i32::from(t.output.zero_point);
+    let (lo, hi) = super::clamp_range(op);
+    let rq = crate::quant::requantize;
+    for ((y, &a), &b) in io.y.iter_mut().zip(io.x).zip(io.x2) {
+        let a = (i32::from(a as i8) - z1) << p.left_shift;
+        let b = (i32::from(b as i8) - z2) << p.left_shift;
+        let sum = rq(a, p.input1.0, p.input1.1).wrapping_add(rq(b, p.input2.0, p.input2.1));
+        let v = rq(sum, p.output.0, p.output.1).saturating_add(zo);
+        *y = v.clamp(lo, hi) as i8 as u8;
+    }
+    Ok(())
+}
+
+/// The f32 kernel.
+#[cfg(not(feature = "integer-only"))]
+pub(crate) fn run_f32(op: &Op, io: &mut Io) -> Result<()> {
+    let ys = io.y.chunks_exact_mut(4);
+    for ((y, a), b) in ys.zip(io.x.chunks_exact(4)).zip(io.x2.chunks_exact(4)) {
+        let v = super::activate(op.activation, super::get(a, 0) + super::get(b, 0));
+        y.copy_from_slice(&v.to_le_bytes());
+    }
+    Ok(())
+}
