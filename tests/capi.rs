@@ -132,3 +132,68 @@ fn c_example_agrees_with_the_rust_api_on_real_images() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a .slim file"));
 }
+
+#[test]
+fn c_tensor_entry_points_agree_with_the_rust_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = static_lib();
+    let exe = dir.path().join("invoke");
+    run(Command::new("cc")
+        .args(["-O2", "-Wall", "-Werror", "-std=c11", "-I"])
+        .arg(root().join("runtime/include"))
+        .arg(root().join("runtime/examples/invoke.c"))
+        .arg(&lib)
+        .args(["-lpthread", "-ldl", "-lm", "-o"])
+        .arg(&exe));
+    // The compressed LeNet-5 the firmware embeds: both paths, every operator kind it has.
+    let slim = root().join("runtime/embedded/models/lenet-5.slim");
+    let bytes = fs::read(&slim).unwrap();
+    let m = slimnet_runtime::Model::from_bytes(&bytes).unwrap();
+    let (n_in, n_out, count) = (m.input_len(), m.output_len(), 5usize);
+    let mut state = 12345u32;
+    let mut next = move || {
+        state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        state >> 24
+    };
+    let q: Vec<i8> = (0..n_in * count).map(|_| next() as u8 as i8).collect();
+    let f: Vec<f32> = q.iter().map(|&v| f32::from(v) / 64.0).collect();
+    let mut arena = vec![0u8; m.arena_len().max(m.arena_len_int8())];
+    for integer in [true, false] {
+        let input = dir.path().join("inputs.bin");
+        let raw: Vec<u8> = if integer {
+            q.iter().map(|&v| v as u8).collect()
+        } else {
+            f.iter().flat_map(|v| v.to_le_bytes()).collect()
+        };
+        fs::write(&input, raw).unwrap();
+        let out = run(Command::new(&exe)
+            .arg(&slim)
+            .arg(&input)
+            .arg(if integer { "int8" } else { "f32" })
+            .arg(count.to_string()));
+        let mut lines = out.lines();
+        assert_eq!(
+            lines.next().unwrap().split(' ').take(4).collect::<Vec<_>>(),
+            ["input", "28", "28", "1"]
+        );
+        assert!(lines.next().unwrap().starts_with("output 10 zero_point"));
+        let c: Vec<f64> = lines
+            .map(|l| f64::from(l.parse::<f32>().unwrap()))
+            .collect();
+        let mut rust = Vec::new();
+        for s in 0..count {
+            if integer {
+                let mut o = vec![0i8; n_out];
+                m.run_int8(&q[s * n_in..(s + 1) * n_in], &mut arena, &mut o)
+                    .unwrap();
+                rust.extend(o.iter().map(|&v| f64::from(v)));
+            } else {
+                let mut o = vec![0f32; n_out];
+                m.run_f32(&f[s * n_in..(s + 1) * n_in], &mut arena, &mut o)
+                    .unwrap();
+                rust.extend(o.iter().map(|&v| f64::from(v)));
+            }
+        }
+        assert_eq!(c, rust, "integer path: {integer}");
+    }
+}

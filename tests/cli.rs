@@ -477,7 +477,12 @@ fn export_eval_run_info_on_slim_files() {
             "{encoding}: runtime {a} vs candle {c}"
         );
         let info: Value = serde_json::from_str(&ok(&["info", s(&slim), "--json"])).unwrap();
-        assert_eq!(info["layers"].as_array().unwrap().len(), 4);
+        // LeNet-300-100 as a graph: three FULLY_CONNECTED operators (the flatten is free), NHWC input.
+        let ops = info["operators"].as_array().unwrap();
+        let kinds: Vec<&str> = ops.iter().map(|o| o["op"].as_str().unwrap()).collect();
+        assert_eq!(kinds, ["FULLY_CONNECTED"; 3]);
+        assert_eq!(info["input"], serde_json::json!([28, 28, 1]));
+        assert_eq!(info["output"], serde_json::json!([10]));
         assert_eq!(
             info["bytes"].as_u64().unwrap(),
             fs::metadata(&slim).unwrap().len()

@@ -20,6 +20,10 @@ pub enum Error {
     /// The model cannot be expressed in the `.slim` format.
     #[error("cannot express the model as .slim: {0}")]
     Unsupported(String),
+    /// A TFLite file that cannot be read, or that uses what the runtime does not run: names the operator or
+    /// tensor (by index) and what is wrong.
+    #[error("TFLite model: {0}")]
+    Tflite(String),
     /// A setting is out of range (`flag` names the command-line flag).
     #[error("{flag}: {reason}")]
     Config {

@@ -15,6 +15,7 @@ pub mod prune;
 pub mod quantize;
 pub mod sensitivity;
 pub mod slim;
+pub mod tflite;
 
 pub use compressor::{compress, Compressed, Preset, Report, Settings};
 pub use error::{Error, Result};
