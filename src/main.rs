@@ -39,8 +39,11 @@ enum Command {
     Info(commands::info::Args),
     /// Write a trained model as a .slim file for the runtime (dense f32 or int8 with calibrated activations).
     Export(commands::slim::ExportArgs),
-    /// Classify one image with a .slim model: an image of an IDX file, or a PNG.
+    /// Run a .slim (or .tflite) model: classify one image of an IDX file or a PNG, or run a batch of raw
+    /// tensors from an .npy file into another.
     Run(commands::slim::RunArgs),
+    /// Import a TFLite model (full-integer int8 or float32) as a .slim file that runs it exactly.
+    Import(commands::slim::ImportArgs),
     /// Batch-1 latency of a .slim model in the runtime (one thread, median of many calls).
     Bench(commands::bench::Args),
     /// Compress a trained model: pruning with retraining, weight sharing, 8-bit quantization, entropy coding →
@@ -95,6 +98,7 @@ fn main() -> ExitCode {
         Command::Info(a) => commands::info::run(a),
         Command::Export(a) => commands::slim::run_export(a),
         Command::Run(a) => commands::slim::run(a),
+        Command::Import(a) => commands::slim::run_import(a),
         Command::Bench(a) => commands::bench::run(a),
         Command::Pipeline(a) => commands::pipeline::run(a),
         Command::Compress(a) => commands::compress::run(a),

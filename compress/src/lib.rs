@@ -11,6 +11,7 @@ mod error;
 pub mod evaluate;
 pub mod export;
 pub mod huffman;
+pub mod lossless;
 pub mod prune;
 pub mod quantize;
 pub mod sensitivity;

@@ -548,6 +548,18 @@ impl SlimFile {
             .filter_map(|(i, o)| o.weights.as_ref().map(|w| (i, w)))
     }
 
+    /// Bytes of operator `i`'s weights section as it would be written (0 without weights).
+    pub fn weights_section_bytes(&self, i: usize) -> Result<usize> {
+        let op = &self.ops[i];
+        match &op.weights {
+            Some(w) => {
+                let (rows, fan_in) = self.matrix(op)?;
+                Ok(w.section(rows, fan_in, self.paths)?.len())
+            }
+            None => Ok(0),
+        }
+    }
+
     /// The weight matrix shape (rows, fan-in) of operator `op`, from its tensors.
     fn matrix(&self, op: &OpSpec) -> Result<(u32, u32)> {
         let shape = |t: u16| {

@@ -82,3 +82,41 @@ fn float_models_give_litert_outputs() {
         assert!(worst <= 1e-5, "{family}: relative error {worst}");
     }
 }
+
+#[test]
+fn lossless_recoding_keeps_every_output_byte_and_shrinks_the_file() {
+    use slimnet_compress::slim::CoderChoice;
+    for family in FAMILIES {
+        let tfl = std::fs::read(fixture(&format!("{family}.int8.tflite"))).unwrap();
+        let mut file = tflite::import(&tfl).unwrap();
+        let dense = file.to_bytes().unwrap();
+        let report =
+            slimnet_compress::lossless::recode(&mut file, CoderChoice::Smallest { zstd_level: 19 })
+                .unwrap();
+        let recoded = file.to_bytes().unwrap();
+        assert!(
+            recoded.len() <= dense.len(),
+            "{family}: {} > {}",
+            recoded.len(),
+            dense.len()
+        );
+        assert!(report
+            .iter()
+            .all(|r| r.bytes_after <= r.bytes_before && r.kept <= r.weights));
+        let (a, b) = (
+            Model::from_bytes(&dense).unwrap(),
+            Model::from_bytes(&recoded).unwrap(),
+        );
+        let (shape, x) = npy::<i8>(&format!("{family}.int8.input.npy"));
+        let (n, n_in, n_out) = (shape[0] as usize, a.input_len(), a.output_len());
+        let (mut ar_a, mut ar_b) = (vec![0u8; a.arena_len_int8()], vec![0u8; b.arena_len_int8()]);
+        for s in 0..n {
+            let (mut ya, mut yb) = (vec![0i8; n_out], vec![0i8; n_out]);
+            a.run_int8(&x[s * n_in..(s + 1) * n_in], &mut ar_a, &mut ya)
+                .unwrap();
+            b.run_int8(&x[s * n_in..(s + 1) * n_in], &mut ar_b, &mut yb)
+                .unwrap();
+            assert_eq!(ya, yb, "{family}, sample {s}");
+        }
+    }
+}

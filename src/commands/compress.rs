@@ -175,9 +175,13 @@ impl CompressArgs {
 /// `slimnet compress` arguments.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The trained model (safetensors).
+    /// The trained model (safetensors), or with --lossless an int8 .tflite file.
     #[arg(value_name = "MODEL")]
     pub model: PathBuf,
+    /// Recode an int8 .tflite model's weights losslessly (sparse shared weights whose codebook is each tensor's
+    /// own int8 values, entropy coded): outputs bit-identical to the original, the file smaller.
+    #[arg(long)]
+    pub lossless: bool,
     /// Where to write the `.slim` file (atomically).
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
@@ -280,6 +284,12 @@ pub fn run(args: Args) -> Result<()> {
     super::check_out_dir(&args.out)?;
     if let Some(r) = &args.report {
         super::check_out_dir(r)?;
+    }
+    if super::slim::same_file(&args.model, &args.out) {
+        anyhow::bail!("{}: --out names the input model itself", args.out.display());
+    }
+    if args.lossless {
+        return run_lossless(&args);
     }
     let model = Model::load(&args.model, args.arch.as_deref())?;
     let settings = args
@@ -437,4 +447,48 @@ fn print_report(model_path: &Path, out: &Path, model: &Model, r: &Report) {
     print_stages(r);
     println!();
     print_layers(r);
+}
+
+/// `slimnet compress MODEL.tflite --lossless`.
+fn run_lossless(args: &Args) -> Result<()> {
+    let source = std::fs::read(&args.model).with_context(|| format!("{}", args.model.display()))?;
+    if !slimnet_compress::tflite::is_tflite(&source) {
+        anyhow::bail!(
+            "{}: --lossless takes an int8 .tflite model",
+            args.model.display()
+        );
+    }
+    let coder = slimnet_compress::slim::CoderChoice::Smallest { zstd_level: 19 };
+    let (bytes, summary) = slimnet_compress::lossless::recode_tflite(&source, coder)
+        .with_context(|| format!("{}", args.model.display()))?;
+    slimnet_runtime::Model::from_bytes(&bytes)
+        .map_err(|e| anyhow::anyhow!("internal error: the recoded file does not load: {e}"))?;
+    slimnet_models::atomic::write_atomic(&args.out, &bytes)?;
+    if let Some(path) = &args.report {
+        slimnet_models::atomic::write_atomic(
+            path,
+            serde_json::to_string_pretty(&summary)?.as_bytes(),
+        )?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+        return Ok(());
+    }
+    let pct = |n: usize, of: usize| 100.0 * (1.0 - n as f64 / of.max(1) as f64);
+    println!(
+        "{}: {} bytes, lossless: {:.1} % smaller than the .tflite ({} bytes) and {:.1} % smaller than its zstd -19 ({} bytes)",
+        args.out.display(),
+        super::thousands(summary.bytes),
+        pct(summary.bytes, summary.tflite_bytes),
+        super::thousands(summary.tflite_bytes),
+        pct(summary.bytes, summary.tflite_zstd19_bytes),
+        super::thousands(summary.tflite_zstd19_bytes)
+    );
+    for r in &summary.operators {
+        println!(
+            "  operator {:>2}: {:>7} weights, {:>7} non-zero, {:>3} distinct values, {:>7} → {:>7} bytes",
+            r.op, r.weights, r.kept, r.codebook, r.bytes_before, r.bytes_after
+        );
+    }
+    Ok(())
 }

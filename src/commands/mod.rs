@@ -9,6 +9,7 @@ pub mod pipeline;
 pub mod report;
 pub mod sensitivity;
 pub mod slim;
+pub mod tensors;
 pub mod train;
 
 use anyhow::Result;

@@ -3,25 +3,113 @@
 use anyhow::{anyhow, bail, Context, Result};
 use clap::ValueEnum;
 use serde_json::json;
-use slimnet_compress::{evaluate_slim, export, DenseEncoding, NumericPath};
+use slimnet_compress::{evaluate_slim, export, tflite, DenseEncoding, NumericPath};
 use slimnet_models::data::read_idx;
 use slimnet_models::Model;
 use slimnet_runtime::{Activation, Encoding, Model as SlimModel, Shape, StreamCoding};
 use std::path::{Path, PathBuf};
 
-/// Whether `path` starts with the `.slim` magic.
+/// Whether `path` is a file the runtime runs: a `.slim` file (by its magic) or a TFLite model (by its
+/// identifier), which is imported on the fly.
 pub fn is_slim(path: &Path) -> bool {
     use std::io::Read;
-    let mut magic = [0u8; 4];
+    let mut head = [0u8; 8];
     std::fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut magic))
-        .is_ok_and(|_| magic == slimnet_runtime::format::MAGIC)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok_and(|_| head[..4] == slimnet_runtime::format::MAGIC || tflite::is_tflite(&head))
 }
 
-/// Reads a `.slim` file's bytes (naming the file in any error); the caller validates them once, with
-/// [`parse`] or through the compressor's evaluation.
+/// Reads a `.slim` file's bytes (naming the file in any error); a TFLite model is imported into `.slim` bytes
+/// first. The caller validates them once, with [`parse`] or through the compressor's evaluation.
 pub fn read(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("{}", path.display()))
+    let bytes = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
+    if tflite::is_tflite(&bytes) {
+        return import_bytes(path, &bytes);
+    }
+    Ok(bytes)
+}
+
+/// A TFLite model's `.slim` bytes, naming `path` in any error.
+pub fn import_bytes(path: &Path, bytes: &[u8]) -> Result<Vec<u8>> {
+    let file = tflite::import(bytes).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    let out = file.to_bytes()?;
+    SlimModel::from_bytes(&out).map_err(|e| {
+        anyhow!(
+            "internal error: the imported {} does not load: {e}",
+            path.display()
+        )
+    })?;
+    Ok(out)
+}
+
+/// `slimnet import` arguments.
+#[derive(clap::Args, Debug)]
+pub struct ImportArgs {
+    /// The model to import: a .tflite file (full-integer int8, or float32).
+    pub model: PathBuf,
+    /// Where to write the .slim file.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `slimnet import`.
+pub fn run_import(args: ImportArgs) -> Result<()> {
+    super::check_out_dir(&args.out)?;
+    if same_file(&args.model, &args.out) {
+        bail!("{}: --out names the input model itself", args.out.display());
+    }
+    let source = std::fs::read(&args.model).with_context(|| format!("{}", args.model.display()))?;
+    if !tflite::is_tflite(&source) {
+        bail!(
+            "{}: not a TFLite file (no TFL3 identifier)",
+            args.model.display()
+        );
+    }
+    let bytes = import_bytes(&args.model, &source)?;
+    let m = SlimModel::from_bytes(&bytes).map_err(|e| anyhow!("{}: {e}", args.out.display()))?;
+    slimnet_models::atomic::write_atomic(&args.out, &bytes)?;
+    let path = if m.has_integer() {
+        "integer-only"
+    } else {
+        "f32"
+    };
+    if args.json {
+        println!(
+            "{}",
+            json!({"model": args.model, "out": args.out, "tflite_bytes": source.len(), "bytes": bytes.len(),
+                   "operators": m.op_count(), "tensors": m.tensor_count(), "path": path,
+                   "input": m.input_shape().dims(), "output": m.output_shape().dims(),
+                   "arena_bytes_f32": m.arena_len(), "arena_bytes_int8": m.arena_len_int8()})
+        );
+        return Ok(());
+    }
+    println!(
+        "{}: {} bytes ({} as .tflite), {} operators, {} path, input {} → output {}, arena {} bytes",
+        args.out.display(),
+        super::thousands(bytes.len()),
+        super::thousands(source.len()),
+        m.op_count(),
+        path,
+        dims(m.input_shape()),
+        dims(m.output_shape()),
+        super::thousands(if m.has_integer() {
+            m.arena_len_int8()
+        } else {
+            m.arena_len()
+        })
+    );
+    Ok(())
+}
+
+/// Whether two paths name the same existing file.
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
 }
 
 /// Validates `bytes` with the runtime, naming `path` in any error.
@@ -228,8 +316,15 @@ fn dims(s: Shape) -> String {
 /// `slimnet run` arguments.
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
-    /// The .slim model.
+    /// The .slim (or .tflite) model.
     pub model: PathBuf,
+    /// A batch of raw input tensors, `.npy` of shape [N, model input shape…]: int8 with --integer-only (quantized
+    /// as `slimnet info` says), f32 otherwise. Needs --output.
+    #[arg(long, value_name = "X.npy", conflicts_with_all = ["idx", "png"], requires = "output")]
+    pub input: Option<PathBuf>,
+    /// Where to write the batch of output tensors (`.npy`, int8 or f32 as the path computes them).
+    #[arg(long, value_name = "Y.npy", requires = "input")]
+    pub output: Option<PathBuf>,
     /// IDX image file (gzipped or raw) to take an image from.
     #[arg(long, value_name = "FILE", conflicts_with = "png", requires = "index")]
     pub idx: Option<PathBuf>,
@@ -278,6 +373,9 @@ fn png_pixels(path: &Path) -> Result<(usize, usize, Vec<u8>)> {
 pub fn run(args: RunArgs) -> Result<()> {
     let bytes = read(&args.model)?;
     let m = parse(&args.model, &bytes)?;
+    if let (Some(input), Some(output)) = (&args.input, &args.output) {
+        return super::tensors::run_batch(&args.model, &m, input, output, args.integer_only);
+    }
     let d = m.input_shape();
     let (dh, dw, dc) = d.hwc().ok_or_else(|| {
         anyhow!(
