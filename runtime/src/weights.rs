@@ -375,6 +375,7 @@ pub(crate) struct Expect {
 }
 
 /// Parses a weights section for an operator of `outputs × fan_in` weights.
+#[inline(never)]
 pub(crate) fn parse(bytes: &[u8], e: Expect) -> Result<Weights<'_>> {
     let section = Section::Weights(e.op);
     let mut r = Reader::new(bytes, section);

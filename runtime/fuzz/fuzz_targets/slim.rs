@@ -1,5 +1,6 @@
-//! Fuzzes `Model::from_bytes` and, for every file it accepts, both numeric paths: no input may panic.
-//! The CRC is re-sealed on a copy as well, so mutations reach the structural checks behind the checksum.
+//! Fuzzes `Model::from_bytes` and, for every file it accepts, both numeric paths through every entry point
+//! (tensors and pixels): no input may panic. The CRC is re-sealed on a copy as well, so mutations reach the
+//! structural checks behind the checksum.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -7,16 +8,22 @@ use slimnet_runtime::{crc32, Model};
 
 fn exercise(bytes: &[u8]) {
     let Ok(m) = Model::from_bytes(bytes) else { return };
-    let mut arena = [0u8; 1 << 16];
-    let pixels = [128u8; 4096];
-    let n = m.input_len().min(pixels.len());
-    let mut out = [0f32; 256];
-    let mut q = [0i8; 256];
+    let mut arena = [0u8; 1 << 17];
+    let n = m.input_len().min(4096);
+    let (pixels, tensor, real) = ([128u8; 4096], [3i8; 4096], [0.5f32; 4096]);
+    let mut out = [0f32; 1024];
+    let mut q = [0i8; 1024];
+    let k = m.output_len().min(1024);
     if m.arena_len() <= arena.len() {
-        let _ = m.run_u8(&pixels[..n], &mut arena, &mut out);
+        let _ = m.run_u8(&pixels[..n], &mut arena, &mut out[..k]);
+        let _ = m.run_f32(&real[..n], &mut arena, &mut out[..k]);
     }
     if m.arena_len_int8() <= arena.len() {
-        let _ = m.run_int8(&pixels[..n], &mut arena, &mut q);
+        let _ = m.run_u8_int8(&pixels[..n], &mut arena, &mut q[..k]);
+        let _ = m.run_int8(&tensor[..n], &mut arena, &mut q[..k]);
+    }
+    for i in 0..m.op_count() {
+        let _ = m.operator(i);
     }
 }
 

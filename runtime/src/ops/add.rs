@@ -39,6 +39,7 @@ fn params(op: &Op) -> Params {
 
 /// Both inputs and the output have one shape; on the integer path the multipliers are valid and the left shift
 /// is at most 20 (so that a shifted input fits in 29 bits).
+#[inline(never)]
 pub(crate) fn prepare(op: &Op, index: u16, t: &Tensors, flags: u16) -> Result<()> {
     for s in [t.input2.shape, t.output.shape] {
         if s != t.input.shape {
@@ -63,6 +64,7 @@ pub(crate) fn prepare(op: &Op, index: u16, t: &Tensors, flags: u16) -> Result<()
 }
 
 /// The integer kernel (TFLite's `reference_integer_ops::Add`).
+#[inline(never)]
 pub(crate) fn run_int8(op: &Op, t: &Tensors, io: &mut Io) -> Result<()> {
     let p = params(op);
     let (z1, z2) = (
@@ -84,6 +86,7 @@ pub(crate) fn run_int8(op: &Op, t: &Tensors, io: &mut Io) -> Result<()> {
 
 /// The f32 kernel.
 #[cfg(not(feature = "integer-only"))]
+#[inline(never)]
 pub(crate) fn run_f32(op: &Op, io: &mut Io) -> Result<()> {
     let ys = io.y.chunks_exact_mut(4);
     for ((y, a), b) in ys.zip(io.x.chunks_exact(4)).zip(io.x2.chunks_exact(4)) {

@@ -15,6 +15,7 @@ fn shape(op: &Op, index: u16, t: &Tensors) -> Result<(Geometry, (usize, usize))>
 
 /// Checks the window against the tensors and the weights against the window; the scratch is one plane of
 /// 32-bit accumulators on either path.
+#[inline(never)]
 pub(crate) fn prepare(op: &Op, index: u16, t: &Tensors, flags: u16) -> Result<Prepared> {
     let (g, dims) = shape(op, index, t)?;
     let w = super::weights(op, index, t, flags, dims, true)?;
@@ -23,6 +24,7 @@ pub(crate) fn prepare(op: &Op, index: u16, t: &Tensors, flags: u16) -> Result<Pr
 }
 
 /// The integer kernel.
+#[inline(never)]
 pub(crate) fn run_int8(op: &Op, index: u16, t: &Tensors, flags: u16, io: &mut Io) -> Result<()> {
     let (g, dims) = shape(op, index, t)?;
     let w = super::weights(op, index, t, flags, dims, false)?;
@@ -49,6 +51,7 @@ pub(crate) fn run_int8(op: &Op, index: u16, t: &Tensors, flags: u16, io: &mut Io
 
 /// The f32 kernel.
 #[cfg(not(feature = "integer-only"))]
+#[inline(never)]
 pub(crate) fn run_f32(op: &Op, index: u16, t: &Tensors, flags: u16, io: &mut Io) -> Result<()> {
     let (g, dims) = shape(op, index, t)?;
     let w = super::weights(op, index, t, flags, dims, false)?;

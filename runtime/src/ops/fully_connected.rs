@@ -14,6 +14,7 @@ fn dims(t: &Tensors) -> (usize, usize) {
 }
 
 /// Checks the weights against the tensors; no scratch beyond the streams' decoding memory.
+#[inline(never)]
 pub(crate) fn prepare(op: &Op, index: u16, t: &Tensors, flags: u16) -> Result<Prepared> {
     let w = super::weights(op, index, t, flags, dims(t), true)?;
     super::weighted(&w, [0, 0])
@@ -34,6 +35,7 @@ fn dot_i8(w: &[u8], x: &[u8], zp: i32) -> i32 {
 }
 
 /// The integer kernel.
+#[inline(never)]
 pub(crate) fn run_int8(op: &Op, index: u16, t: &Tensors, flags: u16, io: &mut Io) -> Result<()> {
     let w = super::weights(op, index, t, flags, dims(t), false)?;
     let q = w.quant.ok_or(Error::PathUnavailable)?;
@@ -173,6 +175,7 @@ mod f32_path {
     }
 
     /// The f32 kernel.
+    #[inline(never)]
     pub(crate) fn run_f32(op: &Op, index: u16, t: &Tensors, flags: u16, io: &mut Io) -> Result<()> {
         let w = super::super::weights(op, index, t, flags, super::dims(t), false)?;
         let p = io.parts(0)?;

@@ -12,6 +12,7 @@ pub(crate) fn geometry(op: &Op, index: u16, t: &Tensors) -> Result<Geometry> {
 }
 
 /// Checks the window against the tensors.
+#[inline(never)]
 pub(crate) fn prepare(op: &Op, index: u16, t: &Tensors) -> Result<()> {
     geometry(op, index, t).map(|_| ())
 }
@@ -71,6 +72,7 @@ pub(crate) fn windows(g: &Geometry, mut f: impl FnMut(usize, &Cells)) {
 }
 
 /// The integer kernel.
+#[inline(never)]
 pub(crate) fn run_int8(op: &Op, index: u16, t: &Tensors, io: &mut Io) -> Result<()> {
     let g = geometry(op, index, t)?;
     let (lo, hi) = super::clamp_range(op);
@@ -87,6 +89,7 @@ pub(crate) fn run_int8(op: &Op, index: u16, t: &Tensors, io: &mut Io) -> Result<
 
 /// The f32 kernel.
 #[cfg(not(feature = "integer-only"))]
+#[inline(never)]
 pub(crate) fn run_f32(op: &Op, index: u16, t: &Tensors, io: &mut Io) -> Result<()> {
     let g = geometry(op, index, t)?;
     let (x, y) = (io.x, &mut *io.y);

@@ -5,6 +5,7 @@ use super::Tensors;
 use crate::error::Result;
 
 /// The element counts must agree.
+#[inline(never)]
 pub(crate) fn prepare(index: u16, t: &Tensors) -> Result<()> {
     let (a, b) = (t.input.shape.len(), t.output.shape.len());
     if a != b {

@@ -39,6 +39,7 @@ fn params(op: &Op) -> Params {
 }
 
 /// Input and output have one shape; the integer parameters are in range.
+#[inline(never)]
 pub(crate) fn prepare(op: &Op, index: u16, t: &Tensors, flags: u16) -> Result<()> {
     if t.input.shape != t.output.shape {
         return Err(super::mismatch(
@@ -161,6 +162,7 @@ fn reciprocal(x: i32, integer_digits: i32) -> (i32, i32) {
 }
 
 /// The integer kernel, row by row over the last dimension.
+#[inline(never)]
 pub(crate) fn run_int8(op: &Op, t: &Tensors, io: &mut Io) -> Result<()> {
     let p = params(op);
     let depth = t.input.shape.last().max(1);
@@ -202,6 +204,7 @@ pub(crate) fn run_int8(op: &Op, t: &Tensors, io: &mut Io) -> Result<()> {
 
 /// The f32 kernel: `exp(β·(x − max)) / Σ`, row by row over the last dimension.
 #[cfg(not(feature = "integer-only"))]
+#[inline(never)]
 pub(crate) fn run_f32(op: &Op, t: &Tensors, io: &mut Io) -> Result<()> {
     let beta = f32::from_bits(params(op).beta);
     let depth = 4 * t.input.shape.last().max(1);
