@@ -71,10 +71,7 @@ pub(crate) fn run_int8(
                 flush(next, plane, y);
                 next += 1;
             }
-            for &(col, v) in taps {
-                let cell = cells.cell(g, o, col as usize);
-                tap_int8(g, cell, v, zp_in, x, plane);
-            }
+            chunk_int8(g, cells, o, taps, zp_in, x, plane);
         },
     )?;
     while next < w.outputs {
@@ -84,36 +81,93 @@ pub(crate) fn run_int8(
     Ok(())
 }
 
-/// Adds `v · (x − zp)` of one window cell to every output pixel it reaches.
+/// The output positions `[lo, hi)` along one axis whose whole window lies inside the input.
+fn interior(pad: usize, stride: usize, k: usize, input: usize, n: usize) -> (usize, usize) {
+    let s = stride.max(1);
+    let lo = pad.div_ceil(s).min(n);
+    let hi = if input + pad >= k {
+        ((input + pad - k) / s + 1).min(n)
+    } else {
+        0
+    };
+    (lo, hi.max(lo))
+}
+
+/// Adds one chunk of channel `o`'s taps to its plane, output pixel by output pixel: inside the input's
+/// interior each pixel is a dot product over the chunk with its accumulator in a register,
+/// `Σ v·x − zp·Σ v` (one load and one multiply-add per weight); border pixels test each cell.
 #[inline(always)]
-fn tap_int8(
+fn chunk_int8(
     g: &Geometry,
-    (ky, kx, c): (usize, usize, usize),
-    v: i32,
+    cells: Cells,
+    o: usize,
+    taps: &[(u32, i32)],
     zp: i32,
     x: &[u8],
     plane: &mut [u8],
 ) {
-    let ((y0, y1), (x0, x1)) = (g.rows(ky), g.cols(kx));
-    if x0 >= x1 {
-        return;
+    // Offset of each tap from its window's top-left input pixel, its cell, and the sum of the weights.
+    let mut offsets = [(0usize, 0i32); crate::taps::TAPS];
+    let mut cell = [(0usize, 0usize, 0usize); crate::taps::TAPS];
+    let mut sum_v = 0i32;
+    let n = taps.len().min(crate::taps::TAPS);
+    for (k, &(col, v)) in taps.iter().take(n).enumerate() {
+        let (ky, kx, c) = cells.cell(g, o, col as usize);
+        offsets[k] = ((ky * g.iw + kx) * g.ic + c, v);
+        cell[k] = (ky, kx, c);
+        sum_v = sum_v.wrapping_add(v);
     }
-    let step = g.sw * g.ic;
-    for oy in y0..y1 {
-        let iy = oy * g.sh + ky - g.pt;
-        let first = (iy * g.iw + x0 * g.sw + kx - g.pl) * g.ic + c;
-        let Some(out) = plane.get_mut(4 * (oy * g.ow + x0)..4 * (oy * g.ow + x1)) else {
-            return;
-        };
-        let Some(xs) = x.get(first..) else {
-            return;
-        };
-        for (a, &xb) in out.chunks_exact_mut(4).zip(xs.iter().step_by(step)) {
-            let acc = i32::from_le_bytes([a[0], a[1], a[2], a[3]]);
-            let acc = acc.wrapping_add(v * (i32::from(xb as i8) - zp));
-            a.copy_from_slice(&acc.to_le_bytes());
+    let (offsets, cell) = (&offsets[..n], &cell[..n]);
+    let (y0, y1) = interior(g.pt, g.sh, g.kh, g.ih, g.oh);
+    let (x0, x1) = interior(g.pl, g.sw, g.kw, g.iw, g.ow);
+    let correction = zp.wrapping_mul(sum_v);
+    for oy in 0..g.oh {
+        for ox in 0..g.ow {
+            let add = if (y0..y1).contains(&oy) && (x0..x1).contains(&ox) {
+                let base = ((oy * g.sh - g.pt) * g.iw + ox * g.sw - g.pl) * g.ic;
+                let xs = x.get(base..).unwrap_or(&[]);
+                let mut s = 0i32;
+                for &(offset, v) in offsets {
+                    s = s.wrapping_add(v * xs.get(offset).map_or(0, |&b| i32::from(b as i8)));
+                }
+                s.wrapping_sub(correction)
+            } else {
+                border_int8(g, (oy, ox), offsets, cell, zp, x)
+            };
+            if let Some(a) = plane.get_mut(4 * (oy * g.ow + ox)..4 * (oy * g.ow + ox) + 4) {
+                let acc = i32::from_le_bytes([a[0], a[1], a[2], a[3]]).wrapping_add(add);
+                a.copy_from_slice(&acc.to_le_bytes());
+            }
         }
     }
+}
+
+/// The chunk's contribution to a border pixel: only the cells inside the input count.
+#[inline(never)]
+fn border_int8(
+    g: &Geometry,
+    (oy, ox): (usize, usize),
+    offsets: &[(usize, i32)],
+    cell: &[(usize, usize, usize)],
+    zp: i32,
+    x: &[u8],
+) -> i32 {
+    let mut s = 0i32;
+    for (&(_, v), &(ky, kx, c)) in offsets.iter().zip(cell) {
+        let (iy, ix) = (
+            (oy * g.sh + ky).checked_sub(g.pt),
+            (ox * g.sw + kx).checked_sub(g.pl),
+        );
+        if let (Some(iy), Some(ix)) = (iy, ix) {
+            if iy < g.ih && ix < g.iw {
+                let xb = x
+                    .get((iy * g.iw + ix) * g.ic + c)
+                    .map_or(zp, |&b| i32::from(b as i8));
+                s = s.wrapping_add(v * (xb - zp));
+            }
+        }
+    }
+    s
 }
 
 /// f32 path: `y = act(scale · Σ w·x + bias)` per output channel and pixel.
