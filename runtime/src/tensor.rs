@@ -45,8 +45,11 @@ impl Shape {
         self.dims().get(i).map_or(0, |&d| usize::from(d))
     }
 
-    /// Elements (at most 65,535^4, which fits in u64; callers bound it by `MAX_ELEMENTS`).
+    /// Elements (0 for the rank-0 empty shape; callers bound it by `MAX_ELEMENTS`).
     pub fn len(&self) -> usize {
+        if self.rank == 0 {
+            return 0;
+        }
         self.dims()
             .iter()
             .fold(1usize, |n, &d| n.saturating_mul(usize::from(d)))

@@ -236,7 +236,7 @@ fn load_fills_in_place_and_a_failed_load_leaves_an_empty_model() {
     m.run_u8_int8(&pixels, &mut arena, &mut out).unwrap();
     let expected = out;
     assert!(m.load(&bad).is_err());
-    assert_eq!(m.op_count(), 0);
+    assert_eq!((m.op_count(), m.input_len(), m.output_len()), (0, 0, 0));
     assert_eq!(
         m.run_u8_int8(&pixels, &mut arena, &mut out),
         Err(Error::PathUnavailable)
