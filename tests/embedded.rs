@@ -6,6 +6,7 @@
 //! Needs Debian's rustc-web, QEMU (`../shared/embedded/setup.sh`) and arm-none-eabi-gcc; `.ci/run` installs them.
 //! Without them the test says so and passes, except under CI (`CI=true`), where it fails.
 
+use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -166,5 +167,93 @@ fn firmware_on_emulated_cortex_m_predicts_what_the_host_runtime_predicts() {
                 device.flash_bytes
             );
         }
+    }
+}
+
+/// Runs a firmware script and returns its stdout (panics with its output when it fails).
+fn stdout_of(script: &str, args: &[&str]) -> String {
+    let out = Command::new("bash")
+        .arg(root().join(script))
+        .args(args)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{script} {args:?} failed:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+/// An .npy file's raw int8 data (version 1 header).
+fn npy_int8(path: &Path) -> Vec<i8> {
+    let b = fs::read(path).unwrap();
+    let len = usize::from(u16::from_le_bytes([b[8], b[9]]));
+    b[10 + len..].iter().map(|&v| v as i8).collect()
+}
+
+#[test]
+fn imported_tflite_models_run_on_the_cortex_m4f_as_on_the_host_and_in_tflm() {
+    let missing = missing_tools();
+    if !missing.is_empty() {
+        let msg = format!("embedded toolchain missing: {}", missing.join(", "));
+        assert!(std::env::var("CI").is_err(), "{msg}");
+        eprintln!("skipped: {msg}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = root().join("compress/tests/fixtures/tflite");
+    for family in ["ds_cnn", "resnet"] {
+        let slim = dir.path().join(format!("{family}.slim"));
+        let tflite = fixtures.join(format!("{family}.int8.tflite"));
+        let status = Command::new(env!("CARGO_BIN_EXE_slimnet"))
+            .arg("import")
+            .arg(&tflite)
+            .arg("--out")
+            .arg(&slim)
+            .output()
+            .unwrap();
+        assert!(
+            status.status.success(),
+            "{}",
+            String::from_utf8_lossy(&status.stderr)
+        );
+        let inputs = fixtures.join(format!("{family}.int8.input.npy"));
+        let s = |p: &Path| p.to_str().unwrap().to_string();
+        let args = [
+            "--board",
+            "mps2-an386",
+            "--integer",
+            "--model",
+            &s(&slim),
+            "--inputs",
+            &s(&inputs),
+        ];
+        let out = stdout_of("runtime/embedded/run.sh", &args);
+        let hex = field(&out, "outputs").unwrap_or_else(|| panic!("no outputs in:\n{out}"));
+        let device: Vec<i8> = (0..hex.len() / 2)
+            .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap() as i8)
+            .collect();
+        // The host runtime on the same tensors, and TFLite Micro's recorded outputs.
+        let bytes = fs::read(&slim).unwrap();
+        let m = slimnet_runtime::Model::from_bytes(&bytes).unwrap();
+        let x = npy_int8(&inputs);
+        let mut arena = vec![0u8; m.arena_len_int8()];
+        let mut host = Vec::new();
+        for sample in x.chunks_exact(m.input_len()) {
+            let mut y = vec![0i8; m.output_len()];
+            m.run_int8(sample, &mut arena, &mut y).unwrap();
+            host.extend(y);
+        }
+        assert_eq!(
+            device, host,
+            "{family}: the Cortex-M4F differs from the host"
+        );
+        let tflm = npy_int8(&fixtures.join(format!("{family}.int8.output.npy")));
+        assert_eq!(
+            device, tflm,
+            "{family}: the Cortex-M4F differs from TFLite Micro"
+        );
     }
 }

@@ -8,6 +8,8 @@
 //!   SLIMNET_BOARD   lm3s6965evb (default), mps2-an385 or mps2-an386
 //!   SLIMNET_IMAGES  how many test images to embed (default: as many as the board's flash holds beside the model)
 //!   SLIMNET_DATA    directory with t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz (default: ../../data/mnist)
+//!   SLIMNET_INPUTS  an .npy file of int8 input tensors [N, model input shape…] to run instead of MNIST images
+//!                   (tensor mode: the firmware prints every output byte; integer-only builds)
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -100,6 +102,9 @@ fn main() {
         m.arena_len_int8()
     };
     let input = m.input_len();
+    if let Some(inputs) = env("SLIMNET_INPUTS") {
+        return tensor_mode(&out, board, &model, &m, Path::new(&inputs), arena);
+    }
 
     let images = gunzip(&data.join("t10k-images-idx3-ubyte.gz"));
     let labels = gunzip(&data.join("t10k-labels-idx1-ubyte.gz"));
@@ -126,11 +131,70 @@ fn main() {
              pub const ARENA_BYTES: usize = {arena};\n\
              /// Pixels per image.\npub const INPUT: usize = {input};\n\
              /// Embedded test images.\npub const IMAGES: usize = {count};\n\
-             /// The board this image is linked for.\npub const BOARD: &str = \"{}\";\n",
-            board.name
+             /// The board this image is linked for.\npub const BOARD: &str = \"{}\";\n\
+             /// Tensor mode: int8 tensors in, every output byte printed.\npub const TENSORS: bool = false;\n\
+             /// Output elements.\npub const OUTPUT: usize = {};\n",
+            board.name,
+            m.output_len()
         ),
     )
     .unwrap();
+    linker_script(&out, board);
+}
+
+/// The int8 tensors of an .npy file (version 1 or 2 header, dtype int8, C order): (count, bytes).
+fn npy_int8(path: &Path, per_sample: usize) -> (usize, Vec<u8>) {
+    let bytes = fs::read(path).unwrap_or_else(|e| fail(format!("{}: {e}", path.display())));
+    let bad = |what: &str| fail(format!("{}: {what}", path.display()));
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        bad("not an .npy file");
+    }
+    let (len, start) = match bytes[6] {
+        1 => (usize::from(u16::from_le_bytes([bytes[8], bytes[9]])), 10),
+        _ => (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12),
+    };
+    let header = String::from_utf8_lossy(bytes.get(start..start + len).unwrap_or_else(|| bad("truncated")));
+    if !header.contains("'|i1'") || header.contains("'fortran_order': True") {
+        bad("expected a C-order int8 array");
+    }
+    let data = bytes[start + len..].to_vec();
+    if per_sample == 0 || data.len() % per_sample != 0 {
+        bad("its size is not a whole number of the model's inputs");
+    }
+    (data.len() / per_sample, data)
+}
+
+/// Tensor mode: the .npy's int8 tensors are the firmware's inputs.
+fn tensor_mode(out: &Path, board: &Board, model: &[u8], m: &slimnet_runtime::Model, inputs: &Path, arena: usize) {
+    if std::env::var_os("CARGO_FEATURE_F32").is_some() {
+        fail("SLIMNET_INPUTS runs int8 tensors: build without the f32 feature".into());
+    }
+    println!("cargo:rerun-if-changed={}", inputs.display());
+    let (count, data) = npy_int8(inputs, m.input_len());
+    fs::write(out.join("model.slim"), model).unwrap();
+    fs::write(out.join("images.bin"), &data).unwrap();
+    fs::write(out.join("labels.bin"), []).unwrap();
+    fs::write(
+        out.join("config.rs"),
+        format!(
+            "/// Arena bytes the embedded model needs on the path this firmware runs.\n\
+             pub const ARENA_BYTES: usize = {arena};\n\
+             /// Elements per input tensor.\npub const INPUT: usize = {};\n\
+             /// Embedded input tensors.\npub const IMAGES: usize = {count};\n\
+             /// The board this image is linked for.\npub const BOARD: &str = \"{}\";\n\
+             /// Tensor mode: int8 tensors in, every output byte printed.\npub const TENSORS: bool = true;\n\
+             /// Output elements.\npub const OUTPUT: usize = {};\n",
+            m.input_len(),
+            board.name,
+            m.output_len()
+        ),
+    )
+    .unwrap();
+    linker_script(out, board);
+}
+
+/// The board's linker script, and the link arguments that use it.
+fn linker_script(out: &Path, board: &Board) {
     // Vector table (initial SP, reset, then the fault handlers), code and constants in flash, statics in RAM.
     // The stack grows down from the top of RAM towards the end of .bss (`__stack_limit`).
     let script = format!(

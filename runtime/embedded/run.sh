@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Builds the firmware with Debian's toolchain (../../../shared/embedded/setup.sh) and runs it under QEMU.
 #   runtime/embedded/run.sh [--board lm3s6965evb|mps2-an385|mps2-an386] [--model FILE.slim] [--images N]
-#                           [--count] [--opt 3|s|z]
+#                           [--count] [--opt 3|s|z] [--integer] [--inputs X.npy]
 # lm3s6965evb and mps2-an385 are Cortex-M3 (thumbv7m-none-eabi, integer-only path); mps2-an386 is a Cortex-M4F
 # (thumbv7em-none-eabihf, f32 path). --count adds exact instruction counts (QEMU plugin, insncount.c) per inference.
+# --integer runs the integer-only path on the Cortex-M4F too; --inputs X.npy runs int8 input tensors instead of
+# MNIST images (tensor mode, e.g. an imported .tflite model) and prints every output byte as hex (outputs=…).
 # Prints the firmware's output, then flash/RAM figures from the linked ELF; exits non-zero if anything fails.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-board=lm3s6965evb model="" images="" count=0 opt=3
+board=lm3s6965evb model="" images="" count=0 opt=3 integer=0 inputs=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --board) board=$2; shift 2 ;;
@@ -15,6 +17,8 @@ while [ $# -gt 0 ]; do
     --images) images=$2; shift 2 ;;
     --count) count=1; shift ;;
     --opt) opt=$2; shift 2 ;;
+    --integer) integer=1; shift ;;
+    --inputs) inputs=$(realpath "$2"); shift 2 ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -24,9 +28,10 @@ case "$board" in
   mps2-an386) target=thumbv7em-none-eabihf cpu=cortex-m4 features=f32 ;;
   *) echo "run.sh: unknown board $board" >&2; exit 2 ;;
 esac
+[ "$integer" = 1 ] && features=integer-only
 cd "$here"
 export RUSTC_BOOTSTRAP=1 RUSTC=/usr/bin/rustc CARGO_PROFILE_RELEASE_OPT_LEVEL=$opt
-export SLIMNET_BOARD=$board SLIMNET_MODEL=$model SLIMNET_IMAGES=$images
+export SLIMNET_BOARD=$board SLIMNET_MODEL=$model SLIMNET_IMAGES=$images SLIMNET_INPUTS=$inputs
 target_dir=$here/../../target/firmware/$board-opt$opt
 /usr/bin/cargo build -q --release --target "$target" --features "$features" --target-dir "$target_dir"
 elf=$target_dir/$target/release/slimnet-firmware

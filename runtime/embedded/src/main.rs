@@ -22,7 +22,7 @@ use slimnet_runtime::Model;
 mod config {
     include!(concat!(env!("OUT_DIR"), "/config.rs"));
 }
-use config::{ARENA_BYTES, BOARD, IMAGES, INPUT};
+use config::{ARENA_BYTES, BOARD, IMAGES, INPUT, OUTPUT, TENSORS};
 
 static MODEL: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/model.slim"));
 static IMAGE_DATA: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/images.bin"));
@@ -173,19 +173,49 @@ fn stack_high_water() -> usize {
     top - p
 }
 
-/// One inference: the class the model predicts for `pixels`. Out of line so that its address and the next
-/// marker's bracket exactly one inference for the instruction counter.
+/// One inference: the class the model predicts for `pixels` (in tensor mode: the int8 output tensor of the int8
+/// input tensor `pixels`, written to `out`). Out of line so that its address and the next marker's bracket
+/// exactly one inference for the instruction counter.
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "Rust" fn slimnet_infer(
     model: &Model,
     pixels: &[u8],
     arena: &mut [u8],
+    out: &mut [i8],
 ) -> slimnet_runtime::Result<usize> {
+    if TENSORS {
+        let mut x = [0i8; INPUT];
+        x.iter_mut().zip(pixels).for_each(|(d, &s)| *d = s as i8);
+        model.run_int8(&x, arena, out)?;
+        return Ok(0);
+    }
+    let _ = out;
     #[cfg(feature = "f32")]
     return model.predict_u8(pixels, arena);
     #[cfg(not(feature = "f32"))]
     return model.predict_int8(pixels, arena);
+}
+
+/// Tensor mode: runs every embedded input tensor and prints all output bytes as hex (`outputs=…`), then exits.
+fn tensors(out: &mut Out, model: &Model, arena: &mut [u8]) -> ! {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.str("outputs=");
+    let mut y = [0i8; OUTPUT];
+    for x in IMAGE_DATA.chunks_exact(INPUT) {
+        let r = slimnet_infer(model, x, arena, &mut y);
+        slimnet_infer_done();
+        if r.is_err() {
+            out.str("\nerror: inference failed\n");
+            exit(false)
+        }
+        for &v in &y {
+            out.byte(HEX[usize::from(v as u8 >> 4)]);
+            out.byte(HEX[usize::from(v as u8 & 15)]);
+        }
+    }
+    out.str("\nstack_bytes=").num(stack_high_water()).str("\n");
+    exit(true)
 }
 
 /// Marks the end of one inference for the instruction counter.
@@ -216,10 +246,14 @@ fn main() -> ! {
         .str(" arena_bytes=")
         .num(arena.len());
     out.str(" images=").num(IMAGES).str("\n");
+    if TENSORS {
+        tensors(&mut out, model, arena);
+    }
     out.str("predictions=");
     let mut correct = 0usize;
+    let mut none = [0i8; 0];
     for (image, &label) in IMAGE_DATA.chunks_exact(INPUT).zip(LABELS) {
-        let class = slimnet_infer(model, image, arena);
+        let class = slimnet_infer(model, image, arena, &mut none);
         slimnet_infer_done();
         match class {
             Ok(c) => {
