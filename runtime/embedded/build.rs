@@ -151,9 +151,16 @@ fn npy_int8(path: &Path, per_sample: usize) -> (usize, Vec<u8>) {
     }
     let (len, start) = match bytes[6] {
         1 => (usize::from(u16::from_le_bytes([bytes[8], bytes[9]])), 10),
-        _ => (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12),
+        _ => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
     };
-    let header = String::from_utf8_lossy(bytes.get(start..start + len).unwrap_or_else(|| bad("truncated")));
+    let header = String::from_utf8_lossy(
+        bytes
+            .get(start..start + len)
+            .unwrap_or_else(|| bad("truncated")),
+    );
     if !header.contains("'|i1'") || header.contains("'fortran_order': True") {
         bad("expected a C-order int8 array");
     }
@@ -165,7 +172,14 @@ fn npy_int8(path: &Path, per_sample: usize) -> (usize, Vec<u8>) {
 }
 
 /// Tensor mode: the .npy's int8 tensors are the firmware's inputs.
-fn tensor_mode(out: &Path, board: &Board, model: &[u8], m: &slimnet_runtime::Model, inputs: &Path, arena: usize) {
+fn tensor_mode(
+    out: &Path,
+    board: &Board,
+    model: &[u8],
+    m: &slimnet_runtime::Model,
+    inputs: &Path,
+    arena: usize,
+) {
     if std::env::var_os("CARGO_FEATURE_F32").is_some() {
         fail("SLIMNET_INPUTS runs int8 tensors: build without the f32 feature".into());
     }
