@@ -20,7 +20,12 @@ pub(crate) fn prepare(op: &Op, index: u16, t: &Tensors, flags: u16) -> Result<Pr
     let (g, dims) = shape(op, index, t)?;
     let w = super::weights(op, index, t, flags, dims, true)?;
     let plane = g.plane().checked_mul(4).ok_or(crate::Error::Overflow)?;
-    super::weighted(&w, [plane, plane])
+    // Dense int8 weights run directly on the integer path (no plane of accumulators).
+    let int_plane = match w.payload {
+        crate::weights::Payload::DenseI8(_) => 0,
+        _ => plane,
+    };
+    super::weighted(&w, [plane, int_plane])
 }
 
 /// The integer kernel.
@@ -33,8 +38,14 @@ pub(crate) fn run_int8(op: &Op, index: u16, t: &Tensors, flags: u16, io: &mut Io
         i32::from(t.input.zero_point),
         i32::from(t.output.zero_point),
     );
+    let range = super::clamp_range(op);
+    if let crate::weights::Payload::DenseI8(ws) = w.payload {
+        let p = io.parts(0)?;
+        spatial::run_dense_int8(&g, Cells::Conv, ws, &q, zps, range, (p.x, p.y), dims.1);
+        return Ok(());
+    }
     let p = io.parts(4 * g.plane())?;
-    let (xy, range) = ((p.x, p.y), super::clamp_range(op));
+    let xy = (p.x, p.y);
     spatial::run_int8(
         &g,
         Cells::Conv,

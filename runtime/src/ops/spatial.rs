@@ -245,3 +245,55 @@ fn tap_f32(g: &Geometry, (ky, kx, c): (usize, usize, usize), v: f32, x: &[u8], p
         }
     }
 }
+
+/// Integer path, dense int8 weights: each output computed directly, as TFLite's reference kernels do, so no plane
+/// of accumulators (and no scratch) is needed. Per output pixel and channel, the window's valid cells are
+/// visited once; a convolution reads each cell's channels as one contiguous run of weights and inputs.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run_dense_int8(
+    g: &Geometry,
+    cells: Cells,
+    weights: &[u8],
+    q: &Quant,
+    (zp_in, zp_out): (i32, i32),
+    range: (i32, i32),
+    (x, y): (&[u8], &mut [u8]),
+    fan_in: usize,
+) {
+    for oy in 0..g.oh {
+        let (y0, y1) = g.cells_y(oy);
+        for ox in 0..g.ow {
+            let (x0, x1) = g.cells_x(ox);
+            for o in 0..g.oc {
+                let row = weights.get(o * fan_in..(o + 1) * fan_in).unwrap_or(&[]);
+                let mut acc = crate::bytes::i32_at(q.bias, o);
+                for ky in y0..y1 {
+                    let iy = oy * g.sh + ky - g.pt;
+                    for kx in x0..x1 {
+                        let ix = ox * g.sw + kx - g.pl;
+                        let at = (iy * g.iw + ix) * g.ic;
+                        acc = acc.wrapping_add(match cells {
+                            Cells::Conv => {
+                                let w = row.get((ky * g.kw + kx) * g.ic..).unwrap_or(&[]);
+                                let xs = x.get(at..at + g.ic).unwrap_or(&[]);
+                                w.iter()
+                                    .zip(xs)
+                                    .map(|(&a, &b)| {
+                                        i32::from(a as i8) * (i32::from(b as i8) - zp_in)
+                                    })
+                                    .fold(0i32, i32::wrapping_add)
+                            }
+                            Cells::Depthwise(m) => {
+                                let w = row.get(ky * g.kw + kx).map_or(0, |&v| i32::from(v as i8));
+                                w * (super::get_i8(x, at + o / m.max(1), zp_in) - zp_in)
+                            }
+                        });
+                    }
+                }
+                if let Some(d) = y.get_mut((oy * g.ow + ox) * g.oc + o) {
+                    *d = crate::quant::to_i8(acc, q.channel(o), zp_out, range) as u8;
+                }
+            }
+        }
+    }
+}
