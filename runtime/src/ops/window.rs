@@ -102,13 +102,15 @@ impl Geometry {
         })
     }
 
-    /// Output rows `[lo, hi)` whose window cell `ky` falls inside the input.
+    /// Output rows `[lo, hi)` whose window cell `ky` falls inside the input (the f32 kernels' loop bounds).
+    #[cfg_attr(feature = "integer-only", allow(dead_code))]
     #[inline(always)]
     pub fn rows(&self, ky: usize) -> (usize, usize) {
         span(ky, self.pt, self.sh, self.ih, self.oh)
     }
 
     /// Output columns `[lo, hi)` whose window cell `kx` falls inside the input.
+    #[cfg_attr(feature = "integer-only", allow(dead_code))]
     #[inline(always)]
     pub fn cols(&self, kx: usize) -> (usize, usize) {
         span(kx, self.pl, self.sw, self.iw, self.ow)
@@ -141,6 +143,7 @@ fn cells(origin: usize, pad: usize, window: usize, input: usize) -> (usize, usiz
     (lo, hi.max(lo))
 }
 
+#[cfg_attr(feature = "integer-only", allow(dead_code))]
 /// The outputs `o` in `[0, n)` for which `o·s + k − pad` lies in `[0, input)`.
 #[inline(always)]
 fn span(k: usize, pad: usize, s: usize, input: usize, n: usize) -> (usize, usize) {
