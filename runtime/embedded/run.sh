@@ -1,21 +1,23 @@
 #!/usr/bin/env bash
 # Builds the firmware with Debian's toolchain (../../../shared/embedded/setup.sh) and runs it under QEMU.
 #   runtime/embedded/run.sh [--board lm3s6965evb|mps2-an385|mps2-an386] [--model FILE.slim] [--images N]
-#                           [--count] [--opt 3|s|z] [--integer] [--inputs X.npy]
+#                           [--count | --count-load] [--opt 3|s|z] [--integer] [--inputs X.npy]
 # lm3s6965evb and mps2-an385 are Cortex-M3 (thumbv7m-none-eabi, integer-only path); mps2-an386 is a Cortex-M4F
 # (thumbv7em-none-eabihf, f32 path). --count adds exact instruction counts (QEMU plugin, insncount.c) per inference.
+# --count-load counts the instructions of loading the model (Model::load: validation and arena planning) instead.
 # --integer runs the integer-only path on the Cortex-M4F too; --inputs X.npy runs int8 input tensors instead of
 # MNIST images (tensor mode, e.g. an imported .tflite model) and prints every output byte as hex (outputs=…).
 # Prints the firmware's output, then flash/RAM figures from the linked ELF; exits non-zero if anything fails.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-board=lm3s6965evb model="" images="" count=0 opt=3 integer=0 inputs=""
+board=lm3s6965evb model="" images="" count=0 opt=3 integer=0 inputs="" marks=infer
 while [ $# -gt 0 ]; do
   case "$1" in
     --board) board=$2; shift 2 ;;
     --model) model=$(realpath "$2"); shift 2 ;;
     --images) images=$2; shift 2 ;;
     --count) count=1; shift ;;
+    --count-load) count=1 marks=load; shift ;;
     --opt) opt=$2; shift 2 ;;
     --integer) integer=1; shift ;;
     --inputs) inputs=$(realpath "$2"); shift 2 ;;
@@ -41,13 +43,13 @@ if [ "$count" = 1 ]; then
   plugin=$target_dir/libinsncount.so
   [ -f "$plugin" ] || gcc -shared -fPIC -O2 -o "$plugin" "$here/../../../shared/embedded/insncount/insncount.c"
   addr() { nm "$elf" | awk -v s="$1" '$3 == s {print "0x" $1}'; }
-  qemu+=(-icount shift=0 -plugin "$plugin,start=$(addr slimnet_infer),stop=$(addr slimnet_infer_done)")
+  qemu+=(-icount shift=0 -plugin "$plugin,start=$(addr slimnet_$marks),stop=$(addr slimnet_${marks}_done)")
 fi
 timeout 600 "${qemu[@]}" > "$target_dir/qemu.out" 2>&1 || { cat "$target_dir/qemu.out" >&2; echo "run.sh: the firmware failed on $board" >&2; exit 1; }
 grep -v -e '^insncount:' -e '^Timer with period zero' "$target_dir/qemu.out"
 if [ "$count" = 1 ]; then
   sed -n 's/insncount: total=\([0-9]*\) region=\([0-9]*\) regions=\([0-9]*\)/instructions_total=\1 instructions_per_inference=\2\/\3/p' "$target_dir/qemu.out" \
-    | awk -F'[=/ ]' '{printf "instructions_total=%s instructions_per_inference=%d\n", $2, $4 / $5}'
+    | awk -F'[=/ ]' -v m="$marks" '{printf "instructions_total=%s instructions_per_%s=%d\n", $2, (m == "load" ? "load" : "inference"), $4 / $5}'
 fi
 # Flash: everything loaded into it (vector table, code, constants with model and images, .data's initial values).
 size -A "$elf" | awk '

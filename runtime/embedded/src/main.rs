@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! slimnet-firmware board=lm3s6965evb path=int8
-//! model_bytes=16508 arena_bytes=1184 images=251
+//! model_bytes=16500 arena_bytes=1084 images=251
 //! predictions=7210414959...
 //! correct=248/251 accuracy_centi=9880
 //! stack_bytes=1234
@@ -31,8 +31,8 @@ static LABELS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/labels.bin"));
 /// The runtime's working memory: a static, sized by build.rs from the model (`Model::arena_len*`).
 static mut ARENA: [u8; ARENA_BYTES] = [0; ARENA_BYTES];
 
-/// The loaded model (its layer table), a static too: `Model::load` fills it in place. (Initialized data: its
-/// 5.5 KB initial image sits in flash and is copied at reset. Built at run time instead, the model passed through
+/// The loaded model (its tables of tensors and operators), a static too: `Model::load` fills it in place.
+/// (Initialized data: its 8 KB initial image sits in flash and is copied at reset. Built at run time instead, the model passed through
 /// the stack twice, since Rust does not construct return values in place.)
 static mut MODEL_SLOT: Model<'static> = Model::EMPTY;
 
@@ -218,6 +218,22 @@ fn tensors(out: &mut Out, model: &Model, arena: &mut [u8]) -> ! {
     exit(true)
 }
 
+/// Loads (validates and plans) the embedded model: out of line so that `run.sh --count-load` can count it.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "Rust" fn slimnet_load(model: &mut Model<'static>) -> slimnet_runtime::Result<()> {
+    model.load(MODEL)
+}
+
+/// Marks the end of loading for the instruction counter.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn slimnet_load_done() {
+    // SAFETY: an empty barrier that keeps the function (and its address) distinct: two nops, so that the linker
+    // does not fold it into `slimnet_infer_done` (one nop).
+    unsafe { asm!("nop", "nop") };
+}
+
 /// Marks the end of one inference for the instruction counter.
 #[unsafe(no_mangle)]
 #[inline(never)]
@@ -237,7 +253,9 @@ fn main() -> ! {
     // SAFETY: the only references to the model slot and the arena, taken once.
     let (model, arena) = unsafe { (&mut *addr_of_mut!(MODEL_SLOT), &mut *addr_of_mut!(ARENA)) };
     // Validated and filled in place: the model table never passes through the stack.
-    if model.load(MODEL).is_err() {
+    let loaded = slimnet_load(model);
+    slimnet_load_done();
+    if loaded.is_err() {
         out.str("error: the embedded model does not load\n");
         exit(false)
     }

@@ -247,8 +247,9 @@ fn tap_f32(g: &Geometry, (ky, kx, c): (usize, usize, usize), v: f32, x: &[u8], p
 }
 
 /// Integer path, dense int8 weights: each output computed directly, as TFLite's reference kernels do, so no plane
-/// of accumulators (and no scratch) is needed. Per output pixel and channel, the window's valid cells are
-/// visited once; a convolution reads each cell's channels as one contiguous run of weights and inputs.
+/// of accumulators (and no scratch) is needed. Per output pixel the window's valid cells are found once; a
+/// convolution then reads each cell's channels as one contiguous run of weights and inputs, a depthwise
+/// convolution walks its channels with a cell's weight and input a fixed stride apart.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn run_dense_int8(
     g: &Geometry,
@@ -264,36 +265,75 @@ pub(crate) fn run_dense_int8(
         let (y0, y1) = g.cells_y(oy);
         for ox in 0..g.ow {
             let (x0, x1) = g.cells_x(ox);
-            for o in 0..g.oc {
-                let row = weights.get(o * fan_in..(o + 1) * fan_in).unwrap_or(&[]);
+            let out = y
+                .get_mut((oy * g.ow + ox) * g.oc..(oy * g.ow + ox + 1) * g.oc)
+                .unwrap_or(&mut []);
+            // Input index of cell (ky, kx): origin + ky·row + kx·ic.
+            let origin = ((oy * g.sh + y0 - g.pt) * g.iw + ox * g.sw + x0 - g.pl) * g.ic;
+            let window = Window {
+                y: (y0, y1),
+                x: (x0, x1),
+                origin,
+                row: g.iw * g.ic,
+            };
+            for (o, d) in out.iter_mut().enumerate() {
+                let w = weights.get(o * fan_in..(o + 1) * fan_in).unwrap_or(&[]);
                 let mut acc = crate::bytes::i32_at(q.bias, o);
-                for ky in y0..y1 {
-                    let iy = oy * g.sh + ky - g.pt;
-                    for kx in x0..x1 {
-                        let ix = ox * g.sw + kx - g.pl;
-                        let at = (iy * g.iw + ix) * g.ic;
-                        acc = acc.wrapping_add(match cells {
-                            Cells::Conv => {
-                                let w = row.get((ky * g.kw + kx) * g.ic..).unwrap_or(&[]);
-                                let xs = x.get(at..at + g.ic).unwrap_or(&[]);
-                                w.iter()
-                                    .zip(xs)
-                                    .map(|(&a, &b)| {
-                                        i32::from(a as i8) * (i32::from(b as i8) - zp_in)
-                                    })
-                                    .fold(0i32, i32::wrapping_add)
-                            }
-                            Cells::Depthwise(m) => {
-                                let w = row.get(ky * g.kw + kx).map_or(0, |&v| i32::from(v as i8));
-                                w * (super::get_i8(x, at + o / m.max(1), zp_in) - zp_in)
-                            }
-                        });
-                    }
-                }
-                if let Some(d) = y.get_mut((oy * g.ow + ox) * g.oc + o) {
-                    *d = crate::quant::to_i8(acc, q.channel(o), zp_out, range) as u8;
-                }
+                acc = acc.wrapping_add(match cells {
+                    Cells::Conv => dense_conv_cell_sums(g, &window, w, x, zp_in),
+                    Cells::Depthwise(m) => dense_dw_sum(g, &window, w, x, zp_in, o / m.max(1)),
+                });
+                *d = crate::quant::to_i8(acc, q.channel(o), zp_out, range) as u8;
             }
         }
     }
+}
+
+/// The valid cells of one output pixel's window.
+struct Window {
+    y: (usize, usize),
+    x: (usize, usize),
+    /// Input index of cell (y.0, x.0), channel 0.
+    origin: usize,
+    /// Input elements per row.
+    row: usize,
+}
+
+/// Σ w·(x − zp) of a convolution over the window's valid cells: for each kernel row, the valid cells' channels
+/// are one contiguous run in the input and in the weights (NHWC and OHWI), so each row is one dot product.
+#[inline(always)]
+fn dense_conv_cell_sums(g: &Geometry, win: &Window, w: &[u8], x: &[u8], zp: i32) -> i32 {
+    let mut acc = 0i32;
+    let run = (win.x.1 - win.x.0) * g.ic;
+    let mut at = win.origin;
+    for ky in win.y.0..win.y.1 {
+        let wk = (ky * g.kw + win.x.0) * g.ic;
+        let ws = w.get(wk..wk + run).unwrap_or(&[]);
+        let xs = x.get(at..at + run).unwrap_or(&[]);
+        for (&a, &b) in ws.iter().zip(xs) {
+            acc = acc.wrapping_add(i32::from(a as i8) * (i32::from(b as i8) - zp));
+        }
+        at += win.row;
+    }
+    acc
+}
+
+/// Σ w·(x − zp) of one depthwise channel (`c` in the input) over the window's valid cells.
+#[inline(always)]
+fn dense_dw_sum(g: &Geometry, win: &Window, w: &[u8], x: &[u8], zp: i32, c: usize) -> i32 {
+    let mut acc = 0i32;
+    let mut at_row = win.origin + c;
+    for ky in win.y.0..win.y.1 {
+        let ws = w
+            .get(ky * g.kw + win.x.0..ky * g.kw + win.x.1)
+            .unwrap_or(&[]);
+        let mut at = at_row;
+        for &a in ws {
+            let b = x.get(at).map_or(zp, |&b| i32::from(b as i8));
+            acc = acc.wrapping_add(i32::from(a as i8) * (b - zp));
+            at += g.ic;
+        }
+        at_row += win.row;
+    }
+    acc
 }
