@@ -15,7 +15,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// Flash kept free for code when the image count is chosen automatically.
-const CODE_RESERVE: usize = 48 * 1024;
+const CODE_RESERVE: usize = 64 * 1024;
 
 struct Board {
     name: &'static str,
