@@ -5,8 +5,10 @@
 //! output. Activations are NHWC, so a tap's input pixels lie `stride · channels` apart.
 
 use super::window::Geometry;
-use crate::error::Result;
+use super::{Io, Op, Prepared, Tensors};
+use crate::error::{Error, Result};
 use crate::taps::row_taps;
+use crate::weights::Payload;
 use crate::weights::{Quant, Scratch, Weights};
 
 /// How a weight column maps onto the window: a convolution's columns are `(ky, kx, c)` (OHWI weights), a
@@ -31,6 +33,92 @@ impl Cells {
             Cells::Depthwise(m) => (col / g.kw, col % g.kw, row / m.max(1)),
         }
     }
+}
+
+/// A convolution as its operator file describes it: the geometry, how columns map onto the window, and the
+/// weight matrix's (rows, fan-in).
+pub(crate) struct Layout {
+    pub g: Geometry,
+    pub cells: Cells,
+    pub dims: (usize, usize),
+}
+
+/// `prepare` of either convolution: the weights checked against the layout; the scratch is one plane of 32-bit
+/// accumulators, except on the integer path with dense int8 weights (computed output by output).
+pub(crate) fn prepare(
+    op: &Op,
+    index: u16,
+    t: &Tensors,
+    flags: u16,
+    l: &Layout,
+) -> Result<Prepared> {
+    let w = super::weights(op, index, t, flags, l.dims, true)?;
+    let plane = l.g.plane().checked_mul(4).ok_or(Error::Overflow)?;
+    let int_plane = match w.payload {
+        Payload::DenseI8(_) => 0,
+        _ => plane,
+    };
+    super::weighted(&w, [plane, int_plane])
+}
+
+/// The integer kernel of either convolution: dense int8 weights directly, others by taps over a plane.
+pub(crate) fn run_op_int8(
+    op: &Op,
+    index: u16,
+    t: &Tensors,
+    flags: u16,
+    io: &mut Io,
+    l: &Layout,
+) -> Result<()> {
+    let w = super::weights(op, index, t, flags, l.dims, false)?;
+    let q = w.quant.ok_or(Error::PathUnavailable)?;
+    let zps = (
+        i32::from(t.input.zero_point),
+        i32::from(t.output.zero_point),
+    );
+    let range = super::clamp_range(op);
+    if let Payload::DenseI8(ws) = w.payload {
+        let p = io.parts(0)?;
+        run_dense_int8(&l.g, l.cells, ws, &q, zps, range, (p.x, p.y), l.dims.1);
+        return Ok(());
+    }
+    let p = io.parts(4 * l.g.plane())?;
+    run_int8(
+        &l.g,
+        l.cells,
+        &w,
+        &q,
+        zps,
+        range,
+        (p.x, p.y),
+        p.own,
+        &mut { p.streams },
+        index,
+    )
+}
+
+/// The f32 kernel of either convolution.
+#[cfg(not(feature = "integer-only"))]
+pub(crate) fn run_op_f32(
+    op: &Op,
+    index: u16,
+    t: &Tensors,
+    flags: u16,
+    io: &mut Io,
+    l: &Layout,
+) -> Result<()> {
+    let w = super::weights(op, index, t, flags, l.dims, false)?;
+    let p = io.parts(4 * l.g.plane())?;
+    run_f32(
+        &l.g,
+        l.cells,
+        &w,
+        op.activation,
+        (p.x, p.y),
+        p.own,
+        &mut { p.streams },
+        index,
+    )
 }
 
 /// Integer path: `y = clamp(requantize(Σ w·(x − zp_in) + bias) + zp_out)` per output channel and pixel.
