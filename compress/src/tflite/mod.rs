@@ -329,7 +329,6 @@ impl<'t, 'a> Builder<'t, 'a> {
         code: tfl::BuiltinOperator,
         op: &tfl::OperatorRef,
     ) -> Result<()> {
-        use tfl::BuiltinOperator as B;
         let inputs: Vec<Option<usize>> = op
             .inputs()
             .map_err(corrupt)?
@@ -340,22 +339,7 @@ impl<'t, 'a> Builder<'t, 'a> {
             .map_err(corrupt)?
             .map(|v| v.iter().map(idx).collect())
             .unwrap_or_default();
-        let kind = match code {
-            B::Conv2d => OpKind::Conv2d,
-            B::DepthwiseConv2d => OpKind::DepthwiseConv2d,
-            B::FullyConnected => OpKind::FullyConnected,
-            B::Add => OpKind::Add,
-            B::MaxPool2d => OpKind::MaxPool2d,
-            B::AveragePool2d => OpKind::AveragePool2d,
-            B::Reshape => OpKind::Reshape,
-            B::Softmax => OpKind::Softmax,
-            other => {
-                return Err(bad(format!(
-                    "operator {i}: {other:?} is not supported (the runtime runs CONV_2D, DEPTHWISE_CONV_2D, \
-                     FULLY_CONNECTED, ADD, MAX_POOL_2D, AVERAGE_POOL_2D, RESHAPE, SOFTMAX)"
-                )))
-            }
-        };
+        let kind = op_kind(i, code)?;
         if outputs.len() != 1 {
             return Err(bad(format!(
                 "operator {i} ({}): {} outputs",
@@ -371,58 +355,8 @@ impl<'t, 'a> Builder<'t, 'a> {
             OpKind::Conv2d | OpKind::DepthwiseConv2d | OpKind::FullyConnected => {
                 self.weighted(i, kind, &inputs, (x, y), options)?
             }
-            OpKind::Add => {
-                let x2 = self.input(i, inputs.get(1).copied().flatten())?;
-                let act = match options {
-                    Some(tfl::BuiltinOptionsRef::AddOptions(o)) => {
-                        o.fused_activation_function().map_err(corrupt)?
-                    }
-                    _ => tfl::ActivationFunctionType::None,
-                };
-                let (activation, range) = self.activation_range(i, act, y)?;
-                let params = self.add_params(x, x2, y);
-                OpSpec {
-                    kind,
-                    activation,
-                    range,
-                    inputs: [x, x2],
-                    output: y,
-                    params: OpParams::Add(params),
-                    weights: None,
-                }
-            }
-            OpKind::MaxPool2d | OpKind::AveragePool2d => {
-                let Some(tfl::BuiltinOptionsRef::Pool2DOptions(o)) = options else {
-                    return Err(bad(format!(
-                        "operator {i} ({}): no Pool2DOptions",
-                        kind.name()
-                    )));
-                };
-                let k = [
-                    o.filter_height().map_err(corrupt)?,
-                    o.filter_width().map_err(corrupt)?,
-                ];
-                let s = [
-                    o.stride_h().map_err(corrupt)?,
-                    o.stride_w().map_err(corrupt)?,
-                ];
-                let window = self.window(i, x, y, k, s, o.padding().map_err(corrupt)?)?;
-                let act = o.fused_activation_function().map_err(corrupt)?;
-                let (activation, range) = self.activation_range(i, act, y)?;
-                if kind == OpKind::AveragePool2d && self.numeric == Numeric::Int8 {
-                    let (a, b) = (self.spec(x), self.spec(y));
-                    if a.scale != b.scale || a.zero_point != b.zero_point {
-                        return Err(bad(format!(
-                            "operator {i} (AVERAGE_POOL_2D): input and output quantized differently"
-                        )));
-                    }
-                }
-                OpSpec {
-                    activation,
-                    range,
-                    ..OpSpec::unary(kind, x, y, OpParams::Window(window))
-                }
-            }
+            OpKind::Add => self.add(i, &inputs, (x, y), options)?,
+            OpKind::MaxPool2d | OpKind::AveragePool2d => self.pool(i, kind, (x, y), options)?,
             OpKind::Reshape => OpSpec::unary(kind, x, y, OpParams::None),
             OpKind::Softmax => {
                 let beta = match options {
@@ -435,6 +369,74 @@ impl<'t, 'a> Builder<'t, 'a> {
         };
         self.ops.push(spec);
         Ok(())
+    }
+
+    /// ADD: the second input, the fused activation, TFLite's rescaling.
+    fn add(
+        &self,
+        i: usize,
+        inputs: &[Option<usize>],
+        (x, y): (u16, u16),
+        options: Option<tfl::BuiltinOptionsRef>,
+    ) -> Result<OpSpec> {
+        let x2 = self.input(i, inputs.get(1).copied().flatten())?;
+        let act = match options {
+            Some(tfl::BuiltinOptionsRef::AddOptions(o)) => {
+                o.fused_activation_function().map_err(corrupt)?
+            }
+            _ => tfl::ActivationFunctionType::None,
+        };
+        let (activation, range) = self.activation_range(i, act, y)?;
+        Ok(OpSpec {
+            kind: OpKind::Add,
+            activation,
+            range,
+            inputs: [x, x2],
+            output: y,
+            params: OpParams::Add(self.add_params(x, x2, y)),
+            weights: None,
+        })
+    }
+
+    /// MAX_POOL_2D and AVERAGE_POOL_2D: the window and the fused activation (an int8 average pool must keep its
+    /// input's quantization, as TFLite's kernel assumes).
+    fn pool(
+        &self,
+        i: usize,
+        kind: OpKind,
+        (x, y): (u16, u16),
+        options: Option<tfl::BuiltinOptionsRef>,
+    ) -> Result<OpSpec> {
+        let Some(tfl::BuiltinOptionsRef::Pool2DOptions(o)) = options else {
+            return Err(bad(format!(
+                "operator {i} ({}): no Pool2DOptions",
+                kind.name()
+            )));
+        };
+        let k = [
+            o.filter_height().map_err(corrupt)?,
+            o.filter_width().map_err(corrupt)?,
+        ];
+        let s = [
+            o.stride_h().map_err(corrupt)?,
+            o.stride_w().map_err(corrupt)?,
+        ];
+        let window = self.window(i, x, y, k, s, o.padding().map_err(corrupt)?)?;
+        let act = o.fused_activation_function().map_err(corrupt)?;
+        let (activation, range) = self.activation_range(i, act, y)?;
+        if kind == OpKind::AveragePool2d && self.numeric == Numeric::Int8 {
+            let (a, b) = (self.spec(x), self.spec(y));
+            if a.scale != b.scale || a.zero_point != b.zero_point {
+                return Err(bad(format!(
+                    "operator {i} (AVERAGE_POOL_2D): input and output quantized differently"
+                )));
+            }
+        }
+        Ok(OpSpec {
+            activation,
+            range,
+            ..OpSpec::unary(kind, x, y, OpParams::Window(window))
+        })
     }
 
     /// The fused activation and the integer path's clamp (TFLite's `CalculateActivationRangeQuantized`).
@@ -577,7 +579,6 @@ impl<'t, 'a> Builder<'t, 'a> {
         (x, y): (u16, u16),
         options: Option<tfl::BuiltinOptionsRef>,
     ) -> Result<OpSpec> {
-        use tfl::BuiltinOptionsRef as O;
         let (wi, w) = self.tensor(op, inputs.get(1).copied().flatten())?;
         let bias = inputs
             .get(2)
@@ -586,7 +587,33 @@ impl<'t, 'a> Builder<'t, 'a> {
             .map(|b| self.tensor(op, Some(b)))
             .transpose()?;
         let rows = *w.shape.first().unwrap_or(&0) as usize;
-        let (params, act, rows, dims) = match (kind, options) {
+        let (params, act, rows, dims) = self.weighted_params(op, kind, w, rows, (x, y), options)?;
+        let (activation, range) = self.activation_range(op, act, y)?;
+        let weights = self.weights(op, (wi, w), bias, rows, dims == 3, (x, y))?;
+        Ok(OpSpec {
+            kind,
+            activation,
+            range,
+            inputs: [x, NO_TENSOR],
+            output: y,
+            params,
+            weights: Some(weights),
+        })
+    }
+
+    /// A weighted operator's parameters from its options: (parameters, fused activation, output channels, the
+    /// filter's channel dimension — 3 for depthwise filters, else 0).
+    fn weighted_params(
+        &self,
+        op: usize,
+        kind: OpKind,
+        w: &Tensor,
+        rows: usize,
+        (x, y): (u16, u16),
+        options: Option<tfl::BuiltinOptionsRef>,
+    ) -> Result<(OpParams, tfl::ActivationFunctionType, usize, i32)> {
+        use tfl::BuiltinOptionsRef as O;
+        Ok(match (kind, options) {
             (OpKind::Conv2d, Some(O::Conv2DOptions(o))) => {
                 check_dilation(
                     op,
@@ -663,17 +690,6 @@ impl<'t, 'a> Builder<'t, 'a> {
                     kind.name()
                 )))
             }
-        };
-        let (activation, range) = self.activation_range(op, act, y)?;
-        let weights = self.weights(op, (wi, w), bias, rows, dims == 3, (x, y))?;
-        Ok(OpSpec {
-            kind,
-            activation,
-            range,
-            inputs: [x, NO_TENSOR],
-            output: y,
-            params,
-            weights: Some(weights),
         })
     }
 
@@ -735,58 +751,64 @@ impl<'t, 'a> Builder<'t, 'a> {
             }
             None => None,
         };
-        let word = |d: &[u8], i: usize| [d[4 * i], d[4 * i + 1], d[4 * i + 2], d[4 * i + 3]];
+        let values: Vec<u8> = (0..elements)
+            .flat_map(|j| {
+                let at = order(j) * element_bytes;
+                data[at..at + element_bytes].to_vec()
+            })
+            .collect();
+        let matrix = Matrix {
+            values,
+            bias: bias_bytes,
+            rows,
+        };
         match self.numeric {
-            Numeric::F32 => {
-                let values = (0..elements)
-                    .map(|j| f32::from_le_bytes(word(data, order(j))))
-                    .collect();
-                let bias = (0..rows)
-                    .map(|o| bias_bytes.map_or(0.0, |d| f32::from_le_bytes(word(d, o))))
-                    .collect();
-                Ok(LayerWeights {
-                    bias,
-                    scales: Vec::new(),
-                    quant: None,
-                    payload: WeightPayload::DenseF32(values),
-                })
-            }
-            Numeric::Int8 => {
-                let values = (0..elements).map(|j| data[order(j)] as i8).collect();
-                let per_channel = w.scales.len() > 1;
-                let channel_dim = if depthwise { 3 } else { 0 };
-                if w.scales.is_empty()
-                    || per_channel
-                        && (w.scales.len() != rows || w.quantized_dimension != channel_dim)
-                    || w.zero_points.iter().any(|&z| z != 0)
-                {
-                    return Err(bad(format!(
-                        "operator {op}: {} is not quantized symmetrically per tensor or per output channel",
-                        w.label(wi)
-                    )));
-                }
-                let (s_in, s_out) = (f64::from(self.spec(x).scale), f64::from(self.spec(y).scale));
-                let (multipliers, shifts) = w
-                    .scales
-                    .iter()
-                    .map(|&s| quantize_multiplier(s_in * f64::from(s) / s_out))
-                    .unzip();
-                let bias = (0..rows)
-                    .map(|o| bias_bytes.map_or(0, |d| i32::from_le_bytes(word(d, o))))
-                    .collect();
-                Ok(LayerWeights {
-                    bias: Vec::new(),
-                    scales: Vec::new(),
-                    quant: Some(LayerQuant {
-                        per_channel,
-                        multipliers,
-                        shifts,
-                        bias,
-                    }),
-                    payload: WeightPayload::DenseI8(values),
-                })
-            }
+            Numeric::F32 => Ok(f32_weights(matrix)),
+            Numeric::Int8 => self.int8_weights(op, (wi, w), matrix, depthwise, (x, y)),
         }
+    }
+
+    /// The integer path's weights: the per-channel requantization (`effective scale = s_in · s_w / s_out`, in
+    /// f64 from the f32 scales, as TFLite Micro does) and int32 biases.
+    fn int8_weights(
+        &self,
+        op: usize,
+        (wi, w): (usize, &Tensor),
+        m: Matrix,
+        depthwise: bool,
+        (x, y): (u16, u16),
+    ) -> Result<LayerWeights> {
+        let per_channel = w.scales.len() > 1;
+        let channel_dim = if depthwise { 3 } else { 0 };
+        if w.scales.is_empty()
+            || per_channel && (w.scales.len() != m.rows || w.quantized_dimension != channel_dim)
+            || w.zero_points.iter().any(|&z| z != 0)
+        {
+            return Err(bad(format!(
+                "operator {op}: {} is not quantized symmetrically per tensor or per output channel",
+                w.label(wi)
+            )));
+        }
+        let (s_in, s_out) = (f64::from(self.spec(x).scale), f64::from(self.spec(y).scale));
+        let (multipliers, shifts) = w
+            .scales
+            .iter()
+            .map(|&s| quantize_multiplier(s_in * f64::from(s) / s_out))
+            .unzip();
+        let bias = (0..m.rows)
+            .map(|o| m.bias.map_or(0, |d| i32::from_le_bytes(word(d, o))))
+            .collect();
+        Ok(LayerWeights {
+            bias: Vec::new(),
+            scales: Vec::new(),
+            quant: Some(LayerQuant {
+                per_channel,
+                multipliers,
+                shifts,
+                bias,
+            }),
+            payload: WeightPayload::DenseI8(m.values.iter().map(|&v| v as i8).collect()),
+        })
     }
 
     fn finish(self, graph: &tfl::SubGraphRef) -> Result<SlimFile> {
@@ -813,6 +835,57 @@ impl<'t, 'a> Builder<'t, 'a> {
             },
         })
     }
+}
+
+/// A weight matrix in the runtime's order (one row per output channel), as little-endian bytes, and its biases.
+struct Matrix<'a> {
+    values: Vec<u8>,
+    bias: Option<&'a [u8]>,
+    rows: usize,
+}
+
+/// Word `i` of little-endian data (checked in length by the caller).
+fn word(d: &[u8], i: usize) -> [u8; 4] {
+    [d[4 * i], d[4 * i + 1], d[4 * i + 2], d[4 * i + 3]]
+}
+
+/// The f32 path's weights: values and biases as they are.
+fn f32_weights(m: Matrix) -> LayerWeights {
+    let values = m
+        .values
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    let bias = (0..m.rows)
+        .map(|o| m.bias.map_or(0.0, |d| f32::from_le_bytes(word(d, o))))
+        .collect();
+    LayerWeights {
+        bias,
+        scales: Vec::new(),
+        quant: None,
+        payload: WeightPayload::DenseF32(values),
+    }
+}
+
+/// The runtime's operator for a TFLite builtin, or a refusal naming it.
+fn op_kind(i: usize, code: tfl::BuiltinOperator) -> Result<OpKind> {
+    use tfl::BuiltinOperator as B;
+    Ok(match code {
+        B::Conv2d => OpKind::Conv2d,
+        B::DepthwiseConv2d => OpKind::DepthwiseConv2d,
+        B::FullyConnected => OpKind::FullyConnected,
+        B::Add => OpKind::Add,
+        B::MaxPool2d => OpKind::MaxPool2d,
+        B::AveragePool2d => OpKind::AveragePool2d,
+        B::Reshape => OpKind::Reshape,
+        B::Softmax => OpKind::Softmax,
+        other => {
+            return Err(bad(format!(
+                "operator {i}: {other:?} is not supported (the runtime runs CONV_2D, DEPTHWISE_CONV_2D, \
+                 FULLY_CONNECTED, ADD, MAX_POOL_2D, AVERAGE_POOL_2D, RESHAPE, SOFTMAX)"
+            )))
+        }
+    })
 }
 
 fn check_dilation(op: usize, h: i32, w: i32) -> Result<()> {
