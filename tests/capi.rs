@@ -197,3 +197,39 @@ fn c_tensor_entry_points_agree_with_the_rust_api() {
         assert_eq!(c, rust, "integer path: {integer}");
     }
 }
+
+#[test]
+fn c_verify_detects_and_locates_every_flip_of_the_loaded_blob() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = static_lib();
+    let exe = dir.path().join("verify");
+    run(Command::new("cc")
+        .args(["-O2", "-Wall", "-Werror", "-std=c11", "-I"])
+        .arg(root().join("runtime/include"))
+        .arg(root().join("runtime/examples/verify.c"))
+        .arg(&lib)
+        .args(["-lpthread", "-ldl", "-lm", "-o"])
+        .arg(&exe));
+    let slim = root().join("runtime/embedded/models/lenet-300-100.slim");
+    let len = fs::metadata(&slim).unwrap().len() as usize;
+    // Every 7th bit: all header bytes, the table, the graph and each weights section get flips.
+    let out = run(Command::new(&exe).arg(&slim).arg("7"));
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("clean 0"));
+    let mut flips = 0;
+    for line in lines.by_ref().take_while(|l| !l.starts_with("clean")) {
+        let v: Vec<usize> = line
+            .split(' ')
+            .map(|x| x.parse::<i64>().unwrap() as usize)
+            .collect();
+        let (bit, code, offset, range) = (v[0], v[1] as i64 as i32, v[2], v[3]);
+        assert_eq!(code, -14, "bit {bit} not detected");
+        assert!(
+            (offset..offset + range).contains(&(bit / 8)),
+            "bit {bit}: range {offset}+{range}"
+        );
+        flips += 1;
+    }
+    assert_eq!(flips, (len * 8).div_ceil(7));
+    assert!(out.ends_with("clean 0\n"), "restored blob verifies: {out}");
+}

@@ -908,6 +908,23 @@ fn sensitivity_injects_bit_flips_into_the_slim_file_and_refuses_bad_input() {
     );
     let p = &model_curve["points"][1];
     assert!(p["refused"].as_f64().unwrap() > 0.0 || p["accuracy"]["mean"].as_f64().unwrap() < 0.9);
+    // After load, `verify` catches every damaged draw, in the stored weights and anywhere in the file.
+    assert_eq!(p["faulty"], 3);
+    assert_eq!(p["detected"].as_f64(), Some(1.0));
+    assert!(model_curve["points"][0].get("detected").is_none());
+    let file_curve = curves.iter().find(|c| c["target"] == "file").unwrap();
+    assert_eq!(file_curve["points"][1]["detected"].as_f64(), Some(1.0));
+    let text = ok(&[
+        "sensitivity",
+        s(&slim),
+        "--data",
+        s(&data),
+        "--rates",
+        "0.05",
+        "--repeats",
+        "2",
+    ]);
+    assert!(text.contains("`verify` detected"), "{text}");
     for (args, expect) in [
         (vec!["--analyses", "noise"], "needs a safetensors model"),
         (vec!["--analyses", "bogus"], "unknown analysis"),

@@ -262,3 +262,39 @@ fn imported_tflite_models_run_on_the_cortex_m4f_as_on_the_host_and_in_tflm() {
         );
     }
 }
+
+#[test]
+fn firmware_verifies_the_model_and_reports_a_fault_injected_after_load() {
+    if !toolchain_present() {
+        return;
+    }
+    let model = root().join("runtime/embedded/models/lenet-300-100.slim");
+    let len = fs::metadata(&model).unwrap().len() as usize;
+    // A clean run verifying after every inference passes; a flipped bit in the last weights section, in the
+    // section table and in the header's CRC field is caught at the first verify after the flip.
+    let clean = stdout_of(
+        "runtime/embedded/run.sh",
+        &["--images", "6", "--verify-every", "1"],
+    );
+    assert_eq!(field(&clean, "verify_every"), Some("1"));
+    for byte in [len - 3, 30, 13] {
+        let bit = (byte * 8 + 5).to_string();
+        let out = Command::new("bash")
+            .arg(root().join("runtime/embedded/run.sh"))
+            .args(["--images", "12", "--verify-every", "4", "--flip-bit", &bit])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            !out.status.success(),
+            "byte {byte}: the fault went unnoticed:\n{text}"
+        );
+        assert_eq!(field(&text, "fault_detected"), Some("4"), "{text}");
+        let offset: usize = field(&text, "region_offset").unwrap().parse().unwrap();
+        let region: usize = field(&text, "region_len").unwrap().parse().unwrap();
+        assert!(
+            (offset..offset + region).contains(&byte),
+            "byte {byte}: {text}"
+        );
+    }
+}

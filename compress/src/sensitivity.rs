@@ -302,6 +302,13 @@ pub struct Point {
     /// Bit flips only: the fraction of draws the runtime refused to load (its checks caught the damage).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refused: Option<f64>,
+    /// Bit flips only, the after-load case: of the draws that flipped at least one bit, the fraction that
+    /// `Model::verify` caught when the same flips hit the loaded model's bytes (none flipped: absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detected: Option<f64>,
+    /// Bit flips only: the draws that flipped at least one bit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub faulty: Option<usize>,
 }
 
 /// Accuracy against one perturbation's strength, for one target.
@@ -752,6 +759,8 @@ pub fn analyze(
                         loss: Stat::of(&losses),
                         draws,
                         refused: None,
+                        detected: None,
+                        faulty: None,
                     });
                 }
                 out.push(Curve {
@@ -892,15 +901,24 @@ pub fn analyze(
         let mut targets: Vec<(String, Vec<(usize, usize)>)> =
             ranges.iter().map(|(n, r)| (n.clone(), vec![*r])).collect();
         targets.push(("model".into(), ranges.iter().map(|(_, r)| *r).collect()));
+        // Every byte of the file (header, table, graph, input table, biases and quantization parameters too).
+        targets.push(("file".into(), vec![(0, bytes.len())]));
         let mut rng = ChaCha8Rng::seed_from_u64(settings.seed ^ 0xB17F_11B5);
         for (target, rs) in &targets {
             progress(&format!("bitflip: {target}"));
             let mut points = Vec::new();
             for &rate in &settings.rates {
                 let (mut accs, mut refused) = (Vec::new(), 0usize);
+                let (mut faulty, mut detected) = (0usize, 0usize);
                 for _ in 0..settings.repeats {
                     let mut b = bytes.to_vec();
-                    flip_bits(&mut b, rs, rate, &mut rng);
+                    // After load: the flips hit the loaded model's bytes, and `verify` must notice.
+                    if flip_bits(&mut b, rs, rate, &mut rng) > 0 {
+                        faulty += 1;
+                        detected += usize::from(slim_model.verify_image(&b).is_err());
+                    }
+                    // At load (with the CRC re-sealed, so that the structural checks face the damage alone),
+                    // or after load without a verify: what the damaged model computes.
                     reseal(&mut b);
                     match evaluate_slim(&b, &data, path) {
                         Ok(e) => accs.push(e.accuracy),
@@ -914,6 +932,8 @@ pub fn analyze(
                     loss: Stat::of(&[]),
                     draws: settings.repeats,
                     refused: Some(refused as f64 / settings.repeats as f64),
+                    detected: (faulty > 0).then(|| detected as f64 / faulty as f64),
+                    faulty: Some(faulty),
                 });
             }
             curves.push(Curve {

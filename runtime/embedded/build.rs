@@ -8,6 +8,9 @@
 //!   SLIMNET_BOARD   lm3s6965evb (default), mps2-an385 or mps2-an386
 //!   SLIMNET_IMAGES  how many test images to embed (default: as many as the board's flash holds beside the model)
 //!   SLIMNET_DATA    directory with t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz (default: ../../data/mnist)
+//!   SLIMNET_VERIFY_EVERY  inferences between two `Model::verify` calls (default 100; 0: never)
+//!   SLIMNET_FLIP_BIT      a bit of the model to flip after the first inference (fault injection: the model then
+//!                   runs from a RAM copy, and the next verify must report the fault)
 //!   SLIMNET_INPUTS  an .npy file of int8 input tensors [N, model input shape…] to run instead of MNIST images
 //!                   (tensor mode: the firmware prints every output byte; integer-only builds)
 use std::fs;
@@ -133,13 +136,41 @@ fn main() {
              /// Embedded test images.\npub const IMAGES: usize = {count};\n\
              /// The board this image is linked for.\npub const BOARD: &str = \"{}\";\n\
              /// Tensor mode: int8 tensors in, every output byte printed.\npub const TENSORS: bool = false;\n\
-             /// Output elements.\npub const OUTPUT: usize = {};\n",
+             /// Output elements.\npub const OUTPUT: usize = {};\n{}",
             board.name,
-            m.output_len()
+            m.output_len(),
+            fault_config(model.len())
         ),
     )
     .unwrap();
     linker_script(&out, board);
+}
+
+/// The run-time fault check's constants: how often the firmware verifies the model, and the injected fault.
+fn fault_config(model_len: usize) -> String {
+    let number = |key: &str, default: Option<usize>| match env(key) {
+        Some(v) => Some(
+            v.parse::<usize>()
+                .unwrap_or_else(|_| fail(format!("{key}={v:?} is not a number"))),
+        ),
+        None => default,
+    };
+    let every = number("SLIMNET_VERIFY_EVERY", Some(100)).unwrap_or(100);
+    let flip = number("SLIMNET_FLIP_BIT", None);
+    if flip.is_some_and(|b| b >= model_len * 8) {
+        fail(format!(
+            "SLIMNET_FLIP_BIT: the model has {} bits",
+            model_len * 8
+        ));
+    }
+    format!(
+        "/// Inferences between two `Model::verify` calls (0: never).\npub const VERIFY_EVERY: usize = {every};\n\
+         /// The model bit flipped after the first inference (fault injection), if any.\n\
+         pub const FLIP_BIT: Option<usize> = {flip:?};\n\
+         /// Bytes of the RAM copy the model runs from when a fault is injected.\n\
+         pub const MODEL_RAM_BYTES: usize = {};\n",
+        if flip.is_some() { model_len } else { 0 }
+    )
 }
 
 /// The int8 tensors of an .npy file (version 1 or 2 header, dtype int8, C order): (count, bytes).
@@ -197,10 +228,11 @@ fn tensor_mode(
              /// Embedded input tensors.\npub const IMAGES: usize = {count};\n\
              /// The board this image is linked for.\npub const BOARD: &str = \"{}\";\n\
              /// Tensor mode: int8 tensors in, every output byte printed.\npub const TENSORS: bool = true;\n\
-             /// Output elements.\npub const OUTPUT: usize = {};\n",
+             /// Output elements.\npub const OUTPUT: usize = {};\n{}",
             m.input_len(),
             board.name,
-            m.output_len()
+            m.output_len(),
+            fault_config(model.len())
         ),
     )
     .unwrap();

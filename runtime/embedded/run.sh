@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # Builds the firmware with Debian's toolchain (../../../shared/embedded/setup.sh) and runs it under QEMU.
 #   runtime/embedded/run.sh [--board lm3s6965evb|mps2-an385|mps2-an386] [--model FILE.slim] [--images N]
-#                           [--count | --count-load] [--opt 3|s|z] [--integer] [--inputs X.npy]
+#                           [--count | --count-load | --count-verify] [--opt 3|s|z] [--integer] [--inputs X.npy]
+#                           [--verify-every N] [--flip-bit B]
 # lm3s6965evb and mps2-an385 are Cortex-M3 (thumbv7m-none-eabi, integer-only path); mps2-an386 is a Cortex-M4F
 # (thumbv7em-none-eabihf, f32 path). --count adds exact instruction counts (QEMU plugin, insncount.c) per inference.
 # --count-load counts the instructions of loading the model (Model::load: validation and arena planning) instead.
+# --count-verify counts one Model::verify (the run-time re-check of the model's bytes, every --verify-every N
+# inferences, default 100); --flip-bit B flips bit B of the model (a RAM copy) after the first inference, so that
+# the next verify reports the fault (fault_detected=…) and the firmware exits with status 1.
 # --integer runs the integer-only path on the Cortex-M4F too; --inputs X.npy runs int8 input tensors instead of
 # MNIST images (tensor mode, e.g. an imported .tflite model) and prints every output byte as hex (outputs=…).
 # Prints the firmware's output, then flash/RAM figures from the linked ELF; exits non-zero if anything fails.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-board=lm3s6965evb model="" images="" count=0 opt=3 integer=0 inputs="" marks=infer
+board=lm3s6965evb model="" images="" count=0 opt=3 integer=0 inputs="" marks=infer every="" flip=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --board) board=$2; shift 2 ;;
@@ -18,6 +22,9 @@ while [ $# -gt 0 ]; do
     --images) images=$2; shift 2 ;;
     --count) count=1; shift ;;
     --count-load) count=1 marks=load; shift ;;
+    --count-verify) count=1 marks=verify; shift ;;
+    --verify-every) every=$2; shift 2 ;;
+    --flip-bit) flip=$2; shift 2 ;;
     --opt) opt=$2; shift 2 ;;
     --integer) integer=1; shift ;;
     --inputs) inputs=$(realpath "$2"); shift 2 ;;
@@ -34,6 +41,7 @@ esac
 cd "$here"
 export RUSTC_BOOTSTRAP=1 RUSTC=/usr/bin/rustc CARGO_PROFILE_RELEASE_OPT_LEVEL=$opt
 export SLIMNET_BOARD=$board SLIMNET_MODEL=$model SLIMNET_IMAGES=$images SLIMNET_INPUTS=$inputs
+export SLIMNET_VERIFY_EVERY=$every SLIMNET_FLIP_BIT=$flip
 target_dir=$here/../../target/firmware/$board-opt$opt
 /usr/bin/cargo build -q --release --target "$target" --features "$features" --target-dir "$target_dir"
 elf=$target_dir/$target/release/slimnet-firmware
@@ -49,7 +57,7 @@ timeout 600 "${qemu[@]}" > "$target_dir/qemu.out" 2>&1 || { cat "$target_dir/qem
 grep -v -e '^insncount:' -e '^Timer with period zero' "$target_dir/qemu.out"
 if [ "$count" = 1 ]; then
   sed -n 's/insncount: total=\([0-9]*\) region=\([0-9]*\) regions=\([0-9]*\)/instructions_total=\1 instructions_per_inference=\2\/\3/p' "$target_dir/qemu.out" \
-    | awk -F'[=/ ]' -v m="$marks" '{printf "instructions_total=%s instructions_per_%s=%d\n", $2, (m == "load" ? "load" : "inference"), $4 / $5}'
+    | awk -F'[=/ ]' -v m="$marks" '{printf "instructions_total=%s instructions_per_%s=%d\n", $2, (m == "infer" ? "inference" : m), $4 / $5}'
 fi
 # Flash: everything loaded into it (vector table, code, constants with model and images, .data's initial values).
 size -A "$elf" | awk '

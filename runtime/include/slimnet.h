@@ -4,7 +4,8 @@
  *
  * Nothing allocates: the caller provides the model storage and the arena. Every function returns SLIMNET_OK (0)
  * or a negative error code; slimnet_error_message() turns a code into text. The blob passed to
- * slimnet_model_load must stay alive and unchanged while the model is used. */
+ * slimnet_model_load must stay alive and unchanged while the model is used (slimnet_verify detects when it did
+ * change: a memory fault). */
 #ifndef SLIMNET_H
 #define SLIMNET_H
 
@@ -29,6 +30,7 @@ extern "C" {
 #define SLIMNET_E_PATH (-11)     /* numeric path not in this model */
 #define SLIMNET_E_BUFFER (-12)   /* buffer too small */
 #define SLIMNET_E_STORAGE (-13)  /* model storage too small or misaligned */
+#define SLIMNET_E_FAULT (-14)    /* slimnet_verify: the model's bytes changed since load */
 
 /* A static, NUL-terminated description of an error code. */
 const char *slimnet_error_message(int32_t code);
@@ -42,6 +44,12 @@ int32_t slimnet_validate(const uint8_t *blob, size_t len);
 
 /* Validates the blob and stores the model in `storage`. */
 int32_t slimnet_model_load(uint8_t *storage, size_t storage_len, const uint8_t *blob, size_t len);
+
+/* Re-checks the loaded model's bytes against what they were at load (header fields and CRC-32, section by
+ * section), allocating nothing: call it between inferences to catch flash or RAM faults. Returns SLIMNET_OK, or
+ * SLIMNET_E_FAULT with the byte range of the file that holds the change in *fault_offset and *fault_len (either
+ * may be NULL): reload that range from a good copy and verify again. */
+int32_t slimnet_verify(const uint8_t *model, size_t *fault_offset, size_t *fault_len);
 
 /* Elements of one input and of one output (the number of classes of a classifier). */
 int32_t slimnet_model_shape(const uint8_t *model, size_t *input_len, size_t *classes);

@@ -101,6 +101,13 @@ pub(crate) fn i32_at(words: &[u8], i: usize) -> i32 {
 
 /// CRC-32 (IEEE 802.3, reflected, polynomial 0xEDB88320), as zlib and PNG compute it.
 pub fn crc32(bytes: &[u8]) -> u32 {
+    !crc32_update(!0, bytes)
+}
+
+/// Continues a CRC-32 over `bytes` from the running (uninverted) `state`: `crc32(a ++ b)` is
+/// `!crc32_update(crc32_update(!0, a), b)`. What [`crate::Model::verify`] uses to check a file region by region in
+/// one pass.
+pub(crate) fn crc32_update(state: u32, bytes: &[u8]) -> u32 {
     const TABLE: [u32; 256] = {
         let mut t = [0u32; 256];
         let mut i = 0;
@@ -120,11 +127,11 @@ pub fn crc32(bytes: &[u8]) -> u32 {
         }
         t
     };
-    let mut c = !0u32;
+    let mut c = state;
     for &b in bytes {
         c = TABLE[((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8);
     }
-    !c
+    c
 }
 
 #[cfg(test)]
@@ -135,6 +142,8 @@ mod tests {
     fn crc32_matches_the_standard_check_value() {
         assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
         assert_eq!(crc32(b""), 0);
+        let (a, b) = b"1234567890".split_at(4);
+        assert_eq!(!crc32_update(crc32_update(!0, a), b), crc32(b"1234567890"));
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub const SLIMNET_E_PATH: i32 = -11;
 pub const SLIMNET_E_BUFFER: i32 = -12;
 /// Model storage too small or misaligned.
 pub const SLIMNET_E_STORAGE: i32 = -13;
+/// `Error::Fault`: `slimnet_verify` found the model's bytes changed since load.
+pub const SLIMNET_E_FAULT: i32 = -14;
 
 fn code(e: Error) -> i32 {
     match e {
@@ -48,6 +50,7 @@ fn code(e: Error) -> i32 {
         Error::CorruptStream { .. } => SLIMNET_E_STREAM,
         Error::PathUnavailable => SLIMNET_E_PATH,
         Error::BufferTooSmall { .. } => SLIMNET_E_BUFFER,
+        Error::Fault { .. } => SLIMNET_E_FAULT,
     }
 }
 
@@ -69,6 +72,7 @@ pub extern "C" fn slimnet_error_message(code: i32) -> *const c_char {
         SLIMNET_E_PATH => b"numeric path not available in this model\0",
         SLIMNET_E_BUFFER => b"buffer too small\0",
         SLIMNET_E_STORAGE => b"model storage too small or misaligned\0",
+        SLIMNET_E_FAULT => b"the model's bytes changed since load (memory fault)\0",
         _ => b"unknown error code\0",
     };
     msg.as_ptr().cast()
@@ -148,6 +152,41 @@ unsafe fn model<'a>(model: *const u8) -> Option<&'a Model<'static>> {
     }
     // SAFETY: the caller passes storage initialized by slimnet_model_load.
     Some(unsafe { &*model.cast::<Model<'static>>() })
+}
+
+/// Re-checks the loaded model's bytes (`Model::verify`): `SLIMNET_OK`, or `SLIMNET_E_FAULT` with the file range
+/// that holds the change in `*fault_offset` and `*fault_len` (either pointer may be null) — reload that range from
+/// a good copy and call it again. Allocates nothing; callable between inferences.
+///
+/// # Safety
+/// `model` must come from `slimnet_model_load`, its blob still mapped; the out-pointers null or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn slimnet_verify(
+    model: *const u8,
+    fault_offset: *mut usize,
+    fault_len: *mut usize,
+) -> i32 {
+    // SAFETY: forwarded caller guarantees.
+    let Some(m) = (unsafe { self::model(model) }) else {
+        return SLIMNET_E_ARGUMENT;
+    };
+    match m.verify() {
+        Ok(()) => SLIMNET_OK,
+        Err(e) => {
+            if let Error::Fault { offset, len, .. } = e {
+                // SAFETY: each pointer is null (skipped) or writable, as the caller guarantees.
+                unsafe {
+                    if !fault_offset.is_null() {
+                        fault_offset.write(offset);
+                    }
+                    if !fault_len.is_null() {
+                        fault_len.write(len);
+                    }
+                }
+            }
+            code(e)
+        }
+    }
 }
 
 /// Scratch bytes needed: `integer` = 0 for the f32 path, 1 for the integer-only path.

@@ -94,6 +94,16 @@ pub enum Error {
     },
     /// The model has no data for the requested numeric path (e.g. `run_int8` on an f32-only file).
     PathUnavailable,
+    /// [`crate::Model::verify`] found the model's bytes changed since load (a flash or RAM fault): reload
+    /// `offset..offset + len` of the file from a good copy.
+    Fault {
+        /// What the changed bytes hold.
+        section: Section,
+        /// Where the region holding the change starts in the file.
+        offset: usize,
+        /// The region's length.
+        len: usize,
+    },
     /// A caller's buffer is too small.
     BufferTooSmall {
         /// Which buffer: `"input"`, `"arena"` or `"output"`.
@@ -151,6 +161,15 @@ impl fmt::Display for Error {
             ),
             Error::Overflow => f.write_str("size overflow"),
             Error::CorruptStream { op } => write!(f, "operator {op}: corrupt sparse stream"),
+            Error::Fault {
+                section,
+                offset,
+                len,
+            } => write!(
+                f,
+                "the model's bytes changed after load: {section}, bytes {offset}..{} (reload them from a good copy)",
+                offset.saturating_add(len)
+            ),
             Error::PathUnavailable => f.write_str("the model has no data for this numeric path"),
             Error::BufferTooSmall {
                 buffer,

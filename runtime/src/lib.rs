@@ -44,6 +44,7 @@ mod run;
 mod stream;
 mod taps;
 mod tensor;
+mod verify;
 mod weights;
 #[cfg(feature = "zstd")]
 mod zstd;

@@ -2,11 +2,12 @@
 //! operators (each operator's `prepare` checks its parameters, shapes and weights, decoding every sparse stream)
 //! — and plans the arena, so that running never meets an inconsistency.
 
-use crate::bytes::{crc32, Reader};
+use crate::bytes::Reader;
 use crate::error::{Error, Result, Section};
 use crate::format::*;
 use crate::ops::{self, Op, Tensors};
 use crate::tensor::{Path, Shape, Tensor};
+use crate::verify::Checks;
 use crate::weights::{Encoding, Payload, StreamDecoding};
 
 /// A validated model, borrowing the file's bytes (zero-copy).
@@ -26,7 +27,10 @@ pub struct Model<'a> {
     pub(crate) lut: &'a [u8],
     /// Arena bytes per path (f32, integer).
     pub(crate) arena: [usize; 2],
-    pub(crate) file_bytes: usize,
+    /// The file, as loaded.
+    pub(crate) bytes: &'a [u8],
+    /// The file's CRC at every section's end, for [`Model::verify`].
+    pub(crate) checks: Checks,
     /// How Huffman streams are decoded.
     pub(crate) decoding: StreamDecoding,
 }
@@ -60,7 +64,8 @@ impl<'a> Model<'a> {
         std: 0,
         lut: &[],
         arena: [0; 2],
-        file_bytes: 0,
+        bytes: &[],
+        checks: Checks::EMPTY,
         decoding: StreamDecoding::OnTheFly,
     };
 
@@ -71,7 +76,7 @@ impl<'a> Model<'a> {
     fn clear(&mut self) {
         (self.flags, self.tensor_count, self.op_count) = (0, 0, 0);
         (self.input, self.output, self.mean, self.std, self.lut) = (0, 0, 0, 0, &[]);
-        (self.arena, self.file_bytes) = ([0; 2], 0);
+        (self.arena, self.bytes, self.checks.count) = ([0; 2], &[], 0);
         self.decoding = StreamDecoding::OnTheFly;
     }
 
@@ -97,10 +102,10 @@ impl<'a> Model<'a> {
 
     #[inline(never)]
     fn fill(&mut self, bytes: &'a [u8]) -> Result<()> {
-        let flags = header(bytes)?;
+        let flags = header(bytes, &mut self.checks)?;
         let table = table(bytes)?;
         self.flags = flags;
-        self.file_bytes = bytes.len();
+        self.bytes = bytes;
         let graph = table.bytes(bytes, 0);
         let mut g = Reader::new(graph, Section::Graph);
         let (tensor_count, op_count) = (usize::from(g.u16()?), usize::from(g.u16()?));
@@ -383,7 +388,7 @@ impl<'a> Model<'a> {
 
     /// Size of the file in bytes.
     pub fn file_bytes(&self) -> usize {
-        self.file_bytes
+        self.bytes.len()
     }
 
     /// A description of operator `i`, for tools (`slimnet info`).
@@ -457,8 +462,9 @@ pub struct OpSummary {
     pub stored_weights: Option<(usize, usize)>,
 }
 
-/// Checks the header (magic, version, flags, length, CRC) and returns the flags.
-fn header(bytes: &[u8]) -> Result<u16> {
+/// Checks the header (magic, version, flags, length, CRC) and returns the flags; the CRC's running values at the
+/// section ends go to `checks`.
+fn header(bytes: &[u8], checks: &mut Checks) -> Result<u16> {
     if bytes.len() < 4 {
         return Err(Error::Truncated {
             section: Section::Header,
@@ -487,7 +493,7 @@ fn header(bytes: &[u8]) -> Result<u16> {
             actual: bytes.len(),
         });
     }
-    let computed = crc32(bytes.get(CRC_FROM..).unwrap_or(&[]));
+    let computed = checks.record(bytes);
     if computed != stored {
         return Err(Error::ChecksumMismatch { stored, computed });
     }

@@ -412,6 +412,18 @@ fn convolutions_match_the_reference_on_both_paths_and_encodings() {
     }
 }
 
+/// With `SLIMNET_FUZZ_SEEDS=DIR` set, writes `bytes` there as `NAME.slim`: how the small ADD and pooling files
+/// of `fuzz/corpus/slim` were made (`SLIMNET_FUZZ_SEEDS=fuzz/corpus/slim cargo test --test operators`).
+fn seed(name: &str, bytes: &[u8]) {
+    if let Some(dir) = std::env::var_os("SLIMNET_FUZZ_SEEDS") {
+        std::fs::write(
+            std::path::Path::new(&dir).join(format!("{name}.slim")),
+            bytes,
+        )
+        .unwrap();
+    }
+}
+
 /// A one-operator file without weights over `[h, w, c]` tensors.
 fn unary(
     code: u8,
@@ -491,6 +503,10 @@ fn pooling_matches_the_reference_with_padding() {
                 }
             }
             let bytes = unary(code, &ins, &outs, &win.bytes(), q, 3);
+            seed(
+                &format!("pool{code}-k{}x{}-p{}", win.k[0], win.k[1], win.pad[0]),
+                &bytes,
+            );
             assert_eq!(run_int(&bytes, &x), want_i, "op {code}");
             close(&run_f32(&bytes, &xf), &want_f);
         }
@@ -531,6 +547,7 @@ fn add_rescales_both_inputs_as_tflite_does() {
         None,
     );
     let bytes = file(3, &[(1, g)]);
+    seed("add-residual", &bytes);
     let x: Vec<i8> = (0..60).map(|_| rng.i8(-128, 127)).collect();
     let got = run_int(&bytes, &x);
     for (i, &v) in x.iter().enumerate() {

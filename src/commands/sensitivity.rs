@@ -292,6 +292,9 @@ pub fn tables(r: &Sensitivity) -> String {
             }
             out.push('\n');
         }
+        if *name == "bitflip" {
+            let _ = writeln!(out, "{}", after_load(curves));
+        }
         out.push('\n');
     }
     if !r.flatness.is_empty() {
@@ -316,16 +319,35 @@ pub fn tables(r: &Sensitivity) -> String {
     out
 }
 
+/// The after-load case of the bit-flip curves: how many of the damaged draws `Model::verify` caught.
+fn after_load(curves: &[&sensitivity::Curve]) -> String {
+    let (mut faulty, mut detected) = (0.0, 0.0);
+    for p in curves.iter().flat_map(|c| &c.points) {
+        let n = p.faulty.unwrap_or(0) as f64;
+        faulty += n;
+        detected += n * p.detected.unwrap_or(0.0);
+    }
+    let share = if faulty > 0.0 {
+        format!("{:.1} %", 100.0 * detected / faulty)
+    } else {
+        "no draw flipped a bit".into()
+    };
+    format!(
+        "after load (the same flips in the loaded model's bytes): `verify` detected {detected:.0} of {faulty:.0} \
+         damaged draws ({share})"
+    )
+}
+
 /// Every point, one per line.
 pub fn csv(r: &Sensitivity) -> String {
     let mut out = String::from(
-        "analysis,target,parameter,x,accuracy_mean,accuracy_std,loss_mean,loss_std,draws,refused\n",
+        "analysis,target,parameter,x,accuracy_mean,accuracy_std,loss_mean,loss_std,draws,refused,faulty,detected\n",
     );
     for c in &r.curves {
         for p in &c.points {
             let _ = writeln!(
                 out,
-                "{},{},\"{}\",{},{},{},{},{},{},{}",
+                "{},{},\"{}\",{},{},{},{},{},{},{},{},{}",
                 c.analysis,
                 c.target,
                 c.parameter,
@@ -335,14 +357,16 @@ pub fn csv(r: &Sensitivity) -> String {
                 p.loss.mean,
                 p.loss.std,
                 p.draws,
-                p.refused.map(|f| f.to_string()).unwrap_or_default()
+                p.refused.map(|f| f.to_string()).unwrap_or_default(),
+                p.faulty.map(|f| f.to_string()).unwrap_or_default(),
+                p.detected.map(|f| f.to_string()).unwrap_or_default()
             );
         }
     }
     for f in &r.flatness {
         let _ = writeln!(
             out,
-            "sharpness,{},\"epsilon\",{},{},,,,,\neigenvalue,{},\"power iterations\",{},{},,,,,",
+            "sharpness,{},\"epsilon\",{},{},,,,,,,\neigenvalue,{},\"power iterations\",{},{},,,,,,,",
             f.target, r.settings.epsilon, f.sharpness, f.target, f.iterations, f.top_eigenvalue
         );
     }

@@ -27,6 +27,8 @@ extern uint32_t __sbss[], __ebss[], __sdata[], __edata[], __sidata[], __stack_li
  * enough. */
 #define STORAGE_BYTES 9216
 #define ARENA_BYTES 2048
+/* Inferences between two slimnet_verify calls (the run-time re-check of the model's bytes). */
+#define VERIFY_EVERY 100
 static uint64_t storage[STORAGE_BYTES / 8];
 static uint8_t arena[ARENA_BYTES];
 
@@ -128,6 +130,20 @@ int main(void) {
         if (rc != SLIMNET_OK) fail("run", rc);
         correct += class_ == labels_start[i];
         put((char)('0' + class_ % 10));
+        if ((i + 1) % VERIFY_EVERY == 0) {
+            size_t offset = 0, len = 0;
+            rc = slimnet_verify(model, &offset, &len);
+            if (rc == SLIMNET_E_FAULT) {
+                puts_("\nfault_detected=");
+                putu(i + 1);
+                puts_(" region_offset=");
+                putu(offset);
+                puts_(" region_len=");
+                putu(len);
+                put('\n');
+            }
+            if (rc != SLIMNET_OK) fail("verify", rc);
+        }
     }
     puts_("\ncorrect=");
     putu(correct);

@@ -12,6 +12,12 @@
 //! then exits with status 0 (1 on any error). No floating point is formatted: the accuracy is printed in
 //! hundredths of a percent, so the integer-only image holds no float code at all. `slimnet_infer` and
 //! `slimnet_infer_done` bracket each inference for the instruction counter (`run.sh --count`).
+//!
+//! Every `VERIFY_EVERY` inferences the firmware re-checks the model's bytes (`Model::verify`, bracketed by
+//! `slimnet_verify` / `slimnet_verify_done` for `run.sh --count-verify`); a detected fault is reported as
+//! `fault_detected=… region_offset=… region_len=…` and ends the run with status 1 (a device would reload that
+//! region from a second copy). `run.sh --flip-bit B` injects one: the model runs from a RAM copy whose bit B is
+//! flipped after the first inference.
 #![no_std]
 #![no_main]
 
@@ -22,7 +28,9 @@ use slimnet_runtime::Model;
 mod config {
     include!(concat!(env!("OUT_DIR"), "/config.rs"));
 }
-use config::{ARENA_BYTES, BOARD, IMAGES, INPUT, OUTPUT, TENSORS};
+use config::{
+    ARENA_BYTES, BOARD, FLIP_BIT, IMAGES, INPUT, MODEL_RAM_BYTES, OUTPUT, TENSORS, VERIFY_EVERY,
+};
 
 static MODEL: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/model.slim"));
 static IMAGE_DATA: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/images.bin"));
@@ -30,6 +38,9 @@ static LABELS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/labels.bin"));
 
 /// The runtime's working memory: a static, sized by build.rs from the model (`Model::arena_len*`).
 static mut ARENA: [u8; ARENA_BYTES] = [0; ARENA_BYTES];
+
+/// The model's RAM copy when a fault is injected (`FLIP_BIT`); empty otherwise.
+static mut MODEL_RAM: [u8; MODEL_RAM_BYTES] = [0; MODEL_RAM_BYTES];
 
 /// The loaded model (its tables of tensors and operators), a static too: `Model::load` fills it in place.
 /// (Initialized data: its 8 KB initial image sits in flash and is copied at reset. Built at run time instead, the model passed through
@@ -198,17 +209,18 @@ pub extern "Rust" fn slimnet_infer(
 }
 
 /// Tensor mode: runs every embedded input tensor and prints all output bytes as hex (`outputs=…`), then exits.
-fn tensors(out: &mut Out, model: &Model, arena: &mut [u8]) -> ! {
+fn tensors(out: &mut Out, model: &Model<'static>, arena: &mut [u8]) -> ! {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.str("outputs=");
     let mut y = [0i8; OUTPUT];
-    for x in IMAGE_DATA.chunks_exact(INPUT) {
+    for (i, x) in IMAGE_DATA.chunks_exact(INPUT).enumerate() {
         let r = slimnet_infer(model, x, arena, &mut y);
         slimnet_infer_done();
         if r.is_err() {
             out.str("\nerror: inference failed\n");
             exit(false)
         }
+        check_model(out, model, i + 1);
         for &v in &y {
             out.byte(HEX[usize::from(v as u8 >> 4)]);
             out.byte(HEX[usize::from(v as u8 & 15)]);
@@ -218,11 +230,78 @@ fn tensors(out: &mut Out, model: &Model, arena: &mut [u8]) -> ! {
     exit(true)
 }
 
+/// The bytes the model runs from: the flash image, or its RAM copy when a fault is to be injected.
+fn model_bytes() -> &'static [u8] {
+    if FLIP_BIT.is_none() {
+        return MODEL;
+    }
+    // SAFETY: single-threaded start-up, before any reference to MODEL_RAM exists; the copy is the same length.
+    unsafe {
+        let ram = &mut *addr_of_mut!(MODEL_RAM);
+        ram.copy_from_slice(MODEL);
+        &*addr_of!(MODEL_RAM)
+    }
+}
+
+/// The injected fault: flips `FLIP_BIT` of the RAM copy the model was loaded from.
+fn inject_fault() {
+    if let Some(bit) = FLIP_BIT {
+        // SAFETY: in bounds (build.rs checks the bit against the model's length). The model holds a shared
+        // reference to these bytes, which Rust assumes never change: this write *is* the memory fault being
+        // simulated, as a cosmic ray would cause it. Volatile, so it is not elided; the runtime reads the bytes
+        // only through bounds-checked reads, and `verify` must catch the change.
+        unsafe {
+            let p = addr_of_mut!(MODEL_RAM).cast::<u8>().add(bit / 8);
+            p.write_volatile(p.read_volatile() ^ (1 << (bit % 8)));
+        }
+    }
+}
+
 /// Loads (validates and plans) the embedded model: out of line so that `run.sh --count-load` can count it.
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "Rust" fn slimnet_load(model: &mut Model<'static>) -> slimnet_runtime::Result<()> {
-    model.load(MODEL)
+    model.load(model_bytes())
+}
+
+/// Re-checks the model's bytes: out of line so that `run.sh --count-verify` can count it.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "Rust" fn slimnet_verify(model: &Model<'static>) -> slimnet_runtime::Result<()> {
+    model.verify()
+}
+
+/// Marks the end of a verify for the instruction counter.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn slimnet_verify_done() {
+    // SAFETY: an empty barrier that keeps the function distinct (three nops: not folded into the other markers).
+    unsafe { asm!("nop", "nop", "nop") };
+}
+
+/// After inference `done` (counted from 1): verifies the model every `VERIFY_EVERY` inferences (and injects the
+/// configured fault after the first), reporting a fault and stopping.
+fn check_model(out: &mut Out, model: &Model<'static>, done: usize) {
+    if done == 1 {
+        inject_fault();
+    }
+    if VERIFY_EVERY == 0 || done % VERIFY_EVERY != 0 {
+        return;
+    }
+    let verified = slimnet_verify(model);
+    slimnet_verify_done();
+    if let Err(slimnet_runtime::Error::Fault { offset, len, .. }) = verified {
+        out.str("\nfault_detected=").num(done);
+        out.str(" region_offset=")
+            .num(offset)
+            .str(" region_len=")
+            .num(len)
+            .str("\n");
+        exit(false)
+    } else if verified.is_err() {
+        out.str("\nerror: verify failed\n");
+        exit(false)
+    }
 }
 
 /// Marks the end of loading for the instruction counter.
@@ -263,16 +342,18 @@ fn main() -> ! {
         .num(MODEL.len())
         .str(" arena_bytes=")
         .num(arena.len());
-    out.str(" images=").num(IMAGES).str("\n");
+    out.str(" images=").num(IMAGES);
+    out.str(" verify_every=").num(VERIFY_EVERY).str("\n");
     if TENSORS {
         tensors(&mut out, model, arena);
     }
     out.str("predictions=");
     let mut correct = 0usize;
     let mut none = [0i8; 0];
-    for (image, &label) in IMAGE_DATA.chunks_exact(INPUT).zip(LABELS) {
+    for (i, (image, &label)) in IMAGE_DATA.chunks_exact(INPUT).zip(LABELS).enumerate() {
         let class = slimnet_infer(model, image, arena, &mut none);
         slimnet_infer_done();
+        check_model(&mut out, model, i + 1);
         match class {
             Ok(c) => {
                 correct += usize::from(c == usize::from(label));

@@ -1,5 +1,5 @@
 //! Fuzzes `Model::from_bytes` and, for every file it accepts, both numeric paths through every entry point
-//! (tensors and pixels): no input may panic. The CRC is re-sealed on a copy as well, so mutations reach the
+//! (tensors and pixels) and `verify` (of the file and of a changed image): no input may panic. The CRC is re-sealed on a copy as well, so mutations reach the
 //! structural checks behind the checksum.
 #![no_main]
 
@@ -24,6 +24,12 @@ fn exercise(bytes: &[u8]) {
     }
     for i in 0..m.op_count() {
         let _ = m.operator(i);
+    }
+    assert!(m.verify().is_ok(), "a file that loads verifies");
+    let mut image = bytes.to_vec();
+    if let Some(b) = image.get_mut(bytes.len() / 2) {
+        *b ^= 0x20;
+        assert!(m.verify_image(&image).is_err(), "a changed byte is a fault");
     }
 }
 
