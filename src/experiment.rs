@@ -17,7 +17,7 @@ use slimnet_models::net::Loss;
 use slimnet_models::train::{EpochMetrics, Observer, Projection, Selection, StepContext, Trainer};
 use slimnet_models::{Mnist, NetSpec, OptimizerKind, Params, Role, Schedule, Shape, TrainConfig};
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 /// The experiments, by name.
@@ -1345,10 +1345,4 @@ fn smoothness(s: &Setup, doc: &mut Doc) -> Result<()> {
          the ratio late in training (hence the median as the headline figure).",
     );
     Ok(())
-}
-
-/// Checks that `dir` exists or can be created.
-pub fn prepare_out(dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("{}: cannot create the output directory", dir.display()))
 }

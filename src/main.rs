@@ -3,8 +3,27 @@
 //! The CLI is thin: it parses arguments, calls one library function, and prints. Errors are reported as one
 //! line naming the file or flag at fault, with a non-zero exit status.
 
+/// `println!` that never panics: see [`output`].
+macro_rules! outln {
+    () => {
+        $crate::output::write(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::output::write(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` that never panics: see [`output`].
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::output::write(format_args!($($arg)*))
+    };
+}
+
 mod commands;
 mod experiment;
+mod limits;
+mod output;
 mod plot;
 mod progress;
 mod report;
@@ -79,9 +98,20 @@ fn main() -> ExitCode {
         eprintln!("error: internal error ({msg}); please report it");
     }));
     let cli = Cli::parse();
-    if cli.threads == Some(0) {
-        eprintln!("error: --threads must be at least 1");
-        return ExitCode::from(2);
+    if let Some(n) = cli.threads {
+        let max = limits::max_threads();
+        if !(1..=max).contains(&n) {
+            use clap::CommandFactory;
+            Cli::command()
+                .error(
+                    clap::error::ErrorKind::ValueValidation,
+                    format!(
+                        "invalid value '{n}' for '--threads <N>': {n} is not in 1..={max} ({} per logical core)",
+                        limits::THREADS_PER_CORE
+                    ),
+                )
+                .exit();
+        }
     }
     // candle sizes its thread pools from RAYON_NUM_THREADS, and without it re-reads /proc/cpuinfo on every
     // matrix product (measured: 5 % of a LeNet-5 epoch) and counts physical cores only, which is 1 on a
@@ -106,11 +136,24 @@ fn main() -> ExitCode {
         Command::Report(a) => commands::report::run(a),
         Command::Experiment(a) => commands::experiment::run(a),
     };
+    let result = result.and_then(|()| {
+        output::finish().map_err(|e| {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                // `slimnet info m.slim | head`: the reader went away; stop quietly, as SIGPIPE would.
+                std::process::exit(141);
+            }
+            anyhow::anyhow!("writing to standard output: {e}")
+        })
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", one_line(&e));
-            ExitCode::FAILURE
+            if commands::is_usage(&e) {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -34,23 +34,65 @@ pub struct IdxArray {
     pub data: Vec<u8>,
 }
 
-/// Reads the decompressed bytes of `path`: gzip is recognised by its magic number, anything else is read raw.
-/// At most `limit` bytes are returned, so a gzip bomb cannot exhaust memory.
-fn read_maybe_gz(path: &Path, limit: u64) -> Result<Vec<u8>> {
-    let raw = fs::read(path).map_err(|e| Error::io(path, e))?;
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        GzDecoder::new(raw.as_slice())
-            .take(limit)
-            .read_to_end(&mut out)
-            .map_err(|e| Error::NotIdx {
-                path: path.into(),
-                reason: format!("corrupt gzip stream ({e})"),
-            })?;
-        Ok(out)
+/// Bytes read past the data an IDX header describes, to report how many trail it (a longer tail is reported as
+/// "at least" this many).
+const TRAIL_LIMIT: u64 = 1 << 20;
+
+/// Reads the decompressed bytes of the IDX file `path` (gzip is recognised by its magic number, anything else is
+/// read raw), as far as its header says plus a bounded tail, so that neither a gzip bomb nor an endless stream
+/// (`/dev/zero`, a FIFO) can exhaust memory or hang. With `rank`, a file of another rank is refused right after
+/// its magic (an images file holding labels, say).
+fn read_idx_bytes(path: &Path, rank: Option<usize>) -> Result<Vec<u8>> {
+    let io = |e| Error::io(path, e);
+    let mut file = std::io::BufReader::new(fs::File::open(path).map_err(io)?);
+    let gz = std::io::BufRead::fill_buf(&mut file)
+        .map_err(io)?
+        .starts_with(&[0x1f, 0x8b]);
+    let mut reader: Box<dyn Read> = if gz {
+        Box::new(GzDecoder::new(file))
     } else {
-        Ok(raw)
+        Box::new(file)
+    };
+    let corrupt = |e: std::io::Error| match gz {
+        true => Error::NotIdx {
+            path: path.into(),
+            reason: format!("corrupt gzip stream ({e})"),
+        },
+        false => Error::io(path, e),
+    };
+    let mut out = Vec::new();
+    (&mut reader)
+        .take(4)
+        .read_to_end(&mut out)
+        .map_err(corrupt)?;
+    let found = match out[..] {
+        [0, 0, 0x08, r] if (1..=4).contains(&r) => usize::from(r),
+        _ => return Ok(out), // parse_idx says what is wrong
+    };
+    if let Some(want) = rank.filter(|&w| w != found) {
+        return Err(Error::NotIdx {
+            path: path.into(),
+            reason: format!(
+                "an IDX file of rank {found} (magic 00 00 08 {found:02x}) where rank {want} (00 00 08 {want:02x}) \
+                 is expected: {}",
+                if want == 3 { "is this a labels file?" } else { "is this an images file?" }
+            ),
+        });
     }
+    (&mut reader)
+        .take(4 * found as u64)
+        .read_to_end(&mut out)
+        .map_err(corrupt)?;
+    let data: u64 = out[4..]
+        .chunks_exact(4)
+        .map(|c| u64::from(u32::from_be_bytes([c[0], c[1], c[2], c[3]])))
+        .try_fold(1u64, |acc, d| acc.checked_mul(d))
+        .unwrap_or(u64::MAX);
+    reader
+        .take(data.saturating_add(TRAIL_LIMIT))
+        .read_to_end(&mut out)
+        .map_err(corrupt)?;
+    Ok(out)
 }
 
 /// Parses an IDX file held in memory (`path` is only used in error messages).
@@ -109,7 +151,12 @@ pub fn parse_idx(path: &Path, bytes: &[u8]) -> Result<IdxArray> {
         return Err(Error::BadIdx {
             path: path.into(),
             reason: format!(
-                "{} bytes after the {expected} bytes the header {dims:?} describes",
+                "{}{} bytes after the {expected} bytes the header {dims:?} describes",
+                if (actual - expected) as u64 >= TRAIL_LIMIT {
+                    "at least "
+                } else {
+                    ""
+                },
                 actual - expected
             ),
         });
@@ -120,10 +167,10 @@ pub fn parse_idx(path: &Path, bytes: &[u8]) -> Result<IdxArray> {
     })
 }
 
-/// Reads an IDX file, gzipped or raw, and returns it with the SHA-256 of its decompressed bytes.
-pub fn read_idx(path: &Path) -> Result<(IdxArray, String)> {
-    // Generous bound: 4 GiB of decompressed data is far beyond any MNIST-format set.
-    let bytes = read_maybe_gz(path, 1 << 32)?;
+/// Reads an IDX file, gzipped or raw (of rank `rank`, if given), and returns it with the SHA-256 of its
+/// decompressed bytes.
+pub fn read_idx(path: &Path, rank: Option<usize>) -> Result<(IdxArray, String)> {
+    let bytes = read_idx_bytes(path, rank)?;
     let digest = hex(&Sha256::digest(&bytes));
     Ok((parse_idx(path, &bytes)?, digest))
 }
@@ -173,8 +220,8 @@ impl Dataset {
 
     /// Loads an image file and its label file and checks that they agree.
     pub fn load(images_path: &Path, labels_path: &Path) -> Result<(Dataset, [String; 2])> {
-        let (images, images_sha) = read_idx(images_path)?;
-        let (labels, labels_sha) = read_idx(labels_path)?;
+        let (images, images_sha) = read_idx(images_path, Some(3))?;
+        let (labels, labels_sha) = read_idx(labels_path, Some(1))?;
         if images.dims.len() != 3 {
             return Err(Error::BadIdx {
                 path: images_path.into(),
@@ -283,6 +330,8 @@ pub struct Mnist {
     pub sha256: String,
     /// Whether the files were checked against a `SHA256SUMS` file.
     pub verified: bool,
+    /// What a user should know about this data that is not an error (training classes the test set lacks).
+    pub notes: Vec<String>,
 }
 
 /// Finds `stem.gz` or `stem` in `dir`.
@@ -409,6 +458,21 @@ impl Mnist {
                 ),
             });
         }
+        let mut notes = Vec::new();
+        if train.classes_needed() > test.classes_needed() {
+            notes.push(format!(
+                "{}: training labels use {} classes (0..={}) but the test labels only {} (0..={}): models get {} \
+                 outputs, and classes {}..={} are never tested",
+                dir.display(),
+                train.classes_needed(),
+                train.classes_needed() - 1,
+                test.classes_needed(),
+                test.classes_needed() - 1,
+                classes,
+                test.classes_needed(),
+                train.classes_needed() - 1
+            ));
+        }
         Ok(Mnist {
             dir: dir.into(),
             train,
@@ -416,6 +480,7 @@ impl Mnist {
             classes,
             sha256: hex(&all.finalize()),
             verified,
+            notes,
         })
     }
 
@@ -561,7 +626,12 @@ mod tests {
 
         fs::write(dir.path().join(TRAIN_LABELS), idx(&[4, 1], &[0, 1, 2, 0])).unwrap();
         let e = Mnist::load(dir.path()).unwrap_err().to_string();
-        assert!(e.contains("labels must have 1 dimension"), "{e}");
+        assert!(e.contains("rank 2") && e.contains("where rank 1"), "{e}");
+        // An images file holding labels is named as such, not blamed on its length.
+        fs::write(dir.path().join(TRAIN_LABELS), idx(&[4], &[0, 1, 2, 0])).unwrap();
+        fs::write(dir.path().join(TRAIN_IMAGES), idx(&[4], &[0, 1, 2, 0])).unwrap();
+        let e = Mnist::load(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("is this a labels file?"), "{e}");
 
         fs::remove_file(dir.path().join(TRAIN_LABELS)).unwrap();
         let e = Mnist::load(dir.path()).unwrap_err().to_string();
@@ -611,7 +681,7 @@ mod tests {
         let sums: String = [TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS]
             .iter()
             .map(|s| {
-                let (_, d) = read_idx(&dir.path().join(format!("{s}.gz"))).unwrap();
+                let (_, d) = read_idx(&dir.path().join(format!("{s}.gz")), None).unwrap();
                 format!("{d}  {s}\n")
             })
             .collect();

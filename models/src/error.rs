@@ -18,6 +18,25 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// An output path that cannot be written as asked (a directory, a missing directory, an input of the same
+    /// command), found before any work.
+    #[error("{}: {reason}", path.display())]
+    Output {
+        /// The output path as given.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// A file (or stream) longer than anything this tool reads as that kind of file (`/dev/zero`, say).
+    #[error("{}: larger than {} bytes: not a file of the expected kind (or a stream that does not end)", path.display(), limit)]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// The limit, in bytes.
+        limit: u64,
+    },
+
     // === IDX data ===
     /// The file is not in the IDX format (bad magic, wrong element type, bad dimensions).
     #[error("{}: not an IDX file of unsigned bytes: {reason}", path.display())]

@@ -34,7 +34,8 @@ pub struct FitRequest {
     pub resume: bool,
 }
 
-/// The final figures recorded in a model's metadata (`slimnet.metrics`).
+/// The final figures recorded in a model's metadata (`slimnet.metrics`). Everything in it follows from the seed
+/// and the data, so that the same training run writes the same bytes; the wall-clock time is reported, not stored.
 #[derive(Debug, Clone, Serialize)]
 pub struct FinalMetrics {
     /// Test accuracy (0..1).
@@ -47,7 +48,8 @@ pub struct FinalMetrics {
     pub selected_epoch: usize,
     /// Epochs run.
     pub epochs: usize,
-    /// Seconds spent in training steps.
+    /// Seconds spent in training steps (printed; kept out of the model file, which must be reproducible).
+    #[serde(skip)]
     pub train_seconds: f64,
     /// Training samples used.
     pub train_samples: usize,

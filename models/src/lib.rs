@@ -15,6 +15,7 @@ pub mod distributed;
 mod error;
 pub mod eval;
 pub mod fit;
+pub mod input;
 pub mod net;
 mod ops;
 pub mod optim;

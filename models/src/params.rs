@@ -244,6 +244,7 @@ impl Model {
         }
         meta.insert("format".into(), "pt".into());
         safetensors::serialize(self.params.views(""), Some(meta))
+            .map(|b| canonical(&b))
             .map_err(|e| Error::model_file("<memory>", format!("cannot serialize: {e}")))
     }
 
@@ -256,7 +257,7 @@ impl Model {
     /// Loads a model file. `arch` is required for files without slimnet metadata (PyTorch exports); when both are
     /// present they must agree.
     pub fn load(path: &Path, arch: Option<&str>) -> Result<Model> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let bytes = crate::input::read_model(path)?;
         Model::from_bytes(&bytes, path, arch)
     }
 
@@ -267,16 +268,24 @@ impl Model {
         let (_, header) = SafeTensors::read_metadata(bytes)
             .map_err(|e| Error::model_file(path, format!("not a safetensors model file ({e})")))?;
         let metadata = header.metadata().clone().unwrap_or_default();
-        let normalization = match metadata.get(KEY_NORM) {
+        let normalization: Normalization = match metadata.get(KEY_NORM) {
             Some(s) => serde_json::from_str(s)
                 .map_err(|e| Error::model_file(path, format!("bad {KEY_NORM} metadata: {e}")))?,
             None => Normalization::MNIST,
         };
+        let Normalization { mean, std } = normalization;
+        if !(mean.is_finite() && std.is_finite() && std > 0.0) {
+            return Err(Error::model_file(
+                path,
+                format!("bad {KEY_NORM} metadata: mean {mean}, std {std} (a finite mean and a positive std)"),
+            ));
+        }
         let dataset_sha256 = metadata.get(KEY_DATA).cloned();
         let (net, params) = match (metadata.get(KEY_NET), arch) {
             (Some(json), given) => {
                 let net: NetSpec = serde_json::from_str(json)
                     .map_err(|e| Error::model_file(path, format!("bad {KEY_NET} metadata: {e}")))?;
+                check_net(&net, path)?;
                 if let Some(given) = given {
                     if given != net.arch {
                         return Err(Error::model_file(
@@ -304,6 +313,48 @@ impl Model {
             dataset_sha256,
             metadata,
         })
+    }
+}
+
+/// The safetensors bytes with the header's keys in sorted order. `safetensors::serialize` writes the metadata in
+/// a `HashMap`'s iteration order, which differs from run to run: the same model gave files with different
+/// SHA-256s. Re-serializing the header through `serde_json::Value` (whose maps are sorted) fixes the order; the
+/// data offsets are relative to the end of the header, so the data is copied unchanged.
+pub(crate) fn canonical(bytes: &[u8]) -> Vec<u8> {
+    let parsed = bytes
+        .get(..8)
+        .map(|n| u64::from_le_bytes(n.try_into().expect("8 bytes")) as usize)
+        .and_then(|n| Some((n, bytes.get(8..8usize.checked_add(n)?)?)))
+        .and_then(|(n, h)| Some((n, serde_json::from_slice::<serde_json::Value>(h).ok()?)));
+    let Some((n, header)) = parsed else {
+        return bytes.to_vec();
+    };
+    let mut h = serde_json::to_vec(&header).expect("a parsed value serializes");
+    h.resize(h.len().div_ceil(8) * 8, b' ');
+    let mut out = Vec::with_capacity(8 + h.len() + bytes.len() - 8 - n);
+    out.extend((h.len() as u64).to_le_bytes());
+    out.extend(h);
+    out.extend(&bytes[8 + n..]);
+    out
+}
+
+/// A network read from metadata must be what its own spec string builds for its input and classes: a file
+/// edited by hand (or damaged) is refused here, not blamed later on the data.
+fn check_net(net: &NetSpec, path: &Path) -> Result<()> {
+    let bad = |reason: String| Error::model_file(path, format!("bad {KEY_NET} metadata: {reason}"));
+    if net.classes < 2 {
+        return Err(bad(format!("{} classes (at least 2)", net.classes)));
+    }
+    let rebuilt = [false, true].map(|bn| NetSpec::parse(&net.arch, net.input, net.classes, bn));
+    if rebuilt.iter().any(|r| r.as_ref().is_ok_and(|n| n == net)) {
+        return Ok(());
+    }
+    match &rebuilt[0] {
+        Err(e) => Err(bad(e.to_string())),
+        Ok(_) => Err(bad(format!(
+            "its layers are not what `{}` builds for input {} and {} classes",
+            net.arch, net.input, net.classes
+        ))),
     }
 }
 

@@ -291,9 +291,13 @@ impl Trainer<'_> {
             ));
         }
         let lens: Vec<usize> = init.tensors.iter().map(|p| p.data.len()).collect();
-        let mut state = match (&self.checkpoint, resume) {
-            (Some(path), true) if path.exists() => self.load_checkpoint(path)?,
-            (None, true) => return Err(Error::config("--resume", "needs a checkpoint file")),
+        let data = self
+            .checkpoint
+            .as_ref()
+            .map(|_| DataFingerprint::of(self.split));
+        let mut state = match (&self.checkpoint, &data, resume) {
+            (Some(path), Some(data), true) if path.exists() => self.load_checkpoint(path, data)?,
+            (None, _, true) => return Err(Error::config("--resume", "needs a checkpoint file")),
             _ => State {
                 epochs_done: 0,
                 params: init,
@@ -309,8 +313,8 @@ impl Trainer<'_> {
             .transpose()?;
         while state.epochs_done < self.config.epochs {
             self.epoch(&mut state, &vars, teacher.as_ref(), projection, observer)?;
-            if let Some(path) = &self.checkpoint {
-                self.save_checkpoint(path, &state)?;
+            if let (Some(path), Some(data)) = (&self.checkpoint, &data) {
+                self.save_checkpoint(path, &state, data)?;
             }
             let last = state
                 .history
@@ -462,7 +466,7 @@ impl Trainer<'_> {
         Ok(())
     }
 
-    fn save_checkpoint(&self, path: &Path, state: &State) -> Result<()> {
+    fn save_checkpoint(&self, path: &Path, state: &State, data: &DataFingerprint) -> Result<()> {
         let mut views: Vec<(String, F32View)> = state.params.views("param.");
         if let Some((_, _, best)) = &state.best {
             views.extend(best.views("best."));
@@ -475,6 +479,7 @@ impl Trainer<'_> {
         let info = CheckpointInfo {
             net: self.net.clone(),
             config: self.config.clone(),
+            data: Some(data.clone()),
             normalization: self.normalization,
             epochs_done: state.epochs_done,
             optimizer_steps: state.optimizer.steps,
@@ -486,12 +491,13 @@ impl Trainer<'_> {
             serde_json::to_string(&info).expect("serializable"),
         )];
         let bytes = safetensors::serialize(views, Some(meta.into_iter().collect()))
+            .map(|b| crate::params::canonical(&b))
             .map_err(|e| Error::model_file(path, format!("cannot serialize checkpoint: {e}")))?;
         crate::atomic::write_atomic(path, &bytes)
     }
 
-    fn load_checkpoint(&self, path: &Path) -> Result<State> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    fn load_checkpoint(&self, path: &Path, data: &DataFingerprint) -> Result<State> {
+        let bytes = crate::input::read_model(path)?;
         let bad = |reason: String| Error::model_file(path, reason);
         let st =
             SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("not a checkpoint ({e})")))?;
@@ -507,9 +513,28 @@ impl Trainer<'_> {
         let info: CheckpointInfo =
             serde_json::from_str(json).map_err(|e| bad(format!("bad checkpoint metadata: {e}")))?;
         if info.net != *self.net {
+            let describe =
+                |n: &NetSpec| format!("`{}` ({} classes, input {})", n.arch, n.classes, n.input);
             return Err(bad(format!(
-                "was written for `{}`, this run trains `{}`",
-                info.net.arch, self.net.arch
+                "was written for {}, this run trains {}",
+                describe(&info.net),
+                describe(self.net)
+            )));
+        }
+        if info.data.as_ref().is_some_and(|d| d != data) {
+            let d = info.data.as_ref().expect("checked");
+            return Err(bad(format!(
+                "was written on other data ({} training and {} validation samples, this run has {} and {}{}): \
+                 resume with the same --data, --val and --train-limit (only --epochs may change)",
+                d.train,
+                d.val,
+                data.train,
+                data.val,
+                if (d.train, d.val) == (data.train, data.val) {
+                    ", with different contents"
+                } else {
+                    ""
+                }
             )));
         }
         let same_recipe = TrainConfig {
@@ -704,11 +729,42 @@ pub(crate) fn update_running_stats(params: &mut Params, bn_stats: &[net::BatchSt
     }
 }
 
+/// The training and validation samples a run sees, so that `--resume` continues on the same ones: a different
+/// `--data`, `--val` or `--train-limit` is refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct DataFingerprint {
+    train: usize,
+    val: usize,
+    /// SHA-256 of the training then the validation pixels and labels.
+    sha256: String,
+}
+
+impl DataFingerprint {
+    fn of(split: &Split) -> Self {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for d in [&split.train, &split.val] {
+            h.update((d.count as u64).to_le_bytes());
+            h.update(&d.pixels);
+            h.update(&d.labels);
+        }
+        let sha256 = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        DataFingerprint {
+            train: split.train.count,
+            val: split.val.count,
+            sha256,
+        }
+    }
+}
+
 /// The checkpoint's metadata.
 #[derive(Serialize, Deserialize)]
 struct CheckpointInfo {
     net: NetSpec,
     config: TrainConfig,
+    /// What was trained on (absent in checkpoints written before it was recorded).
+    #[serde(default)]
+    data: Option<DataFingerprint>,
     normalization: Normalization,
     epochs_done: usize,
     optimizer_steps: u64,
@@ -879,8 +935,28 @@ mod tests {
         // A checkpoint from another recipe is refused with a reason.
         let e = run("mlp:16", &cfg("sgd", 0.01, 3), Some(ckpt.clone()), true).unwrap_err();
         assert!(e.to_string().contains("different recipe"), "{e}");
-        let e = run("mlp:8", &cfg("adam", 0.01, 3), Some(ckpt), true).unwrap_err();
+        let e = run("mlp:8", &cfg("adam", 0.01, 3), Some(ckpt.clone()), true).unwrap_err();
         assert!(e.to_string().contains("was written for `mlp:16`"), "{e}");
+        // Other data (here: fewer training samples) is refused too, naming the flags that must not change.
+        let net = NetSpec::parse("mlp:16", Shape::image(4, 4), 3, false).unwrap();
+        let mut other = split();
+        other.train = bands(90, 1);
+        let t = Trainer {
+            net: &net,
+            config: &cfg("adam", 0.01, 3),
+            split: &other,
+            normalization: Normalization::of(&other.train),
+            checkpoint: Some(ckpt),
+            teacher: None,
+        };
+        let e = t
+            .run(Params::init(&net, 1), true, &mut NoProjection, &mut Silent)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("other data") && e.contains("--train-limit"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -14,10 +14,10 @@ pub struct Args {
     /// The .slim model.
     pub model: PathBuf,
     /// Timed calls per repeat.
-    #[arg(long, default_value_t = 2000, value_name = "N")]
+    #[arg(long, value_parser = crate::limits::count(crate::limits::RUNS), default_value_t = 2000, value_name = "N")]
     pub runs: usize,
     /// Repeats: the reported figure is the median of the repeats' medians.
-    #[arg(long, default_value_t = 5, value_name = "N")]
+    #[arg(long, value_parser = crate::limits::count(crate::limits::REPEATS), default_value_t = 5, value_name = "N")]
     pub repeats: usize,
     /// Print one JSON object.
     #[arg(long)]
@@ -88,18 +88,18 @@ pub fn run(args: Args) -> Result<()> {
             .iter()
             .map(|(p, us, a)| json!({"path": p, "latency_us": us, "arena_bytes": a}))
             .collect();
-        println!(
+        outln!(
             "{}",
             json!({"model": args.model, "bytes": bytes.len(), "load_us": load_us, "paths": paths})
         );
     } else {
-        println!(
+        outln!(
             "{} ({} bytes): from_bytes {load_us:.1} µs",
             args.model.display(),
             super::thousands(bytes.len())
         );
         for (p, us, a) in results {
-            println!(
+            outln!(
                 "  {p:<13} {us:>9.2} µs per image (median), arena {} bytes",
                 super::thousands(a)
             );

@@ -49,19 +49,19 @@ pub struct CompressArgs {
     #[arg(long, value_name = "S")]
     pub sparsity: Option<String>,
     /// Pruning rounds, each followed by retraining (1 = one-shot).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_parser = crate::limits::count(crate::limits::ROUNDS), value_name = "N")]
     pub prune_rounds: Option<usize>,
     /// How sparsity rises over the rounds: cubic (Zhu & Gupta) or linear (equal steps).
     #[arg(long, value_name = "NAME")]
     pub prune_schedule: Option<String>,
     /// Retraining epochs after each pruning round (0: prune without retraining).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_parser = crate::limits::count(crate::limits::STAGE_EPOCHS), value_name = "N")]
     pub retrain_epochs: Option<usize>,
     /// Retraining epochs after the last round, at the final sparsity.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_parser = crate::limits::count(crate::limits::STAGE_EPOCHS), value_name = "N")]
     pub final_epochs: Option<usize>,
     /// Peak learning rate of retraining (Adam, cosine decay).
-    #[arg(long, value_name = "F")]
+    #[arg(long, value_parser = crate::limits::real(0.0, 10.0, true), value_name = "F")]
     pub retrain_lr: Option<f64>,
     /// Bits per cluster index: one width for every layer (5) or per layer (fc1=4,fc2=5; unlisted layers are not
     /// clustered and keep their own int8 values).
@@ -71,10 +71,10 @@ pub struct CompressArgs {
     #[arg(long, value_name = "NAME")]
     pub cluster_init: Option<String>,
     /// Centroid fine-tuning epochs.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_parser = crate::limits::count(crate::limits::STAGE_EPOCHS), value_name = "N")]
     pub finetune_epochs: Option<usize>,
     /// Peak learning rate of centroid fine-tuning.
-    #[arg(long, value_name = "F")]
+    #[arg(long, value_parser = crate::limits::real(0.0, 10.0, true), value_name = "F")]
     pub finetune_lr: Option<f64>,
     /// Retrain against the dense model's own predictions: T,α (temperature, weight of the teacher's term), e.g.
     /// 4,0.7; `off` to train on the labels alone.
@@ -84,13 +84,13 @@ pub struct CompressArgs {
     #[arg(long, value_enum, value_name = "NAME")]
     pub coder: Option<CoderArg>,
     /// zstd level (1..=22, default 19) for zstd-coded streams.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_parser = clap::value_parser!(i32).range(crate::limits::ZSTD_LEVEL), value_name = "N")]
     pub zstd_level: Option<i32>,
     /// Stages to leave out (comma-separated).
     #[arg(long, value_enum, value_delimiter = ',', value_name = "STAGE")]
     pub skip: Vec<SkipStage>,
     /// Training images used to calibrate activation ranges for the integer path.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_parser = crate::limits::count(crate::limits::SAMPLES), value_name = "N")]
     pub calibration: Option<usize>,
 }
 
@@ -194,10 +194,10 @@ pub struct Args {
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
     /// Validation samples carved from the end of the training set (epoch selection while retraining).
-    #[arg(long, default_value_t = 5000, value_name = "N")]
+    #[arg(long, value_parser = crate::limits::count(crate::limits::VAL), default_value_t = 5000, value_name = "N")]
     pub val: usize,
     /// Retrain on only this many training samples (quick runs).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_parser = crate::limits::count(crate::limits::SAMPLES), value_name = "N")]
     pub train_limit: Option<usize>,
     /// Dataset directory (default: the bundled MNIST).
     #[arg(long, value_name = "DIR")]
@@ -213,7 +213,7 @@ pub struct Args {
     #[arg(long, conflicts_with_all = ["sparsity", "bits"])]
     pub auto: bool,
     /// The accuracy budget of --auto, in percentage points of validation accuracy.
-    #[arg(long, default_value_t = 0.1, value_name = "POINTS", requires = "auto")]
+    #[arg(long, value_parser = crate::limits::real(0.0, 100.0, false), default_value_t = 0.1, value_name = "POINTS", requires = "auto")]
     pub max_accuracy_drop: f64,
     /// No progress output.
     #[arg(long, short)]
@@ -244,21 +244,21 @@ fn run_auto(args: &Args, model: &Model, settings: &Settings) -> Result<()> {
         )?;
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&json)?);
+        outln!("{}", serde_json::to_string_pretty(&json)?);
         return Ok(());
     }
-    println!();
-    println!(
+    outln!();
+    outln!(
         "--auto, budget {} validation points (dense model: {} on validation); plans compressed:",
         args.max_accuracy_drop,
         super::pct(log.baseline_val_accuracy)
     );
-    println!();
-    println!("| | τ (points) | sparsity | bits | bytes | validation drop | test accuracy |");
-    println!("| --- | ---: | --- | --- | ---: | ---: | ---: |");
+    outln!();
+    outln!("| | τ (points) | sparsity | bits | bytes | validation drop | test accuracy |");
+    outln!("| --- | ---: | --- | --- | ---: | ---: | ---: |");
     for (i, a) in log.attempts.iter().enumerate() {
         let list = |m: Vec<String>| m.join(", ");
-        println!(
+        outln!(
             "| {} | {} | {} | {} | {} | {:.2} {} | {} |",
             if i == log.chosen { "chosen" } else { "" },
             a.tolerance,
@@ -281,12 +281,12 @@ fn run_auto(args: &Args, model: &Model, settings: &Settings) -> Result<()> {
 
 /// Runs `slimnet compress`.
 pub fn run(args: Args) -> Result<()> {
-    super::check_out_dir(&args.out)?;
+    super::check_output(&args.out, &[&args.model])?;
     if let Some(r) = &args.report {
-        super::check_out_dir(r)?;
-    }
-    if super::slim::same_file(&args.model, &args.out) {
-        anyhow::bail!("{}: --out names the input model itself", args.out.display());
+        super::check_output(r, &[&args.model, &args.out])?;
+        if slimnet_models::atomic::same_file(r, &args.out) || r == &args.out {
+            anyhow::bail!("{}: --report names the --out file", r.display());
+        }
     }
     if args.lossless {
         return run_lossless(&args);
@@ -313,7 +313,7 @@ pub fn run(args: Args) -> Result<()> {
         write_report(path, &report)?;
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_report(&args.model, &args.out, &model, &report);
     }
@@ -353,10 +353,10 @@ pub fn write_report(path: &Path, report: &Report) -> Result<()> {
 
 /// The stage table (accuracy against size).
 pub fn print_stages(report: &Report) {
-    println!("| stage | test accuracy | error | integer-only accuracy | bytes | ratio vs dense f32 | seconds |");
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    outln!("| stage | test accuracy | error | integer-only accuracy | bytes | ratio vs dense f32 | seconds |");
+    outln!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
     for s in &report.stages {
-        println!(
+        outln!(
             "| {} | {} | {} | {} | {}{} | {:.1}× | {:.1} |",
             s.name,
             super::pct(s.accuracy),
@@ -378,13 +378,13 @@ pub fn print_stages(report: &Report) {
 
 /// The per-layer table, as in Han et al.'s tables.
 pub fn print_layers(report: &Report) {
-    println!(
+    outln!(
         "| layer | weights | kept | encoding | clusters | index bits | position bits | coded bits/index | coded bits/position | codebook B | before coding B | after coding B | section B | ratio |"
     );
-    println!("| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    outln!("| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     let opt = |v: Option<String>| v.unwrap_or_else(|| "—".into());
     for l in &report.layers {
-        println!(
+        outln!(
             "| {} | {} | {:.2} % | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1}× |",
             l.name,
             super::thousands(l.weights),
@@ -408,11 +408,11 @@ pub fn print_layers(report: &Report) {
             l.ratio
         );
     }
-    println!(
+    outln!(
         "| other (header, graph, input table) | | | | | | | | | | | | {} | |",
         super::thousands(report.other_bytes)
     );
-    println!(
+    outln!(
         "| **total** | | | | | | | | | | | | **{}** | **{:.1}×** |",
         super::thousands(report.bytes),
         report.ratio
@@ -428,8 +428,8 @@ fn coding(c: slimnet_compress::slim::StreamCoding) -> &'static str {
 }
 
 fn print_report(model_path: &Path, out: &Path, model: &Model, r: &Report) {
-    println!();
-    println!(
+    outln!();
+    outln!(
         "{} ({}) → {}: {} bytes, {:.1}× smaller than dense f32 ({} bytes); test accuracy {} (f32 path){}, {} before",
         model_path.display(),
         model.net.arch,
@@ -443,15 +443,15 @@ fn print_report(model_path: &Path, out: &Path, model: &Model, r: &Report) {
             .unwrap_or_default(),
         super::pct(r.baseline_accuracy)
     );
-    println!();
+    outln!();
     print_stages(r);
-    println!();
+    outln!();
     print_layers(r);
 }
 
 /// `slimnet compress MODEL.tflite --lossless`.
 fn run_lossless(args: &Args) -> Result<()> {
-    let source = std::fs::read(&args.model).with_context(|| format!("{}", args.model.display()))?;
+    let source = slimnet_models::input::read_model(&args.model)?;
     if !slimnet_compress::tflite::is_tflite(&source) {
         anyhow::bail!(
             "{}: --lossless takes an int8 .tflite model",
@@ -471,11 +471,11 @@ fn run_lossless(args: &Args) -> Result<()> {
         )?;
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        outln!("{}", serde_json::to_string_pretty(&summary)?);
         return Ok(());
     }
     let pct = |n: usize, of: usize| 100.0 * (1.0 - n as f64 / of.max(1) as f64);
-    println!(
+    outln!(
         "{}: {} bytes, lossless: {:.1} % smaller than the .tflite ({} bytes) and {:.1} % smaller than its zstd -19 ({} bytes)",
         args.out.display(),
         super::thousands(summary.bytes),
@@ -485,7 +485,7 @@ fn run_lossless(args: &Args) -> Result<()> {
         super::thousands(summary.tflite_zstd19_bytes)
     );
     for r in &summary.operators {
-        println!(
+        outln!(
             "  operator {:>2}: {:>7} weights, {:>7} non-zero, {:>3} distinct values, {:>7} → {:>7} bytes",
             r.op, r.weights, r.kept, r.codebook, r.bytes_before, r.bytes_after
         );

@@ -73,41 +73,41 @@ pub fn run(args: Args) -> Result<()> {
             "per_class_accuracy": e.per_class_accuracy(),
             "confusion": e.confusion,
         });
-        println!("{v}");
+        outln!("{v}");
         return Ok(());
     }
-    println!(
+    outln!(
         "{} ({}) on {} test images",
         args.model.display(),
         model.net.arch,
         e.samples
     );
-    println!(
+    outln!(
         "accuracy {} (error {}), loss {:.4}",
         super::pct(e.accuracy),
         super::pct(1.0 - e.accuracy),
         e.loss
     );
-    println!();
-    println!("per class:");
+    outln!();
+    outln!("per class:");
     for (c, acc) in e.per_class_accuracy().iter().enumerate() {
         let n: u32 = e.confusion[c].iter().sum();
-        println!("  {c:>3}  {:>7}  of {n}", super::pct(*acc));
+        outln!("  {c:>3}  {:>7}  of {n}", super::pct(*acc));
     }
-    println!();
-    println!("confusion matrix (rows: true class, columns: predicted):");
+    outln!();
+    outln!("confusion matrix (rows: true class, columns: predicted):");
     let classes = e.confusion.len();
-    print!("     ");
+    out!("     ");
     for c in 0..classes {
-        print!("{c:>6}");
+        out!("{c:>6}");
     }
-    println!();
+    outln!();
     for (t, row) in e.confusion.iter().enumerate() {
-        print!("  {t:>3}");
+        out!("  {t:>3}");
         for v in row {
-            print!("{v:>6}");
+            out!("{v:>6}");
         }
-        println!();
+        outln!();
     }
     Ok(())
 }

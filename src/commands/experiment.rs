@@ -20,16 +20,16 @@ pub struct Args {
     #[arg(long, default_value = "lenet-300-100", value_name = "SPEC")]
     pub model: String,
     /// Epochs per run.
-    #[arg(long, default_value_t = 5, value_name = "N")]
+    #[arg(long, value_parser = crate::limits::count(crate::limits::EPOCHS), default_value_t = 5, value_name = "N")]
     pub epochs: usize,
     /// Training images used (default 10,000; 0 for the whole training split).
-    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    #[arg(long, value_parser = crate::limits::count(crate::limits::SAMPLES), default_value_t = 10_000, value_name = "N")]
     pub train_limit: usize,
     /// Validation images, carved from the end of the training set.
-    #[arg(long, default_value_t = 2000, value_name = "N")]
+    #[arg(long, value_parser = crate::limits::count(crate::limits::VAL), default_value_t = 2000, value_name = "N")]
     pub val: usize,
     /// Hidden neurons in total, spread over 1–4 layers (depth).
-    #[arg(long, default_value_t = 400, value_name = "N")]
+    #[arg(long, value_parser = crate::limits::count(crate::limits::NEURONS), default_value_t = 400, value_name = "N")]
     pub neurons: usize,
     /// Seed of every run.
     #[arg(long, default_value_t = 1, value_name = "N")]
@@ -52,12 +52,11 @@ pub fn run(args: Args) -> Result<()> {
             experiment::NAMES.join(", ")
         );
     };
-    if args.epochs == 0 {
-        anyhow::bail!("--epochs: must be at least 1");
-    }
-    experiment::prepare_out(&args.out)?;
+    let mut out_dir = super::OutDir::check(&args.out)?;
+    let data = super::load_data(args.data.clone(), args.quiet)?;
+    out_dir.create()?;
     let setup = Setup {
-        data: super::load_data(args.data.clone(), args.quiet)?,
+        data,
         model: args.model.clone(),
         epochs: args.epochs,
         train_limit: (args.train_limit > 0).then_some(args.train_limit),
@@ -70,7 +69,7 @@ pub fn run(args: Args) -> Result<()> {
     for name in names {
         let started = std::time::Instant::now();
         let path = experiment::run(name, &setup)?;
-        println!(
+        outln!(
             "{name}: {} ({:.0} s)",
             path.display(),
             started.elapsed().as_secs_f64()

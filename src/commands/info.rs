@@ -53,7 +53,7 @@ pub fn run(args: Args) -> Result<()> {
             .iter()
             .map(|t| json!({"name": t.name, "shape": t.shape}))
             .collect();
-        println!(
+        outln!(
             "{}",
             json!({
                 "model": args.model,
@@ -71,36 +71,38 @@ pub fn run(args: Args) -> Result<()> {
         );
         return Ok(());
     }
-    println!("{}", args.model.display());
-    println!("  architecture   {}", net.arch);
-    println!(
+    outln!("{}", args.model.display());
+    outln!("  architecture   {}", net.arch);
+    outln!(
         "  input          {} (normalized: mean {}, std {})",
-        net.input, model.normalization.mean, model.normalization.std
+        net.input,
+        model.normalization.mean,
+        model.normalization.std
     );
-    println!("  classes        {}", net.classes);
-    println!("  layers         {}", net.describe());
-    println!(
+    outln!("  classes        {}", net.classes);
+    outln!("  layers         {}", net.describe());
+    outln!(
         "  parameters     {}",
         super::thousands(net.parameter_count())
     );
-    println!(
+    outln!(
         "  dense f32      {} bytes",
         super::thousands(net.dense_f32_bytes())
     );
-    println!(
+    outln!(
         "  file           {} bytes",
         super::thousands(bytes as usize)
     );
-    println!("  tensors:");
+    outln!("  tensors:");
     for t in net.tensors() {
-        println!("    {:<24} {:?}", t.name, t.shape);
+        outln!("    {:<24} {:?}", t.name, t.shape);
     }
     let meta = metadata_json(&model);
     if let Value::Object(map) = meta {
         if !map.is_empty() {
-            println!("  metadata:");
+            outln!("  metadata:");
             for (k, v) in map {
-                println!("    {k}: {v}");
+                outln!("    {k}: {v}");
             }
         }
     }

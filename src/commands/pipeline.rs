@@ -35,9 +35,13 @@ pub struct Args {
 
 /// Runs `slimnet pipeline`.
 pub fn run(args: Args) -> Result<()> {
+    super::check_inputs("--peers", &args.peers)?;
+    if let Some(m) = &args.model_file {
+        super::check_inputs("--model-file", &[m])?;
+    }
+    let mut out_dir = super::OutDir::check(&args.out_dir)?;
     let data = super::load_data(args.data.clone(), args.quiet)?;
-    std::fs::create_dir_all(&args.out_dir)
-        .map_err(|e| anyhow::anyhow!("{}: cannot create directory: {e}", args.out_dir.display()))?;
+    out_dir.create()?;
     let (model, path, accuracy) = match &args.model_file {
         Some(path) => {
             let model = Model::load(path, None)?;
@@ -81,8 +85,8 @@ pub fn run(args: Args) -> Result<()> {
         &args.peers,
     )?;
     sized.write(&stem)?;
-    println!();
-    println!(
+    outln!();
+    outln!(
         "{} ({}, trained to {} test accuracy) → {} ({} bytes, {:.1}× smaller), {} test images",
         path.display(),
         model.net.arch,
@@ -92,12 +96,12 @@ pub fn run(args: Args) -> Result<()> {
         report.ratio,
         data.test.count
     );
-    println!();
+    outln!();
     super::compress::print_stages(&report);
-    println!();
+    outln!();
     super::compress::print_layers(&report);
-    println!();
-    println!(
+    outln!();
+    outln!(
         "report: {}; accuracy against size: {}.md (.json, .svg, .png)",
         report_path.display(),
         stem.display()

@@ -41,7 +41,7 @@ pub struct Args {
 }
 
 fn read_json(path: &Path) -> Result<Value> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let bytes = slimnet_models::input::read_limited(path, slimnet_models::input::REPORT_LIMIT)?;
     serde_json::from_slice(&bytes).with_context(|| format!("{}: not JSON", path.display()))
 }
 
@@ -75,8 +75,12 @@ pub fn run(args: Args) -> Result<()> {
     if args.from.is_empty() && args.sweep.is_none() {
         bail!("nothing to report: give compression reports with --from, or a model to sweep with --sweep");
     }
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
+    super::check_inputs("--from", &args.from)?;
+    super::check_inputs("--peers", &args.peers)?;
+    if let Some(m) = &args.sweep {
+        super::check_inputs("--sweep", &[m])?;
+    }
+    let mut out_dir = super::OutDir::check(&args.out)?;
     let mut runs: Vec<(String, Value)> = Vec::new();
     for path in &args.from {
         let label = path
@@ -118,6 +122,7 @@ pub fn run(args: Args) -> Result<()> {
             v.validate(&model.net)?;
             variants.push((format!("slimnet, sparsity ×{s}"), v));
         }
+        out_dir.create()?;
         for (label, settings) in variants {
             let file = args
                 .out
@@ -144,12 +149,12 @@ pub fn run(args: Args) -> Result<()> {
         (None, None) => guess_model(&runs).unwrap_or_else(|| "model".into()),
     };
     let report = build(&name, &runs, &args.peers)?;
-    let stem = args.out.join("report");
+    let stem = out_dir.create()?.join("report");
     report.write(&stem)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!("{}", report.markdown());
+        out!("{}", report.markdown());
         if !args.quiet {
             eprintln!("wrote {}.md, .json, .svg, .png", stem.display());
         }

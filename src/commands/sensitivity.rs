@@ -48,19 +48,19 @@ pub struct Args {
     #[arg(long, value_name = "LIST", default_value = "1e-6,1e-5,1e-4,1e-3,1e-2")]
     pub rates: String,
     /// Random draws per point of the noise and bit-flip curves.
-    #[arg(long, default_value_t = 3, value_name = "N")]
+    #[arg(long, value_parser = crate::limits::count(crate::limits::REPEATS), default_value_t = 3, value_name = "N")]
     pub repeats: usize,
     /// Test images the curves are measured on (default: all).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_parser = crate::limits::count(crate::limits::SAMPLES), value_name = "N")]
     pub samples: Option<usize>,
     /// Training images the flatness measures use.
-    #[arg(long, default_value_t = 2000, value_name = "N")]
+    #[arg(long, value_parser = crate::limits::count(crate::limits::SAMPLES), default_value_t = 2000, value_name = "N")]
     pub flatness_samples: usize,
     /// ε of the ε-sharpness box, |δ| ≤ ε·(|w| + 1).
     #[arg(long, default_value_t = 1e-3, value_name = "EPS")]
     pub epsilon: f64,
     /// Most power iterations for the top Hessian eigenvalue.
-    #[arg(long, default_value_t = 20, value_name = "N")]
+    #[arg(long, value_parser = crate::limits::count(crate::limits::ITERATIONS), default_value_t = 20, value_name = "N")]
     pub hessian_iterations: usize,
     /// Seed of every random draw.
     #[arg(long, default_value_t = 1, value_name = "N")]
@@ -144,11 +144,18 @@ impl Args {
 pub fn run(args: Args) -> Result<()> {
     let slim_only = super::slim::is_slim(&args.model);
     let settings = args.settings(slim_only)?;
-    if let Some(dir) = &args.plots {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
+    let mut plots = args
+        .plots
+        .as_deref()
+        .map(super::OutDir::check)
+        .transpose()?;
     for out in args.csv.iter() {
-        super::check_out_dir(out)?;
+        let inputs: Vec<&std::path::Path> = [Some(&args.model), args.slim.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(|p| p.as_path())
+            .collect();
+        super::check_output(out, &inputs)?;
     }
     let model = if slim_only {
         None
@@ -162,7 +169,7 @@ pub fn run(args: Args) -> Result<()> {
     };
     let slim = slim_path
         .as_ref()
-        .map(|p| std::fs::read(p).with_context(|| format!("reading {}", p.display())))
+        .map(|p| slimnet_models::input::read_model(p))
         .transpose()?;
     let data = super::load_data(args.data.clone(), args.quiet || args.json)?;
     if let Some(m) = &model {
@@ -189,17 +196,17 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(path) = &args.csv {
         slimnet_models::atomic::write_atomic(path, csv(&report).as_bytes())?;
     }
-    if let Some(dir) = &args.plots {
-        for stem in plot(&report, dir)? {
+    if let Some(dir) = plots.as_mut() {
+        for stem in plot(&report, dir.create()?)? {
             if !quiet {
                 eprintln!("wrote {}.svg and .png", stem.display());
             }
         }
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!("{}", tables(&report));
+        out!("{}", tables(&report));
     }
     Ok(())
 }

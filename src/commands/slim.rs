@@ -17,12 +17,17 @@ pub fn is_slim(path: &Path) -> bool {
     std::fs::File::open(path)
         .and_then(|mut f| f.read_exact(&mut head))
         .is_ok_and(|_| head[..4] == slimnet_runtime::format::MAGIC || tflite::is_tflite(&head))
+        // Named as one, it is read as one: a damaged .slim gets the runtime's "bad magic", not a safetensors
+        // parser's complaint.
+        || path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("slim") || e.eq_ignore_ascii_case("tflite"))
 }
 
 /// Reads a `.slim` file's bytes (naming the file in any error); a TFLite model is imported into `.slim` bytes
 /// first. The caller validates them once, with [`parse`] or through the compressor's evaluation.
 pub fn read(path: &Path) -> Result<Vec<u8>> {
-    let bytes = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
+    let bytes = slimnet_models::input::read_model(path)?;
     if tflite::is_tflite(&bytes) {
         return import_bytes(path, &bytes);
     }
@@ -57,11 +62,8 @@ pub struct ImportArgs {
 
 /// Runs `slimnet import`.
 pub fn run_import(args: ImportArgs) -> Result<()> {
-    super::check_out_dir(&args.out)?;
-    if same_file(&args.model, &args.out) {
-        bail!("{}: --out names the input model itself", args.out.display());
-    }
-    let source = std::fs::read(&args.model).with_context(|| format!("{}", args.model.display()))?;
+    super::check_output(&args.out, &[&args.model])?;
+    let source = slimnet_models::input::read_model(&args.model)?;
     if !tflite::is_tflite(&source) {
         bail!(
             "{}: not a TFLite file (no TFL3 identifier)",
@@ -77,7 +79,7 @@ pub fn run_import(args: ImportArgs) -> Result<()> {
         "f32"
     };
     if args.json {
-        println!(
+        outln!(
             "{}",
             json!({"model": args.model, "out": args.out, "tflite_bytes": source.len(), "bytes": bytes.len(),
                    "operators": m.op_count(), "tensors": m.tensor_count(), "path": path,
@@ -86,7 +88,7 @@ pub fn run_import(args: ImportArgs) -> Result<()> {
         );
         return Ok(());
     }
-    println!(
+    outln!(
         "{}: {} bytes ({} as .tflite), {} operators, {} path, input {} → output {}, arena {} bytes",
         args.out.display(),
         super::thousands(bytes.len()),
@@ -102,14 +104,6 @@ pub fn run_import(args: ImportArgs) -> Result<()> {
         })
     );
     Ok(())
-}
-
-/// Whether two paths name the same existing file.
-pub fn same_file(a: &Path, b: &Path) -> bool {
-    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => false,
-    }
 }
 
 /// Validates `bytes` with the runtime, naming `path` in any error.
@@ -144,19 +138,16 @@ pub struct ExportArgs {
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
     /// Training images used for calibration.
-    #[arg(long, default_value_t = 2000, value_name = "N")]
+    #[arg(long, value_parser = crate::limits::count(crate::limits::SAMPLES), default_value_t = 2000, value_name = "N")]
     pub calibration: usize,
 }
 
 /// Runs `slimnet export`.
 pub fn run_export(args: ExportArgs) -> Result<()> {
-    super::check_out_dir(&args.out)?;
+    super::check_output(&args.out, &[&args.model])?;
     let model = Model::load(&args.model, args.arch.as_deref())?;
     let data = super::load_data(args.data, true)?;
     slimnet_models::fit::check_compatible(&model, &data)?;
-    if args.calibration == 0 {
-        bail!("--calibration must be at least 1");
-    }
     let encoding = match args.encoding {
         EncodingArg::F32 => DenseEncoding::F32,
         EncodingArg::Int8 => DenseEncoding::Int8,
@@ -166,7 +157,7 @@ pub fn run_export(args: ExportArgs) -> Result<()> {
     SlimModel::from_bytes(&bytes)
         .map_err(|e| anyhow!("internal error: the exported file does not load: {e}"))?;
     slimnet_models::atomic::write_atomic(&args.out, &bytes)?;
-    println!(
+    outln!(
         "{}: {} bytes ({:.1}× smaller than dense f32 {})",
         args.out.display(),
         super::thousands(bytes.len()),
@@ -198,7 +189,7 @@ pub fn eval(
     }
     let path_name = if integer_only { "integer-only" } else { "f32" };
     if json {
-        println!(
+        outln!(
             "{}",
             json!({
                 "model": path,
@@ -212,12 +203,12 @@ pub fn eval(
             })
         );
     } else {
-        println!(
+        outln!(
             "{} on {} test images, {path_name} path (runtime)",
             path.display(),
             e.samples
         );
-        println!(
+        outln!(
             "accuracy {} (error {})",
             super::pct(e.accuracy),
             super::pct(1.0 - e.accuracy)
@@ -263,7 +254,7 @@ pub fn info(path: &Path, json: bool) -> Result<()> {
                        "weights_kept": l.weights_kept, "section_bytes": l.section_bytes})
             })
             .collect();
-        println!(
+        outln!(
             "{}",
             json!({"model": path, "bytes": bytes.len(), "input": d.dims(), "output": o.dims(),
                    "classes": m.classes(), "f32_path": m.has_f32(), "integer_path": m.has_integer(),
@@ -271,20 +262,20 @@ pub fn info(path: &Path, json: bool) -> Result<()> {
         );
         return Ok(());
     }
-    println!("{}", path.display());
-    println!("  file           {} bytes", super::thousands(bytes.len()));
-    println!("  input          {} → output {}", dims(d), dims(o));
-    println!(
+    outln!("{}", path.display());
+    outln!("  file           {} bytes", super::thousands(bytes.len()));
+    outln!("  input          {} → output {}", dims(d), dims(o));
+    outln!(
         "  paths          {}{}",
         if m.has_f32() { "f32 " } else { "" },
         if m.has_integer() { "integer-only" } else { "" }
     );
-    println!(
+    outln!(
         "  arena          {} bytes (f32 path), {} bytes (integer path)",
         super::thousands(m.arena_len()),
         super::thousands(m.arena_len_int8())
     );
-    println!("  operators:");
+    outln!("  operators:");
     for l in &ops {
         let w = l
             .weights_kept
@@ -295,7 +286,7 @@ pub fn info(path: &Path, json: bool) -> Result<()> {
         } else {
             String::new()
         };
-        println!(
+        outln!(
             "    {:<18} {} → {}{} {}{w}{bytes}",
             l.kind.name(),
             dims(l.input),
@@ -387,7 +378,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     let (pixels, label) = match (&args.idx, &args.png) {
         (Some(idx), _) => {
             let index = args.index.ok_or_else(|| anyhow!("--idx needs --index"))?;
-            let (arr, _) = read_idx(idx)?;
+            let (arr, _) = read_idx(idx, None)?;
             if arr.dims.len() != 3 || arr.dims[1] * arr.dims[2] != d.len() {
                 bail!(
                     "{}: images are {:?}, the model takes {}",
@@ -409,7 +400,7 @@ pub fn run(args: RunArgs) -> Result<()> {
                 .file_name()
                 .map(|s| s.to_string_lossy().replace("images-idx3", "labels-idx1"));
             let label = name
-                .and_then(|n| read_idx(&idx.with_file_name(n)).ok())
+                .and_then(|n| read_idx(&idx.with_file_name(n), Some(1)).ok())
                 .and_then(|(l, _)| l.data.get(index).copied());
             (arr.data[index * n..(index + 1) * n].to_vec(), label)
         }
@@ -439,12 +430,12 @@ pub fn run(args: RunArgs) -> Result<()> {
     };
     let class = slimnet_runtime::argmax(&scores);
     if args.json {
-        println!(
+        outln!(
             "{}",
             json!({"class": class, "label": label, "scores": scores})
         );
     } else {
-        println!(
+        outln!(
             "class {class}{}",
             label.map(|l| format!(" (label {l})")).unwrap_or_default()
         );
@@ -454,7 +445,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             "logits"
         };
         let s: Vec<String> = scores.iter().map(|v| format!("{v:.3}")).collect();
-        println!("{kind}: {}", s.join(" "));
+        outln!("{kind}: {}", s.join(" "));
     }
     Ok(())
 }

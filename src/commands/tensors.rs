@@ -1,14 +1,14 @@
 //! `slimnet run --input X.npy --output Y.npy`: a batch of raw tensors through a model, in and out as NumPy files
 //! (the `npyz` crate reads and writes them).
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use npyz::WriterBuilder;
 use slimnet_runtime::Model;
 use std::path::Path;
 
 /// Reads `path` as an `.npy` array: its shape and its values.
 fn read_npy<T: npyz::Deserialize>(path: &Path, kind: &str) -> Result<(Vec<u64>, Vec<T>)> {
-    let bytes = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
+    let bytes = slimnet_models::input::read_limited(path, slimnet_models::input::DATA_LIMIT)?;
     let f = npyz::NpyFile::new(&bytes[..])
         .map_err(|e| anyhow!("{}: not an .npy file ({e})", path.display()))?;
     let shape = f.shape().to_vec();
@@ -61,7 +61,7 @@ pub fn run_batch(
     output: &Path,
     integer: bool,
 ) -> Result<()> {
-    super::check_out_dir(output)?;
+    super::check_output(output, &[model, input])?;
     let fail = |e| anyhow!("{}: {e}", model.display());
     let (n_in, n_out) = (m.input_len(), m.output_len());
     let mut out_shape = vec![0u64];

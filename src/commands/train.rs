@@ -18,10 +18,10 @@ pub struct RecipeArgs {
     #[arg(long, default_value = "lenet-300-100", value_name = "SPEC")]
     pub model: String,
     /// Passes over the training data.
-    #[arg(long, default_value_t = 20, value_name = "N")]
+    #[arg(long, value_parser = crate::limits::count(crate::limits::EPOCHS), default_value_t = 20, value_name = "N")]
     pub epochs: usize,
     /// Samples per step: 1 is pure SGD, the training-set size is full-batch gradient descent.
-    #[arg(long, default_value_t = 64, value_name = "N")]
+    #[arg(long, value_parser = crate::limits::count(crate::limits::BATCH), default_value_t = 64, value_name = "N")]
     pub batch_size: usize,
     /// Update rule: sgd, momentum, nesterov, adagrad, rmsprop, adam.
     #[arg(long, default_value = "adam", value_name = "NAME")]
@@ -42,10 +42,10 @@ pub struct RecipeArgs {
     #[arg(long, default_value = "cosine", value_name = "NAME")]
     pub schedule: String,
     /// Schedule parameter: γ for step (0.1), k for inv-time (1), final fraction of η₀ for cosine (0).
-    #[arg(long, value_name = "F")]
+    #[arg(long, value_parser = crate::limits::real(0.0, 1e6, false), value_name = "F")]
     pub lr_decay: Option<f64>,
     /// Epochs between drops of the step schedule (default: a third of --epochs).
-    #[arg(long, value_name = "F")]
+    #[arg(long, value_parser = crate::limits::real(0.0, 1e6, true), value_name = "F")]
     pub lr_step_every: Option<f64>,
     /// L1 penalty on weights.
     #[arg(long, default_value_t = 0.0, value_name = "F")]
@@ -66,10 +66,10 @@ pub struct RecipeArgs {
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub seed: u64,
     /// Validation samples carved from the end of the training set, for picking the epoch.
-    #[arg(long, default_value_t = 5000, value_name = "N")]
+    #[arg(long, value_parser = crate::limits::count(crate::limits::VAL), default_value_t = 5000, value_name = "N")]
     pub val: usize,
     /// Use only the first N training samples (quick runs).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_parser = crate::limits::count(crate::limits::SAMPLES), value_name = "N")]
     pub train_limit: Option<usize>,
     /// Which epoch's weights to keep.
     #[arg(long, value_enum, default_value_t = Select::Best)]
@@ -176,7 +176,7 @@ pub struct DistArgs {
     pub distributed: Option<Distributed>,
     /// Nodes, the master included (threads; with MPI, if given, must equal mpirun -n). Default: 7 for
     /// master-worker (six workers), the graph's for decentralized (two-star: 6).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_parser = crate::limits::count(crate::limits::NODES), value_name = "N")]
     pub nodes: Option<usize>,
     /// Decentralized graph: two-star ((1,2)-3-4-(5,6)), ring, complete, an edge list of node numbers from 1
     /// (`1-3,2-3,3-4`) or @FILE with one such edge per line.
@@ -191,7 +191,7 @@ pub struct DistArgs {
     #[arg(long, default_value = "none", value_name = "CODEC")]
     pub message_compression: String,
     /// Master-worker: asynchronous updates, dropping gradients more than N updates stale (default: synchronous).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_parser = crate::limits::count(crate::limits::STALENESS), value_name = "N")]
     pub staleness: Option<usize>,
     /// Where the nodes run: auto (MPI under mpirun, else threads), threads or mpi.
     #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
@@ -226,7 +226,9 @@ impl DistArgs {
                 || self.staleness.is_some()
                 || self.message_compression != "none"
             {
-                anyhow::bail!("--nodes, --staleness and --message-compression need --distributed");
+                anyhow::bail!(super::Usage(
+                    "--nodes, --staleness and --message-compression need --distributed".into()
+                ));
             }
             if distributed::launched_by_mpi() {
                 anyhow::bail!(
@@ -242,7 +244,9 @@ impl DistArgs {
             },
             Distributed::Decentralized => {
                 if self.staleness.is_some() {
-                    anyhow::bail!("--staleness is for --distributed master-worker");
+                    anyhow::bail!(super::Usage(
+                        "--staleness is for --distributed master-worker".into()
+                    ));
                 }
                 DistMode::Decentralized {
                     topology: self.topology.clone(),
@@ -276,22 +280,25 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(dist) = args.distributed.request()? {
         return run_distributed(&args, config, &dist);
     }
-    super::check_out_dir(&args.out)?;
-    let data = super::load_data(args.data.clone(), args.quiet)?;
     let checkpoint = args.checkpoint.clone().unwrap_or_else(|| {
         let mut p = args.out.clone().into_os_string();
         p.push(".ckpt");
         PathBuf::from(p)
     });
+    check_outputs(&args, Some(&checkpoint))?;
+    let data = super::load_data(args.data.clone(), args.quiet)?;
     if args.resume && !checkpoint.exists() {
-        anyhow::bail!("--resume: no checkpoint at {}", checkpoint.display());
+        anyhow::bail!(super::Usage(format!(
+            "--resume: no checkpoint at {}",
+            checkpoint.display()
+        )));
     }
     let req = args.recipe.request(config, Some(checkpoint), args.resume);
     let mut progress = Progress::new(args.quiet, args.metrics.clone(), "");
     let fitted = fit(&data, &req, &mut progress)?;
     fitted.model.save(&args.out)?;
     let m = &fitted.metrics;
-    println!(
+    outln!(
         "{}: {} ({} parameters), epoch {} of {} selected{}, test accuracy {} (loss {:.4}), {:.1} s of training",
         args.out.display(),
         fitted.model.net.arch,
@@ -306,13 +313,35 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
+/// The model, checkpoint and metrics files: each writable, none the same as another (checked before training).
+fn check_outputs(args: &Args, checkpoint: Option<&PathBuf>) -> Result<()> {
+    let outs: Vec<(&str, &PathBuf)> = [
+        Some(("--out", &args.out)),
+        checkpoint.map(|c| ("--checkpoint", c)),
+        args.metrics.as_ref().map(|m| ("--metrics", m)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    for (i, (flag, path)) in outs.iter().enumerate() {
+        super::check_output(path, &[])?;
+        if let Some((other, _)) = outs[..i]
+            .iter()
+            .find(|(_, p)| p == path || slimnet_models::atomic::same_file(p, path))
+        {
+            anyhow::bail!("{}: {flag} names the same file as {other}", path.display());
+        }
+    }
+    Ok(())
+}
+
 /// `slimnet train --distributed …`: on MPI every rank runs this; rank 0 prints and writes the files.
 fn run_distributed(
     args: &Args,
     config: slimnet_models::TrainConfig,
     dist: &DistRequest,
 ) -> Result<()> {
-    super::check_out_dir(&args.out)?;
+    check_outputs(args, None)?;
     let data = super::load_data(args.data.clone(), args.quiet || is_mpi_worker())?;
     let req = args.recipe.request(config, None, args.resume);
     let quiet = args.quiet;
@@ -366,7 +395,7 @@ fn run_distributed(
     }
     let m = &fitted.metrics;
     let last = fitted.trained.history.last();
-    println!(
+    outln!(
         "{}: {} trained on {} nodes ({}, messages {}), epoch {} of {} selected{}, test accuracy {} (loss {:.4}), \
          {:.1} s of training, {} bytes sent{}",
         args.out.display(),
