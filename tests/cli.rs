@@ -2,11 +2,10 @@
 
 use serde_json::Value;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 mod common;
-use common::{fails, ok, s, slimnet};
+use common::{fails, gz, idx, ok, quadrants, s, slimnet};
 
 /// A quick model: LeNet-300-100 on 2,000 MNIST images, one epoch.
 fn quick_model(dir: &Path, name: &str, extra: &[&str]) -> PathBuf {
@@ -183,52 +182,6 @@ fn pytorch_style_files_load_with_arch() {
         err.contains("torch.safetensors") && err.contains("conv1.weight"),
         "{err}"
     );
-}
-
-fn idx(dims: &[u32], data: &[u8]) -> Vec<u8> {
-    let mut out = vec![0, 0, 8, dims.len() as u8];
-    for d in dims {
-        out.extend_from_slice(&d.to_be_bytes());
-    }
-    out.extend_from_slice(data);
-    out
-}
-
-fn gz(bytes: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    e.write_all(bytes).unwrap();
-    e.finish().unwrap()
-}
-
-/// A learnable 12×12 dataset with 4 classes: the bright quadrant is the label.
-fn quadrants(dir: &Path, n: u32) {
-    let mut images = Vec::new();
-    let mut labels = Vec::new();
-    for i in 0..n {
-        let c = (i % 4) as usize;
-        labels.push(c as u8);
-        for r in 0..12 {
-            for col in 0..12 {
-                let q = (r / 6) * 2 + col / 6;
-                images.push(if q == c {
-                    180 + (i * 7 % 70) as u8
-                } else {
-                    (i * 13 % 60) as u8
-                });
-            }
-        }
-    }
-    for (name, bytes) in [
-        (
-            "train-images-idx3-ubyte.gz",
-            gz(&idx(&[n, 12, 12], &images)),
-        ),
-        ("train-labels-idx1-ubyte.gz", gz(&idx(&[n], &labels))),
-        ("t10k-images-idx3-ubyte", idx(&[n, 12, 12], &images)),
-        ("t10k-labels-idx1-ubyte", idx(&[n], &labels)),
-    ] {
-        fs::write(dir.join(name), bytes).unwrap();
-    }
 }
 
 /// The quadrant dataset (400 images of 12×12) in `dir/quad`, and a small CNN trained on it: (data, model).

@@ -40,6 +40,9 @@ pub fn write_predictions(
 
 /// Runs `slimnet eval`.
 pub fn run(args: Args) -> Result<()> {
+    if let Some(p) = &args.predictions {
+        super::check_output(p, &[&args.model])?;
+    }
     if super::slim::is_slim(&args.model) {
         return super::slim::eval(
             &args.model,

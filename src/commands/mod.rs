@@ -55,13 +55,18 @@ impl std::fmt::Display for Usage {
 
 impl std::error::Error for Usage {}
 
-/// Whether `e` is a usage error: [`Usage`], or a library's error about a setting (`Config`, naming its flag).
+/// Whether `e` is a usage error: [`Usage`], or a library's error about a setting (`Config`, naming its flag; a
+/// split the data cannot give; an architecture spec that does not parse).
 pub fn is_usage(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         c.is::<Usage>()
             || matches!(
                 c.downcast_ref::<slimnet_models::Error>(),
-                Some(slimnet_models::Error::Config { .. })
+                Some(
+                    slimnet_models::Error::Config { .. }
+                        | slimnet_models::Error::Split(_)
+                        | slimnet_models::Error::ArchSpec { .. }
+                )
             )
             || matches!(
                 c.downcast_ref::<slimnet_compress::Error>(),
