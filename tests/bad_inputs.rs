@@ -444,6 +444,23 @@ fn devices_fifos_and_symlinks_are_written_through_not_replaced() {
     let full = export(Path::new("/dev/full"));
     assert_eq!(full.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&full.stderr).contains("/dev/full"));
+    // Training into a device: no OUT.ckpt beside it, the failed final write is an error naming it.
+    let t = slimnet(&[
+        "train",
+        "--data",
+        s(&d),
+        "--model",
+        "mlp:8",
+        "--epochs",
+        "1",
+        "--val",
+        "80",
+        "--out",
+        "/dev/full",
+    ]);
+    assert_eq!(t.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&t.stderr).contains("/dev/full"));
+    assert!(!Path::new("/dev/full.ckpt").exists());
     // A device node of our own (as root, as CI runs): `mknod n c 1 3` is /dev/null again.
     let node = tmp.path().join("n");
     let made = std::process::Command::new("mknod")

@@ -71,6 +71,12 @@ pub fn check_output(path: &Path, inputs: &[&Path]) -> Result<()> {
         .map_err(|e| bad(format!("cannot write in {}: {e}", dir.display())))
 }
 
+/// Whether `path` is (or will be) a regular file, written atomically — not standard output, a device, a FIFO or
+/// a descriptor path. A file beside such an output (a checkpoint `OUT.ckpt`) makes no sense.
+pub fn is_file_target(path: &Path) -> bool {
+    matches!(target(path), Ok(Target::Atomic(_)))
+}
+
 /// Whether `a` and `b` are the same existing file (after links, whatever the spelling).
 pub fn same_file(a: &Path, b: &Path) -> bool {
     match (fs::canonicalize(a), fs::canonicalize(b)) {
@@ -238,6 +244,9 @@ mod tests {
             .to_string();
         assert!(err.contains("/dev/full"), "{err}");
         assert_eq!(target(Path::new("-")).unwrap(), Target::Stdout);
+        assert!(
+            !is_file_target(Path::new("/dev/null")) && is_file_target(Path::new("/tmp/new-file"))
+        );
         assert_eq!(
             target(Path::new("/proc/self/fd/1")).unwrap(),
             Target::Direct("/proc/self/fd/1".into())

@@ -280,23 +280,36 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(dist) = args.distributed.request()? {
         return run_distributed(&args, config, &dist);
     }
-    let checkpoint = args.checkpoint.clone().unwrap_or_else(|| {
-        let mut p = args.out.clone().into_os_string();
-        p.push(".ckpt");
-        PathBuf::from(p)
+    // OUT.ckpt beside a regular file; none beside a device, a FIFO or standard output.
+    let checkpoint = args.checkpoint.clone().or_else(|| {
+        slimnet_models::atomic::is_file_target(&args.out).then(|| {
+            let mut p = args.out.clone().into_os_string();
+            p.push(".ckpt");
+            PathBuf::from(p)
+        })
     });
-    check_outputs(&args, Some(&checkpoint))?;
-    let data = super::load_data(args.data.clone(), args.quiet)?;
-    if args.resume && !checkpoint.exists() {
-        anyhow::bail!(super::Usage(format!(
+    check_outputs(&args, checkpoint.as_ref())?;
+    match &checkpoint {
+        Some(c) if args.resume && !c.exists() => anyhow::bail!(super::Usage(format!(
             "--resume: no checkpoint at {}",
-            checkpoint.display()
-        )));
+            c.display()
+        ))),
+        None if args.resume => anyhow::bail!(super::Usage(
+            "--resume: --out is not a file, so there is no OUT.ckpt: give --checkpoint FILE".into()
+        )),
+        _ => {}
     }
-    let req = args.recipe.request(config, Some(checkpoint), args.resume);
+    let data = super::load_data(args.data.clone(), args.quiet)?;
+    let req = args.recipe.request(config, checkpoint.clone(), args.resume);
     let mut progress = Progress::new(args.quiet, args.metrics.clone(), "");
     let fitted = fit(&data, &req, &mut progress)?;
-    fitted.model.save(&args.out)?;
+    fitted.model.save(&args.out).map_err(|e| match &checkpoint {
+        Some(c) => anyhow::anyhow!(
+            "{e} (the checkpoint {} holds the trained epochs: run again with --resume once the output is fixed)",
+            c.display()
+        ),
+        None => e.into(),
+    })?;
     let m = &fitted.metrics;
     outln!(
         "{}: {} ({} parameters), epoch {} of {} selected{}, test accuracy {} (loss {:.4}), {:.1} s of training",
