@@ -115,9 +115,14 @@ impl OutDir {
             .unwrap_or(std::path::Path::new("."));
         if !path.exists() && !parent.is_dir() {
             anyhow::bail!(
-                "{}: cannot create it: {} does not exist",
+                "{}: cannot create the output directory: {} {}",
                 path.display(),
-                parent.display()
+                parent.display(),
+                if parent.exists() {
+                    "is not a directory"
+                } else {
+                    "does not exist"
+                }
             );
         }
         Ok(OutDir {
