@@ -41,7 +41,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(name = "slimnet", version, about, propagate_version = true)]
 struct Cli {
-    /// Worker threads for the tensor kernels (default: all cores).
+    /// Worker threads for the tensor kernels, 1 to 4 per logical core (default: all cores).
     #[arg(long, global = true, value_name = "N")]
     threads: Option<usize>,
     #[command(subcommand)]

@@ -178,26 +178,14 @@ fn fixtures(dir: &Path) -> Vec<(String, PathBuf)> {
         "classes0",
         write(
             "classes0.safetensors",
-            &edit_meta(&model, |meta| {
-                let net = meta["slimnet.net"]
-                    .as_str()
-                    .unwrap()
-                    .replace("\"classes\":4", "\"classes\":0");
-                meta["slimnet.net"] = net.into();
-            }),
+            &edit_net(&model, "\"classes\":4", "\"classes\":0"),
         ),
     );
     add(
         "layers",
         write(
             "layers.safetensors",
-            &edit_meta(&model, |meta| {
-                let net = meta["slimnet.net"]
-                    .as_str()
-                    .unwrap()
-                    .replace("\"outputs\":8", "\"outputs\":9");
-                meta["slimnet.net"] = net.into();
-            }),
+            &edit_net(&model, "\"outputs\":8", "\"outputs\":9"),
         ),
     );
     add(
@@ -293,6 +281,14 @@ fn fixtures(dir: &Path) -> Vec<(String, PathBuf)> {
     add("ckpt_out", dir.join("r.safetensors"));
     add("dir", dir.to_path_buf());
     f
+}
+
+/// A safetensors file whose `slimnet.net` metadata has `from` replaced by `to`.
+fn edit_net(bytes: &[u8], from: &str, to: &str) -> Vec<u8> {
+    edit_meta(bytes, |meta| {
+        let net = meta["slimnet.net"].as_str().unwrap().replace(from, to);
+        meta["slimnet.net"] = net.into();
+    })
 }
 
 /// A safetensors file with its `__metadata__` edited.

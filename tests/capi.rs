@@ -20,6 +20,19 @@ fn run(cmd: &mut Command) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// Compiles `runtime/examples/NAME.c` against the static library into `dir`.
+fn example(dir: &Path, name: &str) -> PathBuf {
+    let exe = dir.join(name);
+    run(Command::new("cc")
+        .args(["-O2", "-Wall", "-Werror", "-std=c11", "-I"])
+        .arg(root().join("runtime/include"))
+        .arg(root().join(format!("runtime/examples/{name}.c")))
+        .arg(static_lib())
+        .args(["-lpthread", "-ldl", "-lm", "-o"])
+        .arg(&exe));
+    exe
+}
+
 /// Builds libslimnet_runtime.a in its own target directory (the outer cargo may hold the main one).
 fn static_lib() -> PathBuf {
     let target = root().join("target/capi");
@@ -42,15 +55,7 @@ fn static_lib() -> PathBuf {
 #[test]
 fn c_example_agrees_with_the_rust_api_on_real_images() {
     let dir = tempfile::tempdir().unwrap();
-    let lib = static_lib();
-    let exe = dir.path().join("classify");
-    run(Command::new("cc")
-        .args(["-O2", "-Wall", "-Werror", "-std=c11", "-I"])
-        .arg(root().join("runtime/include"))
-        .arg(root().join("runtime/examples/classify.c"))
-        .arg(&lib)
-        .args(["-lpthread", "-ldl", "-lm", "-o"])
-        .arg(&exe));
+    let exe = example(dir.path(), "classify");
 
     // Real test images, uncompressed for the C program.
     let mut images = Vec::new();
@@ -136,15 +141,7 @@ fn c_example_agrees_with_the_rust_api_on_real_images() {
 #[test]
 fn c_tensor_entry_points_agree_with_the_rust_api() {
     let dir = tempfile::tempdir().unwrap();
-    let lib = static_lib();
-    let exe = dir.path().join("invoke");
-    run(Command::new("cc")
-        .args(["-O2", "-Wall", "-Werror", "-std=c11", "-I"])
-        .arg(root().join("runtime/include"))
-        .arg(root().join("runtime/examples/invoke.c"))
-        .arg(&lib)
-        .args(["-lpthread", "-ldl", "-lm", "-o"])
-        .arg(&exe));
+    let exe = example(dir.path(), "invoke");
     // The compressed LeNet-5 the firmware embeds: both paths, every operator kind it has.
     let slim = root().join("runtime/embedded/models/lenet-5.slim");
     let bytes = fs::read(&slim).unwrap();
@@ -201,15 +198,7 @@ fn c_tensor_entry_points_agree_with_the_rust_api() {
 #[test]
 fn c_verify_detects_and_locates_every_flip_of_the_loaded_blob() {
     let dir = tempfile::tempdir().unwrap();
-    let lib = static_lib();
-    let exe = dir.path().join("verify");
-    run(Command::new("cc")
-        .args(["-O2", "-Wall", "-Werror", "-std=c11", "-I"])
-        .arg(root().join("runtime/include"))
-        .arg(root().join("runtime/examples/verify.c"))
-        .arg(&lib)
-        .args(["-lpthread", "-ldl", "-lm", "-o"])
-        .arg(&exe));
+    let exe = example(dir.path(), "verify");
     let slim = root().join("runtime/embedded/models/lenet-300-100.slim");
     let len = fs::metadata(&slim).unwrap().len() as usize;
     // Every 7th bit: all header bytes, the table, the graph and each weights section get flips.

@@ -35,7 +35,11 @@ pub fn fails(args: &[&str]) -> String {
         "{err}"
     );
     // One `error:` line (clap's usage errors add a hint after it).
-    assert_eq!(err.lines().filter(|l| l.starts_with("error:")).count(), 1, "{err}");
+    assert_eq!(
+        err.lines().filter(|l| l.starts_with("error:")).count(),
+        1,
+        "{err}"
+    );
     err
 }
 
