@@ -280,25 +280,7 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(dist) = args.distributed.request()? {
         return run_distributed(&args, config, &dist);
     }
-    // OUT.ckpt beside a regular file; none beside a device, a FIFO or standard output.
-    let checkpoint = args.checkpoint.clone().or_else(|| {
-        slimnet_models::atomic::is_file_target(&args.out).then(|| {
-            let mut p = args.out.clone().into_os_string();
-            p.push(".ckpt");
-            PathBuf::from(p)
-        })
-    });
-    check_outputs(&args, checkpoint.as_ref())?;
-    match &checkpoint {
-        Some(c) if args.resume && !c.exists() => anyhow::bail!(super::Usage(format!(
-            "--resume: no checkpoint at {}",
-            c.display()
-        ))),
-        None if args.resume => anyhow::bail!(super::Usage(
-            "--resume: --out is not a file, so there is no OUT.ckpt: give --checkpoint FILE".into()
-        )),
-        _ => {}
-    }
+    let checkpoint = checkpoint_path(&args)?;
     let data = super::load_data(args.data.clone(), args.quiet)?;
     let req = args.recipe.request(config, checkpoint.clone(), args.resume);
     let mut progress = Progress::new(args.quiet, args.metrics.clone(), "");
@@ -324,6 +306,29 @@ pub fn run(args: Args) -> Result<()> {
         m.train_seconds
     );
     Ok(())
+}
+
+/// The checkpoint: `--checkpoint`, else OUT.ckpt beside a regular file (none beside a device, a FIFO or standard
+/// output); with `--resume` it must exist. The outputs are checked too, before any work.
+fn checkpoint_path(args: &Args) -> Result<Option<PathBuf>> {
+    let checkpoint = args.checkpoint.clone().or_else(|| {
+        slimnet_models::atomic::is_file_target(&args.out).then(|| {
+            let mut p = args.out.clone().into_os_string();
+            p.push(".ckpt");
+            PathBuf::from(p)
+        })
+    });
+    check_outputs(args, checkpoint.as_ref())?;
+    match &checkpoint {
+        Some(c) if args.resume && !c.exists() => anyhow::bail!(super::Usage(format!(
+            "--resume: no checkpoint at {}",
+            c.display()
+        ))),
+        None if args.resume => anyhow::bail!(super::Usage(
+            "--resume: --out is not a file, so there is no OUT.ckpt: give --checkpoint FILE".into()
+        )),
+        _ => Ok(checkpoint),
+    }
 }
 
 /// The model, checkpoint and metrics files: each writable, none the same as another (checked before training).
