@@ -16,6 +16,8 @@ const CASES: &[(&str, &str, i32, &str)] = &[
     ("missing model", "eval {dir}/none.safetensors --data {d}", 1, "none.safetensors: No such file"),
     ("model is a directory", "info {dir}", 1, "directory"),
     ("endless model", "info /dev/zero", 1, "/dev/zero: larger than"),
+    ("a FIFO no one writes to", "info {fifo}", 1, "fifo.safetensors"),
+    ("data from a FIFO no one writes to", "train --data {fifodata} --model mlp:8 --out {out}", 1, "t10k-labels-idx1-ubyte"),
     ("empty model", "info {empty}", 1, "empty.safetensors"),
     ("junk safetensors", "info {junk}", 1, "not a safetensors"),
     ("slim with bad magic", "info {badmagic}", 1, "bad magic"),
@@ -264,6 +266,22 @@ fn fixtures(dir: &Path) -> Vec<(String, PathBuf)> {
             // Same shapes, other training pixels: only the fingerprint tells.
             let train = common::gz(&images);
             fs::write(v.join("train-images-idx3-ubyte.gz"), train).unwrap();
+        }),
+    );
+    let fifo = |p: &Path| {
+        let made = std::process::Command::new("mkfifo")
+            .arg(p)
+            .status()
+            .unwrap();
+        assert!(made.success());
+    };
+    fifo(&dir.join("fifo.safetensors"));
+    add("fifo", dir.join("fifo.safetensors"));
+    add(
+        "fifodata",
+        variant("fifodata", &|v| {
+            fs::remove_file(v.join("t10k-labels-idx1-ubyte")).unwrap();
+            fifo(&v.join("t10k-labels-idx1-ubyte"));
         }),
     );
     add("tflite", dir.join("in.tflite"));

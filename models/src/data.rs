@@ -44,7 +44,7 @@ const TRAIL_LIMIT: u64 = 1 << 20;
 /// its magic (an images file holding labels, say).
 fn read_idx_bytes(path: &Path, rank: Option<usize>) -> Result<Vec<u8>> {
     let io = |e| Error::io(path, e);
-    let mut file = std::io::BufReader::new(fs::File::open(path).map_err(io)?);
+    let mut file = std::io::BufReader::new(crate::input::open(path).map_err(io)?);
     let gz = std::io::BufRead::fill_buf(&mut file)
         .map_err(io)?
         .starts_with(&[0x1f, 0x8b]);

@@ -1,5 +1,6 @@
 //! Bounded file input: a model or data file is read up to a limit, so `/dev/zero`, a FIFO that never ends or a
-//! runaway file gives an error naming the file, never a hang or exhausted memory.
+//! runaway file gives an error naming the file, never a hang or exhausted memory; a FIFO that no one writes to
+//! reads as empty instead of blocking ([`open`]).
 
 use crate::error::{Error, Result};
 use std::io::Read;
@@ -15,9 +16,34 @@ pub const DATA_LIMIT: u64 = 4 << 30;
 /// The largest JSON report or peer file read: 64 MiB.
 pub const REPORT_LIMIT: u64 = 64 << 20;
 
+/// Opens `path` for reading. A FIFO is opened without waiting for a writer (`open` would block until one
+/// comes): one that is writing is read as usual, one that no one writes to reads as empty.
+pub fn open(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    use std::os::unix::io::AsRawFd;
+    let fifo = std::fs::metadata(path).is_ok_and(|m| m.file_type().is_fifo());
+    if !fifo {
+        return std::fs::File::open(path);
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    // Back to blocking reads, so that a connected writer is waited for; with none, a read is end of file.
+    // SAFETY: fcntl on a descriptor this function owns (kept alive by `file`), with flags it just read.
+    let ok = unsafe {
+        let flags = libc::fcntl(file.as_raw_fd(), libc::F_GETFL);
+        flags >= 0 && libc::fcntl(file.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK) >= 0
+    };
+    if !ok {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(file)
+}
+
 /// Reads at most `limit` bytes of `path`; a longer file (or stream) is an error.
 pub fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let file = open(path).map_err(|e| Error::io(path, e))?;
     if file.metadata().is_ok_and(|m| m.is_dir()) {
         return Err(Error::io(
             path,
@@ -59,5 +85,13 @@ mod tests {
         std::fs::write(&f, [7u8; 1000]).unwrap();
         assert_eq!(read_limited(&f, 1000).unwrap().len(), 1000);
         assert!(read_limited(&f, 999).is_err());
+        // A FIFO no one writes to reads as empty, at once.
+        let fifo = dir.path().join("fifo");
+        assert!(std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success());
+        assert_eq!(read_limited(&fifo, 1000).unwrap(), b"");
     }
 }

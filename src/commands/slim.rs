@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 pub fn is_slim(path: &Path) -> bool {
     use std::io::Read;
     let mut head = [0u8; 8];
-    std::fs::File::open(path)
+    slimnet_models::input::open(path)
         .and_then(|mut f| f.read_exact(&mut head))
         .is_ok_and(|_| head[..4] == slimnet_runtime::format::MAGIC || tflite::is_tflite(&head))
         // Named as one, it is read as one: a damaged .slim gets the runtime's "bad magic", not a safetensors
