@@ -122,6 +122,15 @@ fn main() -> ExitCode {
         .or_else(|| std::env::var("RAYON_NUM_THREADS").ok()?.parse().ok())
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+    // The worker pool is started here, not lazily inside the first tensor operation, so that a failure to
+    // start threads (a process limit) is one error line instead of a panic deep in a kernel.
+    if let Err(e) = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global()
+    {
+        eprintln!("error: cannot start {threads} worker threads (--threads): {e}");
+        return ExitCode::FAILURE;
+    }
     let result = match cli.command {
         Command::Train(a) => commands::train::run(a),
         Command::Eval(a) => commands::eval::run(a),
