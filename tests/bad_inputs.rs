@@ -116,22 +116,11 @@ fn fixtures(dir: &Path) -> Vec<(String, PathBuf)> {
     quadrants(&d, 400);
     let m = dir.join("m.safetensors");
     let ckpt = dir.join("r.ckpt");
-    let train = |out: &Path, extra: &[&str]| {
-        let mut args = vec![
-            "train",
-            "--data",
-            s(&d),
-            "--model",
-            "mlp:8",
-            "--epochs",
-            "1",
-        ];
-        args.extend(["--val", "80", "--lr", "0.01", "-q", "--out", s(out)]);
-        args.extend(extra);
-        assert!(slimnet(&args).status.success());
-    };
-    train(&m, &[]);
-    train(&dir.join("r.safetensors"), &["--checkpoint", s(&ckpt)]);
+    assert!(train(&d, s(&m), &[]).status.success());
+    let r = dir.join("r.safetensors");
+    assert!(train(&d, s(&r), &["--checkpoint", s(&ckpt)])
+        .status
+        .success());
     let slim = dir.join("m.slim");
     let export = ["export", s(&m), "--data", s(&d), "--out", s(&slim)];
     assert!(slimnet(&export).status.success());
@@ -419,27 +408,21 @@ fn every_bad_input_gets_its_status_and_one_line_and_leaves_nothing_behind() {
     }
 }
 
+/// One epoch of `mlp:8` on the quadrant data `d` into `out`, the recipe every test here trains with.
+fn train(d: &Path, out: &str, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["train", "--data", s(d), "--model", "mlp:8", "--epochs", "1"];
+    args.extend(["--val", "80", "--lr", "0.01", "-q", "--out", out]);
+    args.extend(extra);
+    slimnet(&args)
+}
+
 /// A trained model and its data in `dir`: (data, model).
 fn trained(dir: &Path) -> (PathBuf, PathBuf) {
     let d = dir.join("d");
     fs::create_dir(&d).unwrap();
     quadrants(&d, 400);
     let m = dir.join("m.safetensors");
-    let args = [
-        "train",
-        "--data",
-        s(&d),
-        "--model",
-        "mlp:8",
-        "--epochs",
-        "1",
-        "--val",
-        "80",
-        "-q",
-        "--out",
-        s(&m),
-    ];
-    assert!(slimnet(&args).status.success());
+    assert!(train(&d, s(&m), &[]).status.success());
     (d, m)
 }
 
@@ -459,19 +442,7 @@ fn devices_fifos_and_symlinks_are_written_through_not_replaced() {
     assert_eq!(full.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&full.stderr).contains("/dev/full"));
     // Training into a device: no OUT.ckpt beside it, the failed final write is an error naming it.
-    let t = slimnet(&[
-        "train",
-        "--data",
-        s(&d),
-        "--model",
-        "mlp:8",
-        "--epochs",
-        "1",
-        "--val",
-        "80",
-        "--out",
-        "/dev/full",
-    ]);
+    let t = train(&d, "/dev/full", &[]);
     assert_eq!(t.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&t.stderr).contains("/dev/full"));
     assert!(!Path::new("/dev/full.ckpt").exists());
@@ -555,21 +526,8 @@ fn temporaries_of_killed_runs_are_cleaned_and_equal_runs_write_equal_bytes() {
     let stale = tmp.path().join(".again.safetensors.tmp-4194304");
     fs::write(&stale, b"half a model").unwrap();
     let again = tmp.path().join("again.safetensors");
-    let args = [
-        "train",
-        "--data",
-        s(&d),
-        "--model",
-        "mlp:8",
-        "--epochs",
-        "1",
-        "--val",
-        "80",
-        "-q",
-        "--out",
-        s(&again),
-    ];
-    assert!(slimnet(&args).status.success());
+
+    assert!(train(&d, s(&again), &[]).status.success());
     assert!(!stale.exists(), "the stale temporary is gone");
     // The same seed and data: the same file, byte for byte (no wall-clock time, sorted metadata).
     assert_eq!(fs::read(&m).unwrap(), fs::read(&again).unwrap());
@@ -589,19 +547,7 @@ fn a_training_label_the_test_set_lacks_is_noted() {
     )
     .unwrap();
     let out = tmp.path().join("m.safetensors");
-    let o = slimnet(&[
-        "train",
-        "--data",
-        s(&d),
-        "--model",
-        "mlp:8",
-        "--epochs",
-        "1",
-        "--val",
-        "80",
-        "--out",
-        s(&out),
-    ]);
+    let o = train(&d, s(&out), &[]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
     assert!(
