@@ -866,82 +866,14 @@ pub fn analyze(
                 "bitflip runs the runtime on a .slim file: give one (the model, or --slim FILE)",
             )
         })?;
-        let slim_model = slimnet_runtime::Model::from_bytes(bytes)
-            .map_err(|e| Error::runtime("reading the .slim file", e))?;
-        let path = if slim_model.has_integer() {
-            NumericPath::Integer
-        } else {
-            NumericPath::F32
-        };
-        let mut ranges: Vec<(String, (usize, usize))> = (0..slim_model.op_count())
-            .filter_map(|i| {
-                slim_model
-                    .operator(i)?
-                    .stored_weights
-                    .map(|r| (format!("operator {i}"), r))
-            })
-            .collect();
-        // Name the weighted layers as the float model does, when it is there.
-        if let Some(m) = model {
-            let names: Vec<String> = weight_tensors(&m.params).map(|(_, n)| n).collect();
-            if names.len() == ranges.len() {
-                for ((n, _), name) in ranges.iter_mut().zip(names) {
-                    *n = name;
-                }
-            }
-        }
         let data = match settings.samples {
             Some(n) => test.slice(0, n.min(test.count)),
             None => test.clone(),
         };
+        let (flips, base) = bitflip(bytes, model, &data, settings, progress)?;
+        curves.extend(flips);
         if !needs_model {
-            let base = evaluate_slim(bytes, &data, path)?;
-            (accuracy, samples) = (base.accuracy, data.count);
-        }
-        let mut targets: Vec<(String, Vec<(usize, usize)>)> =
-            ranges.iter().map(|(n, r)| (n.clone(), vec![*r])).collect();
-        targets.push(("model".into(), ranges.iter().map(|(_, r)| *r).collect()));
-        // Every byte of the file (header, table, graph, input table, biases and quantization parameters too).
-        targets.push(("file".into(), vec![(0, bytes.len())]));
-        let mut rng = ChaCha8Rng::seed_from_u64(settings.seed ^ 0xB17F_11B5);
-        for (target, rs) in &targets {
-            progress(&format!("bitflip: {target}"));
-            let mut points = Vec::new();
-            for &rate in &settings.rates {
-                let (mut accs, mut refused) = (Vec::new(), 0usize);
-                let (mut faulty, mut detected) = (0usize, 0usize);
-                for _ in 0..settings.repeats {
-                    let mut b = bytes.to_vec();
-                    // After load: the flips hit the loaded model's bytes, and `verify` must notice.
-                    if flip_bits(&mut b, rs, rate, &mut rng) > 0 {
-                        faulty += 1;
-                        detected += usize::from(slim_model.verify_image(&b).is_err());
-                    }
-                    // At load (with the CRC re-sealed, so that the structural checks face the damage alone),
-                    // or after load without a verify: what the damaged model computes.
-                    reseal(&mut b);
-                    match evaluate_slim(&b, &data, path) {
-                        Ok(e) => accs.push(e.accuracy),
-                        Err(Error::Runtime { .. }) => refused += 1,
-                        Err(e) => return Err(e),
-                    }
-                }
-                points.push(Point {
-                    x: rate,
-                    accuracy: Stat::of(&accs),
-                    loss: Stat::of(&[]),
-                    draws: settings.repeats,
-                    refused: Some(refused as f64 / settings.repeats as f64),
-                    detected: (faulty > 0).then(|| detected as f64 / faulty as f64),
-                    faulty: Some(faulty),
-                });
-            }
-            curves.push(Curve {
-                analysis: "bitflip".into(),
-                target: target.clone(),
-                parameter: "bit-error rate".into(),
-                points,
-            });
+            (accuracy, samples) = (base, data.count);
         }
         if arch.is_empty() {
             arch = "slim".into();
@@ -957,6 +889,90 @@ pub fn analyze(
         flatness: flat,
         seconds: start.elapsed().as_secs_f64(),
     })
+}
+
+/// The bit-flip analysis of the `.slim` file `bytes` on `data`: a curve per operator, the whole model and the
+/// whole file, at load (re-sealed, run by the runtime) and after load (`verify`'s detection); and the file's own
+/// accuracy. Layers are named as `model`'s when it is given.
+fn bitflip(
+    bytes: &[u8],
+    model: Option<&Model>,
+    data: &Dataset,
+    settings: &Settings,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(Vec<Curve>, f64)> {
+    let mut curves = Vec::new();
+    let slim_model = slimnet_runtime::Model::from_bytes(bytes)
+        .map_err(|e| Error::runtime("reading the .slim file", e))?;
+    let path = if slim_model.has_integer() {
+        NumericPath::Integer
+    } else {
+        NumericPath::F32
+    };
+    let mut ranges: Vec<(String, (usize, usize))> = (0..slim_model.op_count())
+        .filter_map(|i| {
+            slim_model
+                .operator(i)?
+                .stored_weights
+                .map(|r| (format!("operator {i}"), r))
+        })
+        .collect();
+    // Name the weighted layers as the float model does, when it is there.
+    if let Some(m) = model {
+        let names: Vec<String> = weight_tensors(&m.params).map(|(_, n)| n).collect();
+        if names.len() == ranges.len() {
+            for ((n, _), name) in ranges.iter_mut().zip(names) {
+                *n = name;
+            }
+        }
+    }
+    let base = evaluate_slim(bytes, data, path)?.accuracy;
+    let mut targets: Vec<(String, Vec<(usize, usize)>)> =
+        ranges.iter().map(|(n, r)| (n.clone(), vec![*r])).collect();
+    targets.push(("model".into(), ranges.iter().map(|(_, r)| *r).collect()));
+    // Every byte of the file (header, table, graph, input table, biases and quantization parameters too).
+    targets.push(("file".into(), vec![(0, bytes.len())]));
+    let mut rng = ChaCha8Rng::seed_from_u64(settings.seed ^ 0xB17F_11B5);
+    for (target, rs) in &targets {
+        progress(&format!("bitflip: {target}"));
+        let mut points = Vec::new();
+        for &rate in &settings.rates {
+            let (mut accs, mut refused) = (Vec::new(), 0usize);
+            let (mut faulty, mut detected) = (0usize, 0usize);
+            for _ in 0..settings.repeats {
+                let mut b = bytes.to_vec();
+                // After load: the flips hit the loaded model's bytes, and `verify` must notice.
+                if flip_bits(&mut b, rs, rate, &mut rng) > 0 {
+                    faulty += 1;
+                    detected += usize::from(slim_model.verify_image(&b).is_err());
+                }
+                // At load (with the CRC re-sealed, so that the structural checks face the damage alone),
+                // or after load without a verify: what the damaged model computes.
+                reseal(&mut b);
+                match evaluate_slim(&b, data, path) {
+                    Ok(e) => accs.push(e.accuracy),
+                    Err(Error::Runtime { .. }) => refused += 1,
+                    Err(e) => return Err(e),
+                }
+            }
+            points.push(Point {
+                x: rate,
+                accuracy: Stat::of(&accs),
+                loss: Stat::of(&[]),
+                draws: settings.repeats,
+                refused: Some(refused as f64 / settings.repeats as f64),
+                detected: (faulty > 0).then(|| detected as f64 / faulty as f64),
+                faulty: Some(faulty),
+            });
+        }
+        curves.push(Curve {
+            analysis: "bitflip".into(),
+            target: target.clone(),
+            parameter: "bit-error rate".into(),
+            points,
+        });
+    }
+    Ok((curves, base))
 }
 
 #[cfg(test)]
