@@ -278,24 +278,7 @@ pub fn tables(r: &Sensitivity) -> String {
         for c in curves {
             let _ = write!(out, "| {} |", c.target);
             for p in &c.points {
-                let cell = match p.refused {
-                    Some(f) if f >= 1.0 => "refused".to_string(),
-                    Some(f) if f > 0.0 => format!(
-                        "{:.2} ±{:.2} ({:.0} % refused)",
-                        100.0 * p.accuracy.mean,
-                        100.0 * p.accuracy.std,
-                        100.0 * f
-                    ),
-                    _ if p.draws > 1 => {
-                        format!(
-                            "{:.2} ±{:.2}",
-                            100.0 * p.accuracy.mean,
-                            100.0 * p.accuracy.std
-                        )
-                    }
-                    _ => format!("{:.2}", 100.0 * p.accuracy.mean),
-                };
-                let _ = write!(out, " {cell} |");
+                let _ = write!(out, " {} |", cell(p));
             }
             out.push('\n');
         }
@@ -324,6 +307,17 @@ pub fn tables(r: &Sensitivity) -> String {
         }
     }
     out
+}
+
+/// One point's table cell: accuracy in %, its spread over the draws, and the share the runtime refused.
+fn cell(p: &sensitivity::Point) -> String {
+    let (mean, std) = (100.0 * p.accuracy.mean, 100.0 * p.accuracy.std);
+    match p.refused {
+        Some(f) if f >= 1.0 => "refused".to_string(),
+        Some(f) if f > 0.0 => format!("{mean:.2} ±{std:.2} ({:.0} % refused)", 100.0 * f),
+        _ if p.draws > 1 => format!("{mean:.2} ±{std:.2}"),
+        _ => format!("{mean:.2}"),
+    }
 }
 
 /// The after-load case of the bit-flip curves: how many of the damaged draws `Model::verify` caught.
