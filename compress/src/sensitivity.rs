@@ -870,9 +870,9 @@ pub fn analyze(
             Some(n) => test.slice(0, n.min(test.count)),
             None => test.clone(),
         };
-        let (flips, base) = bitflip(bytes, model, &data, settings, progress)?;
+        let (flips, base) = bitflip(bytes, model, &data, settings, !needs_model, progress)?;
         curves.extend(flips);
-        if !needs_model {
+        if let Some(base) = base {
             (accuracy, samples) = (base, data.count);
         }
         if arch.is_empty() {
@@ -892,15 +892,16 @@ pub fn analyze(
 }
 
 /// The bit-flip analysis of the `.slim` file `bytes` on `data`: a curve per operator, the whole model and the
-/// whole file, at load (re-sealed, run by the runtime) and after load (`verify`'s detection); and the file's own
-/// accuracy. Layers are named as `model`'s when it is given.
+/// whole file, at load (re-sealed, run by the runtime) and after load (`verify`'s detection); and, if `baseline`,
+/// the intact file's accuracy. Layers are named as `model`'s when it is given.
 fn bitflip(
     bytes: &[u8],
     model: Option<&Model>,
     data: &Dataset,
     settings: &Settings,
+    baseline: bool,
     progress: &mut dyn FnMut(&str),
-) -> Result<(Vec<Curve>, f64)> {
+) -> Result<(Vec<Curve>, Option<f64>)> {
     let mut curves = Vec::new();
     let slim_model = slimnet_runtime::Model::from_bytes(bytes)
         .map_err(|e| Error::runtime("reading the .slim file", e))?;
@@ -926,7 +927,10 @@ fn bitflip(
             }
         }
     }
-    let base = evaluate_slim(bytes, data, path)?.accuracy;
+    let base = match baseline {
+        true => Some(evaluate_slim(bytes, data, path)?.accuracy),
+        false => None,
+    };
     let mut targets: Vec<(String, Vec<(usize, usize)>)> =
         ranges.iter().map(|(n, r)| (n.clone(), vec![*r])).collect();
     targets.push(("model".into(), ranges.iter().map(|(_, r)| *r).collect()));
