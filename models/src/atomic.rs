@@ -77,6 +77,11 @@ pub fn is_file_target(path: &Path) -> bool {
     matches!(target(path), Ok(Target::Atomic(_)))
 }
 
+/// Whether two outputs of one command name the same file: spelled alike, or the same existing file.
+pub fn same_output(a: &Path, b: &Path) -> bool {
+    a == b || same_file(a, b)
+}
+
 /// Whether `a` and `b` are the same existing file (after links, whatever the spelling).
 pub fn same_file(a: &Path, b: &Path) -> bool {
     match (fs::canonicalize(a), fs::canonicalize(b)) {

@@ -222,21 +222,7 @@ impl Dataset {
     pub fn load(images_path: &Path, labels_path: &Path) -> Result<(Dataset, [String; 2])> {
         let (images, images_sha) = read_idx(images_path, Some(3))?;
         let (labels, labels_sha) = read_idx(labels_path, Some(1))?;
-        if images.dims.len() != 3 {
-            return Err(Error::BadIdx {
-                path: images_path.into(),
-                reason: format!(
-                    "images must have 3 dimensions (count, rows, cols), found {:?}",
-                    images.dims
-                ),
-            });
-        }
-        if labels.dims.len() != 1 {
-            return Err(Error::BadIdx {
-                path: labels_path.into(),
-                reason: format!("labels must have 1 dimension, found {:?}", labels.dims),
-            });
-        }
+        // read_idx has checked the ranks: 3 (count, rows, cols) and 1.
         let (count, rows, cols) = (images.dims[0], images.dims[1], images.dims[2]);
         if rows == 0 || cols == 0 {
             return Err(Error::BadIdx {

@@ -283,8 +283,8 @@ fn run_auto(args: &Args, model: &Model, settings: &Settings) -> Result<()> {
 pub fn run(args: Args) -> Result<()> {
     super::check_output(&args.out, &[&args.model])?;
     if let Some(r) = &args.report {
-        super::check_output(r, &[&args.model, &args.out])?;
-        if slimnet_models::atomic::same_file(r, &args.out) || r == &args.out {
+        super::check_output(r, &[&args.model])?;
+        if slimnet_models::atomic::same_output(r, &args.out) {
             anyhow::bail!("{}: --report names the --out file", r.display());
         }
     }

@@ -85,7 +85,7 @@ pub fn check_output(out: &std::path::Path, inputs: &[&std::path::Path]) -> Resul
 pub fn check_inputs<P: AsRef<std::path::Path>>(flag: &str, inputs: &[P]) -> Result<()> {
     for p in inputs {
         let p = p.as_ref();
-        if let Err(e) = std::fs::File::open(p) {
+        if let Err(e) = slimnet_models::input::open(p) {
             anyhow::bail!("{}: {e} (given with {flag})", p.display());
         }
         if p.is_dir() {

@@ -345,7 +345,7 @@ fn check_outputs(args: &Args, checkpoint: Option<&PathBuf>) -> Result<()> {
         super::check_output(path, &[])?;
         if let Some((other, _)) = outs[..i]
             .iter()
-            .find(|(_, p)| p == path || slimnet_models::atomic::same_file(p, path))
+            .find(|(_, p)| slimnet_models::atomic::same_output(p, path))
         {
             anyhow::bail!("{}: {flag} names the same file as {other}", path.display());
         }
