@@ -59,9 +59,12 @@ pub fn check_output(path: &Path, inputs: &[&Path]) -> Result<()> {
         return Err(bad(format!("directory {} does not exist", dir.display())));
     }
     if let Some(input) = inputs.iter().find(|i| same_file(i, file)) {
+        let spelled = match input == &path {
+            true => String::new(),
+            false => format!(" ({})", input.display()),
+        };
         return Err(bad(format!(
-            "is also an input of this command ({}): writing it would destroy it; choose another output",
-            input.display()
+            "is also an input of this command{spelled}: writing it would destroy it; choose another output"
         )));
     }
     // Create and remove a probe where the temporary file will go: a read-only directory fails now.
