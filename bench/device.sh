@@ -2,7 +2,8 @@
 # Device figures for BENCHMARKS.md: the firmware (runtime/embedded) on emulated Cortex-M cores, per model encoding:
 # flash, RAM (static: arena + model table; stack high-water mark), instructions per inference (QEMU plugin, exact),
 # accuracy on the first N test images. Needs ../shared/embedded/setup.sh's toolchain and arm-none-eabi-gcc.
-#   bash bench/device.sh
+#   bash bench/device.sh            # the Markdown table below
+#   bash bench/device.sh --json     # the kernels' comparison: one JSON object per row (see json_rows)
 # The dense int8 and bit-packed variants are made from the trained models in out/ (slimnet train / pipeline) with
 #   slimnet compress out/lenet-300-100.safetensors --skip prune,cluster --out target/firmware/models/mlp-dense-int8.slim
 #   slimnet compress out/lenet-300-100.safetensors --coder packed --out target/firmware/models/mlp-packed.slim
@@ -17,10 +18,55 @@ make_variant() { # file source args...
   [ -f "$file" ] || [ ! -f "$source" ] || ./target/release/slimnet compress "$source" "$@" --out "$file" -q >/dev/null
 }
 cargo build -q --release
+[ "${1:-}" = --json ] && json=1 || json=0
 make_variant $models/mlp-dense-int8.slim out/lenet-300-100.safetensors --skip prune,cluster
 make_variant $models/mlp-packed.slim out/lenet-300-100.safetensors --coder packed
 make_variant $models/cnn-dense-int8.slim out/lenet-5.safetensors --skip prune,cluster
 mlp=runtime/embedded/models/lenet-300-100.slim cnn=runtime/embedded/models/lenet-5.slim
+# --json: slimnet dense int8 and compressed (default presets) on the integer path of the Cortex-M3, M4F and M7,
+# beside CMSIS-NN's dense int8 harness (../shared/peers/cmsis-nn, -O3, built here from its sources into
+# $CMSIS_WORK) on the same cores. Instruction counts are exact and repeatable; they are not cycles.
+json_rows() {
+  local board core model enc file out
+  for model in lenet-300-100 lenet-5; do
+    for enc in "dense int8" "sparse, Huffman (default)"; do
+      case "$model/$enc" in
+        lenet-300-100/dense*) file=$models/mlp-dense-int8.slim ;; lenet-300-100/*) file=$mlp ;;
+        lenet-5/dense*) file=$models/cnn-dense-int8.slim ;; *) file=$cnn ;;
+      esac
+      [ -f "$file" ] || { echo "device.sh: no $file (train into out/ first)" >&2; continue; }
+      for board in mps2-an385 mps2-an386 mps2-an500; do
+        case $board in mps2-an385) core=cortex-m3 ;; mps2-an386) core=cortex-m4 ;; *) core=cortex-m7 ;; esac
+        out=$(bash runtime/embedded/run.sh --board $board --integer --model "$file" --images 10 --count)
+        echo "$out" | python3 -c "
+import json, sys
+f = dict(kv.split('=', 1) for line in sys.stdin for kv in line.split() if '=' in kv)
+print(json.dumps({'model': '$model', 'encoding': '$enc', 'core': '$core', 'board': '$board', 'path': 'int8',
+    'stack': 'slimnet', 'instructions_per_inference': int(f['instructions_per_inference']),
+    'flash_bytes': int(f['model_bytes']) + int(f['text_bytes']), 'model_bytes': int(f['model_bytes']),
+    'text_bytes': int(f['text_bytes']), 'arena_bytes': int(f['arena_bytes']), 'correct': f['correct']}))"
+      done
+    done
+  done
+  local work=${CMSIS_WORK:-/tmp/slimnet-cmsis-nn}
+  WORK=$work MODELS="mlp lenet5" CORES="m3 m4 m7" OPTS=O3 bash ../shared/peers/cmsis-nn/run.sh >&2
+  python3 - "$work/results.tsv" <<'PY'
+import csv, json, sys
+names = {"mlp": "lenet-300-100", "lenet5": "lenet-5"}
+cores = {"m3": "cortex-m3", "m4": "cortex-m4", "m7": "cortex-m7"}
+# Model data the harness embeds (its README): weights + biases (+ conv multipliers/shifts).
+data = {"mlp": 266200 + 1640, "lenet5": 430500 + 2320 + 560}
+for r in csv.DictReader(open(sys.argv[1]), delimiter="\t"):
+    if r["model"] in names and r["core"] in cores and r["opt"] == "-O3":
+        print(json.dumps({"model": names[r["model"]], "encoding": "dense int8", "core": cores[r["core"]],
+            "board": r["machine"], "path": "int8", "stack": "cmsis-nn",
+            "instructions_per_inference": round(float(r["instructions"])),
+            "flash_bytes": data[r["model"]] + int(r["kernel_bytes"]) + int(r["libc_bytes"]) + int(r["infer_bytes"]),
+            "model_bytes": data[r["model"]], "text_bytes": int(r["kernel_bytes"]) + int(r["libc_bytes"]) + int(r["infer_bytes"]),
+            "arena_bytes": int(r["scratch"]) + int(r["activations"]), "correct": r["check"]}))
+PY
+}
+if [ "$json" = 1 ]; then json_rows; exit 0; fi
 # flash B: everything in flash (vector table, code, model, images); "without images": code + model + constants.
 echo "| model | encoding | board (core) | path | opt | model B | flash B | without images B | .text B | static RAM B | arena B | stack B | instructions / inference | accuracy |"
 echo "| --- | --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"

@@ -27,7 +27,7 @@ struct Board {
     ram_origin: u32,
 }
 
-const BOARDS: [Board; 3] = [
+const BOARDS: [Board; 4] = [
     // TI Stellaris LM3S6965: Cortex-M3, 256 KB flash, 64 KB SRAM.
     Board {
         name: "lm3s6965evb",
@@ -35,7 +35,8 @@ const BOARDS: [Board; 3] = [
         ram: 64 * 1024,
         ram_origin: 0x2000_0000,
     },
-    // ARM MPS2 AN385 (Cortex-M3) and AN386 (Cortex-M4F): 4 MB SSRAM for code, 4 MB SSRAM for data.
+    // ARM MPS2 AN385 (Cortex-M3), AN386 (Cortex-M4F) and AN500 (Cortex-M7): 4 MB SSRAM for code, 4 MB SSRAM for
+    // data.
     Board {
         name: "mps2-an385",
         flash: 4096 * 1024,
@@ -44,6 +45,12 @@ const BOARDS: [Board; 3] = [
     },
     Board {
         name: "mps2-an386",
+        flash: 4096 * 1024,
+        ram: 4096 * 1024,
+        ram_origin: 0x2000_0000,
+    },
+    Board {
+        name: "mps2-an500",
         flash: 4096 * 1024,
         ram: 4096 * 1024,
         ram_origin: 0x2000_0000,
@@ -81,7 +88,7 @@ fn main() {
         .find(|b| b.name == board_name)
         .unwrap_or_else(|| {
             fail(format!(
-                "unknown board {board_name:?} (lm3s6965evb, mps2-an385, mps2-an386)"
+                "unknown board {board_name:?} (lm3s6965evb, mps2-an385, mps2-an386, mps2-an500)"
             ))
         });
     println!("cargo:rerun-if-changed={}", model_path.display());

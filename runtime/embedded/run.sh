@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Builds the firmware with Debian's toolchain (../../../shared/embedded/setup.sh) and runs it under QEMU.
-#   runtime/embedded/run.sh [--board lm3s6965evb|mps2-an385|mps2-an386] [--model FILE.slim] [--images N]
+#   runtime/embedded/run.sh [--board lm3s6965evb|mps2-an385|mps2-an386|mps2-an500] [--model FILE.slim] [--images N]
 #                           [--count | --count-load | --count-verify] [--opt 3|s|z] [--integer] [--inputs X.npy]
 #                           [--verify-every N] [--flip-bit B]
 # lm3s6965evb and mps2-an385 are Cortex-M3 (thumbv7m-none-eabi, integer-only path); mps2-an386 is a Cortex-M4F
-# (thumbv7em-none-eabihf, f32 path). --count adds exact instruction counts (QEMU plugin, insncount.c) per inference.
+# (thumbv7em-none-eabihf, f32 path), mps2-an500 a Cortex-M7 (the same target and path). --count adds exact
+# instruction counts (QEMU plugin, insncount.c) per inference.
 # --count-load counts the instructions of loading the model (Model::load: validation and arena planning) instead.
 # --count-verify counts one Model::verify (the run-time re-check of the model's bytes, every --verify-every N
 # inferences, default 100); --flip-bit B flips bit B of the model (a RAM copy) after the first inference, so that
 # the next verify reports the fault (fault_detected=…) and the firmware exits with status 1.
-# --integer runs the integer-only path on the Cortex-M4F too; --inputs X.npy runs int8 input tensors instead of
+# --integer runs the integer-only path on the Cortex-M4F and M7 too; --inputs X.npy runs int8 input tensors instead of
 # MNIST images (tensor mode, e.g. an imported .tflite model) and prints every output byte as hex (outputs=…).
 # Prints the firmware's output, then flash/RAM figures from the linked ELF; exits non-zero if anything fails.
 set -euo pipefail
@@ -35,6 +36,7 @@ case "$board" in
   lm3s6965evb) target=thumbv7m-none-eabi cpu=cortex-m3 features=integer-only ;;
   mps2-an385) target=thumbv7m-none-eabi cpu=cortex-m3 features=integer-only ;;
   mps2-an386) target=thumbv7em-none-eabihf cpu=cortex-m4 features=f32 ;;
+  mps2-an500) target=thumbv7em-none-eabihf cpu=cortex-m7 features=f32 ;;
   *) echo "run.sh: unknown board $board" >&2; exit 2 ;;
 esac
 [ "$integer" = 1 ] && features=integer-only

@@ -7,6 +7,7 @@ pub(crate) mod add;
 pub(crate) mod average_pool_2d;
 pub(crate) mod conv_2d;
 pub(crate) mod depthwise_conv_2d;
+pub(crate) mod dot;
 pub(crate) mod fully_connected;
 pub(crate) mod max_pool_2d;
 pub(crate) mod reshape;

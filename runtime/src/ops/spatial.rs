@@ -4,6 +4,7 @@
 //! operator's scratch; a finished channel is requantized (integer path) or scaled (f32 path) into the NHWC
 //! output. Activations are NHWC, so a tap's input pixels lie `stride · channels` apart.
 
+use super::dot::{dot1, dot_rows, GROUPED, ROWS};
 use super::window::Geometry;
 use super::{Io, Op, Prepared, Tensors};
 use crate::error::{Error, Result};
@@ -79,7 +80,16 @@ pub(crate) fn run_op_int8(
     let range = super::clamp_range(op);
     if let Payload::DenseI8(ws) = w.payload {
         let p = io.parts(0)?;
-        run_dense_int8(&l.g, l.cells, ws, &q, zps, range, (p.x, p.y), l.dims.1);
+        run_dense_int8(
+            &l.g,
+            l.cells,
+            (ws, l.dims.1),
+            &q,
+            zps,
+            range,
+            (p.x, p.y),
+            GROUPED,
+        );
         return Ok(());
     }
     let p = io.parts(4 * l.g.plane())?;
@@ -334,7 +344,7 @@ fn tap_f32(g: &Geometry, (ky, kx, c): (usize, usize, usize), v: f32, x: &[u8], p
     }
 }
 
-/// Integer path, dense int8 weights: each output computed directly, as TFLite's reference kernels do, so no plane
+/// Integer path, dense int8 weights (`fan_in` per output channel): each output computed directly, as TFLite's reference kernels do, so no plane
 /// of accumulators (and no scratch) is needed. Per output pixel the window's valid cells are found once; a
 /// convolution then reads each cell's channels as one contiguous run of weights and inputs, a depthwise
 /// convolution walks its channels with a cell's weight and input a fixed stride apart.
@@ -342,12 +352,12 @@ fn tap_f32(g: &Geometry, (ky, kx, c): (usize, usize, usize), v: f32, x: &[u8], p
 pub(crate) fn run_dense_int8(
     g: &Geometry,
     cells: Cells,
-    weights: &[u8],
+    (weights, fan_in): (&[u8], usize),
     q: &Quant,
     (zp_in, zp_out): (i32, i32),
     range: (i32, i32),
     (x, y): (&[u8], &mut [u8]),
-    fan_in: usize,
+    grouped: bool,
 ) {
     for oy in 0..g.oh {
         let (y0, y1) = g.cells_y(oy);
@@ -364,14 +374,31 @@ pub(crate) fn run_dense_int8(
                 origin,
                 row: g.iw * g.ic,
             };
-            for (o, d) in out.iter_mut().enumerate() {
-                let w = weights.get(o * fan_in..(o + 1) * fan_in).unwrap_or(&[]);
-                let mut acc = crate::bytes::i32_at(q.bias, o);
-                acc = acc.wrapping_add(match cells {
-                    Cells::Conv => dense_conv_cell_sums(g, &window, w, x, zp_in),
-                    Cells::Depthwise(m) => dense_dw_sum(g, &window, w, x, zp_in, o / m.max(1)),
-                });
-                *d = crate::quant::to_i8(acc, q.channel(o), zp_out, range) as u8;
+            let row = |o: usize| weights.get(o * fan_in..(o + 1) * fan_in).unwrap_or(&[]);
+            let value = |acc: i32, o: usize| {
+                let acc = acc.wrapping_add(crate::bytes::i32_at(q.bias, o));
+                crate::quant::to_i8(acc, q.channel(o), zp_out, range) as u8
+            };
+            // A convolution's channels `ROWS` at a time when `grouped` (each input value loaded once for several
+            // weights, `dot::dot_rows`); one at a time otherwise, and for depthwise channels (one input each).
+            let groups = match cells {
+                Cells::Conv if grouped => g.oc / ROWS,
+                _ => 0,
+            };
+            for (k, ds) in out.chunks_exact_mut(ROWS).take(groups).enumerate() {
+                let o = k * ROWS;
+                let acc =
+                    dense_conv_sums4(g, &window, core::array::from_fn(|r| row(o + r)), x, zp_in);
+                for (r, (d, a)) in ds.iter_mut().zip(acc).enumerate() {
+                    *d = value(a, o + r);
+                }
+            }
+            for (o, d) in out.iter_mut().enumerate().skip(groups * ROWS) {
+                let acc = match cells {
+                    Cells::Conv => dense_conv_cell_sums(g, &window, row(o), x, zp_in),
+                    Cells::Depthwise(m) => dense_dw_sum(g, &window, row(o), x, zp_in, o / m.max(1)),
+                };
+                *d = value(acc, o);
             }
         }
     }
@@ -397,10 +424,29 @@ fn dense_conv_cell_sums(g: &Geometry, win: &Window, w: &[u8], x: &[u8], zp: i32)
     for ky in win.y.0..win.y.1 {
         let wk = (ky * g.kw + win.x.0) * g.ic;
         let ws = w.get(wk..wk + run).unwrap_or(&[]);
-        let xs = x.get(at..at + run).unwrap_or(&[]);
-        for (&a, &b) in ws.iter().zip(xs) {
-            acc = acc.wrapping_add(i32::from(a as i8) * (i32::from(b as i8) - zp));
-        }
+        acc = acc.wrapping_add(dot1(ws, x.get(at..at + run).unwrap_or(&[]), zp));
+        at += win.row;
+    }
+    acc
+}
+
+/// [`dense_conv_cell_sums`] for four output channels at once: each kernel row's run of inputs against the four
+/// channels' runs of weights.
+#[inline(always)]
+fn dense_conv_sums4(
+    g: &Geometry,
+    win: &Window,
+    w: [&[u8]; ROWS],
+    x: &[u8],
+    zp: i32,
+) -> [i32; ROWS] {
+    let mut acc = [0i32; ROWS];
+    let run = (win.x.1 - win.x.0) * g.ic;
+    let mut at = win.origin;
+    for ky in win.y.0..win.y.1 {
+        let wk = (ky * g.kw + win.x.0) * g.ic;
+        let ws = w.map(|r| r.get(wk..wk + run).unwrap_or(&[]));
+        dot_rows(ws, x.get(at..at + run).unwrap_or(&[]), zp, &mut acc);
         at += win.row;
     }
     acc
@@ -424,4 +470,70 @@ fn dense_dw_sum(g: &Geometry, win: &Window, w: &[u8], x: &[u8], zp: i32, c: usiz
         at_row += win.row;
     }
     acc
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use crate::ops::dot::tests::test_bytes;
+
+    #[test]
+    fn channels_in_groups_give_what_channels_one_at_a_time_give() {
+        // 7×6×3 input, 3×3 window, stride 2, padding 1 on top and left: interior and border pixels; 7 channels.
+        let g = Geometry {
+            ih: 7,
+            iw: 6,
+            ic: 3,
+            oh: 4,
+            ow: 3,
+            oc: 7,
+            kh: 3,
+            kw: 3,
+            sh: 2,
+            sw: 2,
+            pt: 1,
+            pl: 1,
+        };
+        let fan_in = 27;
+        let ws: std::vec::Vec<u8> = (0..7)
+            .flat_map(|o| test_bytes(o, fan_in)[..fan_in].to_vec())
+            .collect();
+        let x: std::vec::Vec<u8> = (0..3)
+            .flat_map(|k| test_bytes(50 + k, 42)[..42].to_vec())
+            .collect();
+        let mult: std::vec::Vec<u8> = (0..7)
+            .flat_map(|o: i32| (1 << 30 | o << 21).to_le_bytes())
+            .collect();
+        let shifts: std::vec::Vec<u8> = (0..7)
+            .flat_map(|o: i32| (-(o % 2) - 5).to_le_bytes())
+            .collect();
+        let bias: std::vec::Vec<u8> = (0..7)
+            .flat_map(|o: i32| (o * 91 - 300).to_le_bytes())
+            .collect();
+        let q = Quant {
+            per_channel: true,
+            multipliers: &mult,
+            shifts: &shifts,
+            bias: &bias,
+        };
+        let (mut one, mut grouped) = ([0u8; 84], [0u8; 84]);
+        for (y, grouped_run) in [(&mut one, false), (&mut grouped, true)] {
+            run_dense_int8(
+                &g,
+                Cells::Conv,
+                (&ws, fan_in),
+                &q,
+                (5, -2),
+                (-128, 127),
+                (&x, y),
+                grouped_run,
+            );
+        }
+        assert_eq!(one, grouped);
+        assert!(
+            one.iter().any(|&v| v != one[0]),
+            "a test that can fail: {one:?}"
+        );
+    }
 }

@@ -1,0 +1,291 @@
+//! The dense int8 dot products the dense kernels of FULLY_CONNECTED and CONV_2D are built on:
+//! `Σ w[j]·(x[j] − zp)` over int8 weights and activations.
+//!
+//! - [`dot1`]: one row, written so that the compiler vectorizes it (the host's kernel, and every tail).
+//! - [`dot_rows`]: [`ROWS`] rows against one input, so that each input value is loaded and offset once for
+//!   several multiply-adds. Without DSP (Cortex-M3), [`dot4_scalar`]: four rows, 3.25 instructions per
+//!   multiply-add where one row at a time took 6.7 (CMSIS-NN's plain-C kernel does three rows: 3.4).
+//! - With the DSP extension (Cortex-M4/M7, `target_feature = "dsp"`), [`dot3_lanes`]: three rows, reading four
+//!   weights and four inputs a word at a time, sign-extending them into pairs of 16-bit lanes (SXTB16 and SXTB16
+//!   with an 8-bit rotation: lanes 0, 2 and 1, 3; SXTAB16 adds −zp on the way) and multiplying-adding two lanes
+//!   per SMLAD. Three rows, not four: with the frame pointer reserved a Cortex-M has 13 registers for the loop,
+//!   which four rows' pointers, sums and lanes overflow. The DSP instructions come from [`lanes`], the only
+//!   inline assembly of the crate besides [`keep_rolled`]; everywhere else `lanes` is the same arithmetic in
+//!   plain Rust, so that the host's tests run the very algorithm the device runs against [`dot1`].
+
+/// Rows [`dot_rows`] computes per pass over its input: as many as the core has registers for (the loop's
+/// pointers, sums and values in registers, none spilled to the stack): four without DSP, three with it.
+pub(crate) const ROWS: usize = if DSP { 3 } else { 4 };
+
+/// Whether the dense kernels take [`ROWS`] rows per pass: on 32-bit cores. Elsewhere one row at a time, which
+/// the compiler vectorizes for the host's SIMD (measured faster there).
+pub(crate) const GROUPED: bool = cfg!(target_arch = "arm");
+
+/// Whether the DSP kernel runs (Cortex-M4/M7).
+const DSP: bool = cfg!(all(target_arch = "arm", target_feature = "dsp"));
+
+/// Σ w[j]·(x[j] − zp) over the common length of `w` and `x`. A plain integer reduction: integer addition is
+/// associative, so the compiler vectorizes it for whatever SIMD the target has (measured on LeNet-300-100:
+/// 1.5× faster than a hand-unrolled array of partial sums on baseline x86-64, which it left scalar; 8× with
+/// AVX2 enabled).
+#[inline(always)]
+pub(crate) fn dot1(w: &[u8], x: &[u8], zp: i32) -> i32 {
+    // Both factors fit in i16 (|w| ≤ 128, |x − zp| ≤ 255): written as i16 values widened to i32, the product and
+    // its sum match SSE2's pmaddwd (and NEON's smlal), which the compiler then picks.
+    let zp = zp as i16;
+    w.iter()
+        .zip(x)
+        .map(|(&a, &b)| i32::from(i16::from(a as i8)) * i32::from(i16::from(b as i8) - zp))
+        .fold(0i32, i32::wrapping_add)
+}
+
+/// `acc[r] += Σ w[r][j]·(x[j] − zp)` for [`ROWS`] rows, over the common length of the rows and `x`.
+#[inline(always)]
+pub(crate) fn dot_rows(w: [&[u8]; ROWS], x: &[u8], zp: i32, acc: &mut [i32; ROWS]) {
+    #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+    dot3_lanes(w, x, zp, acc);
+    #[cfg(not(all(target_arch = "arm", target_feature = "dsp")))]
+    dot4_scalar(w, x, zp, acc);
+}
+
+/// Four rows a value at a time (the Cortex-M3 kernel).
+#[cfg_attr(all(target_arch = "arm", target_feature = "dsp"), allow(dead_code))]
+#[inline(always)]
+pub(crate) fn dot4_scalar(w: [&[u8]; 4], x: &[u8], zp: i32, acc: &mut [i32; 4]) {
+    let [mut a0, mut a1, mut a2, mut a3] = *acc;
+    let [w0, w1, w2, w3] = w;
+    for ((((&v, &b0), &b1), &b2), &b3) in x.iter().zip(w0).zip(w1).zip(w2).zip(w3) {
+        keep_rolled();
+        let v = i32::from(v as i8) - zp;
+        a0 = a0.wrapping_add(i32::from(b0 as i8) * v);
+        a1 = a1.wrapping_add(i32::from(b1 as i8) * v);
+        a2 = a2.wrapping_add(i32::from(b2 as i8) * v);
+        a3 = a3.wrapping_add(i32::from(b3 as i8) * v);
+    }
+    *acc = [a0, a1, a2, a3];
+}
+
+/// Nothing, as an instruction sequence: keeps the compiler from unrolling the loop it is in on a Cortex-M (LLVM
+/// does not unroll a loop with a call in it, and inline assembly counts as one), where unrolling
+/// [`dot4_scalar`] spilled its pointers and sums to the stack (measured on the Cortex-M3: 4.3 instructions per
+/// multiply-add unrolled, see BENCHMARKS.md).
+#[inline(always)]
+fn keep_rolled() {
+    #[cfg(target_arch = "arm")]
+    #[allow(unsafe_code)]
+    // SAFETY: an empty sequence of instructions: it reads and writes nothing.
+    unsafe {
+        core::arch::asm!("", options(nomem, nostack, preserves_flags))
+    }
+}
+
+/// Four bytes as a little-endian word (one unaligned load on the cores that have them).
+#[cfg_attr(
+    not(all(target_arch = "arm", target_feature = "dsp")),
+    allow(dead_code)
+)]
+#[inline(always)]
+fn word(b: &[u8]) -> u32 {
+    match b {
+        [a, b, c, d, ..] => u32::from_le_bytes([*a, *b, *c, *d]),
+        _ => 0,
+    }
+}
+
+/// Three rows four columns at a time in 16-bit lanes (the Cortex-M4/M7 kernel, see the module's notes); the
+/// last `len % 4` columns a row at a time.
+#[cfg_attr(
+    not(all(target_arch = "arm", target_feature = "dsp")),
+    allow(dead_code)
+)]
+#[inline(always)]
+pub(crate) fn dot3_lanes(w: [&[u8]; 3], x: &[u8], zp: i32, acc: &mut [i32; 3]) {
+    use lanes::{smlad, sxtab16, sxtab16_ror8, sxtb16, sxtb16_ror8};
+    let n = w.iter().fold(x.len(), |n, r| n.min(r.len()));
+    let whole = n - n % 4;
+    // −zp in both 16-bit lanes: x − zp ∈ [−255, 255] fits a lane.
+    let offset = u32::from((zp as i16).wrapping_neg() as u16) * 0x0001_0001;
+    let [mut a0, mut a1, mut a2] = *acc;
+    let [w0, w1, w2] = w.map(|r| r.get(..whole).unwrap_or(&[]));
+    let xs = x.get(..whole).unwrap_or(&[]);
+    let rows = w0
+        .chunks_exact(4)
+        .zip(w1.chunks_exact(4))
+        .zip(w2.chunks_exact(4));
+    for (xc, ((c0, c1), c2)) in xs.chunks_exact(4).zip(rows) {
+        let xv = word(xc);
+        let (x02, x13) = (sxtab16(offset, xv), sxtab16_ror8(offset, xv));
+        let mac = |a: i32, c: &[u8]| {
+            let v = word(c);
+            smlad(sxtb16_ror8(v), x13, smlad(sxtb16(v), x02, a))
+        };
+        (a0, a1, a2) = (mac(a0, c0), mac(a1, c1), mac(a2, c2));
+    }
+    let xt = x.get(whole..n).unwrap_or(&[]);
+    let tail = |a: i32, r: &[u8]| a.wrapping_add(dot1(r.get(whole..n).unwrap_or(&[]), xt, zp));
+    *acc = [tail(a0, w[0]), tail(a1, w[1]), tail(a2, w[2])];
+}
+
+/// The DSP instructions [`dot3_lanes`] needs: inline assembly on cores that have them, the same
+/// arithmetic in plain Rust elsewhere.
+#[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+#[allow(unsafe_code)]
+mod lanes {
+    // Audited module: the only `unsafe` outside the C API. Each block is one register-to-register DSP
+    // instruction of the target (ARMv7E-M): no memory, no stack, no flags read or written that Rust relies on
+    // (SMLAD may set the sticky Q flag, which nothing reads).
+    use core::arch::asm;
+
+    /// SXTB16: bytes 0 and 2 of `v`, sign-extended into the two 16-bit lanes.
+    #[inline(always)]
+    pub(super) fn sxtb16(v: u32) -> u32 {
+        let r: u32;
+        // SAFETY: one register-to-register instruction (see the module's notes).
+        unsafe {
+            asm!("sxtb16 {0}, {1}", out(reg) r, in(reg) v, options(pure, nomem, nostack, preserves_flags))
+        };
+        r
+    }
+
+    /// SXTB16 with ROR #8: bytes 1 and 3 of `v`, sign-extended into the two 16-bit lanes.
+    #[inline(always)]
+    pub(super) fn sxtb16_ror8(v: u32) -> u32 {
+        let r: u32;
+        // SAFETY: one register-to-register instruction (see the module's notes).
+        unsafe {
+            asm!("sxtb16 {0}, {1}, ror #8", out(reg) r, in(reg) v, options(pure, nomem, nostack, preserves_flags))
+        };
+        r
+    }
+
+    /// SXTAB16: `a` plus bytes 0 and 2 of `v` sign-extended, lane by lane (wrapping).
+    #[inline(always)]
+    pub(super) fn sxtab16(a: u32, v: u32) -> u32 {
+        let r: u32;
+        // SAFETY: one register-to-register instruction (see the module's notes).
+        unsafe {
+            asm!("sxtab16 {0}, {1}, {2}", out(reg) r, in(reg) a, in(reg) v, options(pure, nomem, nostack, preserves_flags))
+        };
+        r
+    }
+
+    /// SXTAB16 with ROR #8: `a` plus bytes 1 and 3 of `v` sign-extended, lane by lane (wrapping).
+    #[inline(always)]
+    pub(super) fn sxtab16_ror8(a: u32, v: u32) -> u32 {
+        let r: u32;
+        // SAFETY: one register-to-register instruction (see the module's notes).
+        unsafe {
+            asm!("sxtab16 {0}, {1}, {2}, ror #8", out(reg) r, in(reg) a, in(reg) v,
+                 options(pure, nomem, nostack, preserves_flags))
+        };
+        r
+    }
+
+    /// SMLAD: `acc + a.lo·b.lo + a.hi·b.hi` (signed 16-bit lanes, wrapping).
+    #[inline(always)]
+    pub(super) fn smlad(a: u32, b: u32, mut acc: i32) -> i32 {
+        // SAFETY: one register-to-register instruction (see the module's notes).
+        unsafe {
+            asm!("smlad {0}, {1}, {2}, {0}", inout(reg) acc, in(reg) a, in(reg) b,
+                 options(pure, nomem, nostack, preserves_flags))
+        };
+        acc
+    }
+}
+
+/// The DSP instructions [`dot3_lanes`] needs, in plain Rust: what the host's tests run.
+#[cfg(not(all(target_arch = "arm", target_feature = "dsp")))]
+#[allow(dead_code)]
+mod lanes {
+    /// Lane `i` (0: bits 0–15) as a signed value.
+    fn lane(v: u32, i: u32) -> i32 {
+        i32::from((v >> (16 * i)) as u16 as i16)
+    }
+
+    /// Two signed 16-bit lanes packed into a word.
+    fn pack(lo: i32, hi: i32) -> u32 {
+        u32::from(lo as u16) | u32::from(hi as u16) << 16
+    }
+
+    /// Bytes 0 and 2 of `v`, sign-extended into the two 16-bit lanes.
+    pub(super) fn sxtb16(v: u32) -> u32 {
+        pack(i32::from(v as u8 as i8), i32::from((v >> 16) as u8 as i8))
+    }
+
+    /// Bytes 1 and 3 of `v`, sign-extended into the two 16-bit lanes.
+    pub(super) fn sxtb16_ror8(v: u32) -> u32 {
+        sxtb16(v.rotate_right(8))
+    }
+
+    /// `a` plus bytes 0 and 2 of `v` sign-extended, lane by lane (wrapping).
+    pub(super) fn sxtab16(a: u32, v: u32) -> u32 {
+        let e = sxtb16(v);
+        pack(lane(a, 0) + lane(e, 0), lane(a, 1) + lane(e, 1))
+    }
+
+    /// `a` plus bytes 1 and 3 of `v` sign-extended, lane by lane (wrapping).
+    pub(super) fn sxtab16_ror8(a: u32, v: u32) -> u32 {
+        sxtab16(a, v.rotate_right(8))
+    }
+
+    /// `acc + a.lo·b.lo + a.hi·b.hi` (signed 16-bit lanes, wrapping).
+    pub(super) fn smlad(a: u32, b: u32, acc: i32) -> i32 {
+        acc.wrapping_add(lane(a, 0) * lane(b, 0))
+            .wrapping_add(lane(a, 1) * lane(b, 1))
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Bytes from a small linear congruential generator: every value, extremes included.
+    fn bytes(seed: u32, n: usize) -> [u8; 64] {
+        let mut s = seed;
+        core::array::from_fn(|i| {
+            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            if i < n {
+                (s >> 24) as u8
+            } else {
+                0
+            }
+        })
+    }
+
+    #[test]
+    fn every_kernel_agrees_with_one_row_at_a_time_for_every_length_and_zero_point() {
+        for n in 0..=41 {
+            for zp in [-128, -5, 0, 3, 127] {
+                let x = bytes(n as u32, n);
+                let rows: [[u8; 64]; 4] =
+                    core::array::from_fn(|r| bytes(100 + r as u32 * 7 + n as u32, n));
+                let w = rows.each_ref().map(|r| &r[..n]);
+                let want: [i32; 4] = core::array::from_fn(|r| 5 + dot1(w[r], &x[..n], zp));
+                let mut four = [5; 4];
+                dot4_scalar(w, &x[..n], zp, &mut four);
+                assert_eq!(four, want, "4 rows, {n} columns, zero point {zp}");
+                let mut three = [5; 3];
+                dot3_lanes([w[0], w[1], w[2]], &x[..n], zp, &mut three);
+                assert_eq!(
+                    three,
+                    want[..3],
+                    "3 rows in lanes, {n} columns, zero point {zp}"
+                );
+            }
+        }
+    }
+
+    /// Bytes for other modules' tests.
+    pub(crate) fn test_bytes(seed: u32, n: usize) -> [u8; 64] {
+        bytes(seed, n)
+    }
+
+    #[test]
+    fn the_extremes_do_not_overflow_a_lane() {
+        // w = −128 and x − zp = 255 (x = 127, zp = −128): the largest product in magnitude.
+        let (w, x) = ([0x80u8; 16], [127u8; 16]);
+        let mut acc = [0; 3];
+        dot3_lanes([&w; 3], &x, -128, &mut acc);
+        assert_eq!(acc, [16 * -128 * 255; 3]);
+    }
+}
