@@ -61,7 +61,8 @@ pub(crate) fn run_int8(op: &Op, index: u16, t: &Tensors, flags: u16, io: &mut Io
 }
 
 /// The dense integer kernel: `ROWS` rows per pass over the input when `grouped` (`dot::dot_rows`), one row at a
-/// time otherwise.
+/// time otherwise. Out of line, so that it does not change how the sparse kernel beside it is compiled.
+#[inline(never)]
 fn dense_int8(
     ws: &[u8],
     (outputs, n): (usize, usize),
