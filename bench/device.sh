@@ -25,7 +25,8 @@ make_variant $models/cnn-dense-int8.slim out/lenet-5.safetensors --skip prune,cl
 mlp=runtime/embedded/models/lenet-300-100.slim cnn=runtime/embedded/models/lenet-5.slim
 # --json: slimnet dense int8 and compressed (default presets) on the integer path of the Cortex-M3, M4F and M7,
 # beside CMSIS-NN's dense int8 harness (../shared/peers/cmsis-nn, -O3, built here from its sources into
-# $CMSIS_WORK) on the same cores. Instruction counts are exact and repeatable; they are not cycles.
+# $CMSIS_WORK; it needs libnewlib-arm-none-eabi) on the same cores. Instruction counts are exact and repeatable;
+# they are not cycles. flash_bytes is code + model data (no images, no start-up code).
 json_rows() {
   local board core model enc file out
   for model in lenet-300-100 lenet-5; do
