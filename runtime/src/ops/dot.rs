@@ -13,12 +13,13 @@
 //!   inline assembly of the crate besides [`keep_rolled`]; everywhere else `lanes` is the same arithmetic in
 //!   plain Rust, so that the host's tests run the very algorithm the device runs against [`dot1`].
 
-/// Rows [`dot_rows`] computes per pass over its input: as many as the core has registers for (the loop's
-/// pointers, sums and values in registers, none spilled to the stack): four without DSP, three with it.
+/// Rows [`dot_rows`] computes per pass over its input: four without DSP, three with it (four rows' pointers, sums
+/// and lanes need more registers than a Cortex-M has; measured in BENCHMARKS.md).
 pub(crate) const ROWS: usize = if DSP { 3 } else { 4 };
 
-/// Whether the dense kernels take [`ROWS`] rows per pass: on 32-bit cores. Elsewhere one row at a time, which
-/// the compiler vectorizes for the host's SIMD (measured faster there).
+/// Whether the dense kernels take [`ROWS`] rows per pass: on 32-bit Arm cores. Elsewhere one row at a time, which
+/// the compiler vectorizes for the host's SIMD (the host's latency figures were measured with it; the grouped
+/// kernels were not measured on hosts).
 pub(crate) const GROUPED: bool = cfg!(target_arch = "arm");
 
 /// Whether the DSP kernel runs (Cortex-M4/M7).
