@@ -238,6 +238,7 @@ mod lanes {
 
 #[cfg(test)]
 pub(crate) mod tests {
+    extern crate std;
     use super::*;
 
     /// Bytes from a small linear congruential generator: every value, extremes included.
@@ -274,6 +275,11 @@ pub(crate) mod tests {
                 );
             }
         }
+    }
+
+    /// `f(0), …, f(n − 1)` as little-endian i32 bytes (quantization parameters for other modules' tests).
+    pub(crate) fn le_i32s(n: i32, f: impl Fn(i32) -> i32) -> std::vec::Vec<u8> {
+        (0..n).flat_map(|o| f(o).to_le_bytes()).collect()
     }
 
     /// Bytes for other modules' tests.

@@ -148,7 +148,7 @@ impl Sink for SparseInt8<'_, '_> {
 mod tests {
     extern crate std;
     use super::*;
-    use crate::ops::dot::tests::test_bytes;
+    use crate::ops::dot::tests::{le_i32s, test_bytes};
 
     #[test]
     fn rows_in_groups_give_what_rows_one_at_a_time_give() {
@@ -158,15 +158,9 @@ mod tests {
             .flat_map(|o| test_bytes(o, n)[..n].to_vec())
             .collect();
         let x = test_bytes(99, n);
-        let mult: std::vec::Vec<u8> = (0..outputs as i32)
-            .flat_map(|o| (1 << 30 | o << 20).to_le_bytes())
-            .collect();
-        let shifts: std::vec::Vec<u8> = (0..outputs as i32)
-            .flat_map(|o| (-(o % 3) - 4).to_le_bytes())
-            .collect();
-        let bias: std::vec::Vec<u8> = (0..outputs as i32)
-            .flat_map(|o| (o * 37 - 100).to_le_bytes())
-            .collect();
+        let mult = le_i32s(outputs as i32, |o| 1 << 30 | o << 20);
+        let shifts = le_i32s(outputs as i32, |o| -(o % 3) - 4);
+        let bias = le_i32s(outputs as i32, |o| o * 37 - 100);
         let out = Out {
             q: Quant {
                 per_channel: true,

@@ -387,8 +387,13 @@ pub(crate) fn run_dense_int8(
             };
             for (k, ds) in out.chunks_exact_mut(ROWS).take(groups).enumerate() {
                 let o = k * ROWS;
-                let acc =
-                    dense_conv_sums4(g, &window, core::array::from_fn(|r| row(o + r)), x, zp_in);
+                let acc = dense_conv_sums_rows(
+                    g,
+                    &window,
+                    core::array::from_fn(|r| row(o + r)),
+                    x,
+                    zp_in,
+                );
                 for (r, (d, a)) in ds.iter_mut().zip(acc).enumerate() {
                     *d = value(a, o + r);
                 }
@@ -430,10 +435,10 @@ fn dense_conv_cell_sums(g: &Geometry, win: &Window, w: &[u8], x: &[u8], zp: i32)
     acc
 }
 
-/// [`dense_conv_cell_sums`] for four output channels at once: each kernel row's run of inputs against the four
+/// [`dense_conv_cell_sums`] for [`ROWS`] output channels at once: each kernel row's run of inputs against the
 /// channels' runs of weights.
 #[inline(always)]
-fn dense_conv_sums4(
+fn dense_conv_sums_rows(
     g: &Geometry,
     win: &Window,
     w: [&[u8]; ROWS],
@@ -476,7 +481,7 @@ fn dense_dw_sum(g: &Geometry, win: &Window, w: &[u8], x: &[u8], zp: i32, c: usiz
 mod tests {
     extern crate std;
     use super::*;
-    use crate::ops::dot::tests::test_bytes;
+    use crate::ops::dot::tests::{le_i32s, test_bytes};
 
     #[test]
     fn channels_in_groups_give_what_channels_one_at_a_time_give() {
@@ -502,15 +507,9 @@ mod tests {
         let x: std::vec::Vec<u8> = (0..3)
             .flat_map(|k| test_bytes(50 + k, 42)[..42].to_vec())
             .collect();
-        let mult: std::vec::Vec<u8> = (0..7)
-            .flat_map(|o: i32| (1 << 30 | o << 21).to_le_bytes())
-            .collect();
-        let shifts: std::vec::Vec<u8> = (0..7)
-            .flat_map(|o: i32| (-(o % 2) - 5).to_le_bytes())
-            .collect();
-        let bias: std::vec::Vec<u8> = (0..7)
-            .flat_map(|o: i32| (o * 91 - 300).to_le_bytes())
-            .collect();
+        let mult = le_i32s(7, |o| 1 << 30 | o << 21);
+        let shifts = le_i32s(7, |o| -(o % 2) - 5);
+        let bias = le_i32s(7, |o| o * 91 - 300);
         let q = Quant {
             per_channel: true,
             multipliers: &mult,
