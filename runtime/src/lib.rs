@@ -36,6 +36,7 @@ mod bytes;
 pub mod capi;
 mod error;
 pub mod format;
+mod fused;
 mod model;
 mod ops;
 mod plan;

@@ -21,8 +21,9 @@ const WINDOW_BYTES: usize = core::mem::size_of::<Window>();
 /// `WINDOW_BITS − 7` bits (25 on a 32-bit core), enough for any one field or code ([`MAX_CODE_BITS`]).
 #[derive(Clone)]
 pub(crate) struct BitReader<'a> {
-    bytes: &'a [u8],
-    next: usize,
+    /// The bytes not loaded into the window yet (a shrinking slice: two registers where a slice and an offset
+    /// took three, which the sparse kernels' loops need).
+    rest: &'a [u8],
     /// Unread bits, left-aligned (the next bit is the window's top bit).
     window: Window,
     /// Number of valid bits in `window`.
@@ -34,8 +35,7 @@ pub(crate) struct BitReader<'a> {
 impl<'a> BitReader<'a> {
     pub(crate) fn new(bytes: &'a [u8]) -> Self {
         BitReader {
-            bytes,
-            next: 0,
+            rest: bytes,
             window: 0,
             count: 0,
             seen: 0,
@@ -49,47 +49,47 @@ impl<'a> BitReader<'a> {
     fn refill(&mut self) {
         // One word load fills the window to at least WINDOW_BITS − 7 bits. The bits loaded past the whole bytes
         // counted are the stream's own next bits, so loading them again later ORs identical values.
-        if let Some(chunk) = self.bytes.get(self.next..self.next + WINDOW_BYTES) {
+        if let Some(chunk) = self.rest.get(..WINDOW_BYTES) {
             let mut b = [0u8; WINDOW_BYTES];
             b.copy_from_slice(chunk);
             self.window |= Window::from_be_bytes(b) >> self.count;
+            // count < WINDOW_BITS here (refills happen below a field's width): whole < WINDOW_BYTES.
             let whole = (WINDOW_BITS - 1 - self.count) / 8;
-            self.next += whole as usize;
+            self.rest = self.rest.get(whole as usize..).unwrap_or(&[]);
             self.count += 8 * whole;
         } else {
-            (self.next, self.window, self.count) =
-                refill_tail(self.bytes, self.next, self.window, self.count);
+            (self.rest, self.window, self.count) = refill_tail(self.rest, self.window, self.count);
         }
     }
 }
 
-/// The byte-at-a-time refill for the last bytes of a stream: (next, window, count) after it.
+/// The byte-at-a-time refill for the last bytes of a stream: (rest, window, count) after it.
 #[inline(never)]
 #[cold]
-fn refill_tail(
-    bytes: &[u8],
-    mut next: usize,
-    mut window: Window,
-    mut count: u32,
-) -> (usize, Window, u32) {
+fn refill_tail(mut rest: &[u8], mut window: Window, mut count: u32) -> (&[u8], Window, u32) {
     while count <= WINDOW_BITS - 8 {
-        let Some(&b) = bytes.get(next) else {
+        let Some((&b, tail)) = rest.split_first() else {
             break;
         };
         window |= Window::from(b) << (WINDOW_BITS - 8 - count);
-        next += 1;
+        rest = tail;
         count += 8;
     }
-    (next, window, count)
+    (rest, window, count)
 }
 
 /// Bits resolved by one lookup in [`Huffman::fast`]; longer codes fall back to the canonical search.
 const FAST_BITS: usize = 8;
 
+/// Where a code's length sits in a [`Huffman::fast`] entry: the top five bits, so that the shift it drives is
+/// known to be below 32 and needs no mask (one instruction per symbol on a Cortex-M).
+const LENGTH_SHIFT: u16 = 11;
+
 /// A canonical Huffman decoding table built from code lengths on the stack.
 pub(crate) struct Huffman {
-    /// For every `FAST_BITS`-bit prefix: `length << 8 | symbol` of the code it starts with, or 0 when that code
-    /// is longer than `FAST_BITS` (or unused). 512 bytes that replace a search over code lengths per symbol.
+    /// For every `FAST_BITS`-bit prefix: `length << LENGTH_SHIFT | symbol` of the code it starts with, or 0 when
+    /// that code is longer than `FAST_BITS` (or unused). 512 bytes that replace a search over code lengths per
+    /// symbol.
     fast: [u16; 1 << FAST_BITS],
     /// First canonical code of each length.
     first: [u16; MAX_CODE_BITS + 1],
@@ -143,7 +143,7 @@ impl Huffman {
                     let from = code << (FAST_BITS - len);
                     let to = (code + 1) << (FAST_BITS - len);
                     for e in fast.get_mut(from..to)? {
-                        *e = (len as u16) << 8 | s as u16;
+                        *e = (len as u16) << LENGTH_SHIFT | s as u16;
                     }
                 }
                 symbols[usize::from(*slot)] = s as u8;
@@ -280,16 +280,17 @@ impl Decode for HuffmanCodes<'_, '_> {
         // The lookup needs FAST_BITS bits only: refilling for those (not for the longest code) halves the refills.
         r.ensure(FAST_BITS as u32);
         let e = self.table.fast[r.top(FAST_BITS as u32) as usize & ((1 << FAST_BITS) - 1)];
-        let (len, symbol) = if e != 0 {
-            (u32::from(e >> 8), u32::from(e & 0xFF))
-        } else {
-            r.ensure(MAX_CODE_BITS as u32);
-            match self.table.slow(r.top(MAX_CODE_BITS as u32)) {
-                Some(found) => found,
-                None => {
-                    self.bad = true;
-                    (1, 0)
-                }
+        if e != 0 {
+            // Its own drop, so that the shift by a length known to be below 32 needs no mask.
+            r.drop_bits::<CHECKED>(u32::from(e >> LENGTH_SHIFT));
+            return u32::from(e & 0xFF);
+        }
+        r.ensure(MAX_CODE_BITS as u32);
+        let (len, symbol) = match self.table.slow(r.top(MAX_CODE_BITS as u32)) {
+            Some(found) => found,
+            None => {
+                self.bad = true;
+                (1, 0)
             }
         };
         r.drop_bits::<CHECKED>(len);

@@ -7,6 +7,7 @@ use crate::error::{Error, Result, Section};
 use crate::format::{
     codebook, encoding, StreamCoding, FLAG_F32, FLAG_INT, MAX_ELEMENTS, MAX_STREAM_BYTES,
 };
+use crate::fused;
 #[cfg(feature = "arena-decoding")]
 use crate::stream::Decode;
 use crate::stream::{walk, Chunked, Chunks, Huffman, HuffmanCodes, Layout, Packed, Sink};
@@ -144,6 +145,68 @@ impl<'a> Sparse<'a> {
         // Used only with the zstd or arena-decoding features.
         let _ = (&scratch, arena);
         dispatch(positions, indices, CHECKED, layout, sink).ok_or(corrupt)
+    }
+
+    /// The integer dot products of every row with `x` (`fused::row_dots`: `row_done(row, Σ c·(x − zp))`), for
+    /// streams validated at load. Returns `Ok(false)` without running when the fused loops do not apply (zstd or
+    /// arena-decoded streams, or an input of another length than the fan-in): the caller takes the chunked walk.
+    pub(crate) fn row_dots(
+        &self,
+        (fan_in, rows): (usize, usize),
+        op: u16,
+        arena: bool,
+        (x, zp): (&[u8], i32),
+        codebook: &[i8; 256],
+        row_done: impl FnMut(usize, i32),
+    ) -> Result<bool> {
+        if self.zstd() || (arena && self.huffman()) || x.len() != fan_in {
+            return Ok(false);
+        }
+        let layout = Layout {
+            symbols: self.symbols,
+            position_bits: self.position_bits,
+            fan_in,
+            rows,
+            codebook_len: self.codebook_len,
+        };
+        let (p, i) = (self.positions, self.indices);
+        let (pb, ib) = (self.position_bits, self.index_bits);
+        let table = |lengths| Huffman::new(lengths).ok_or(Error::CorruptStream { op });
+        let input = (x, zp);
+        match (self.position_coding, self.index_coding) {
+            (StreamCoding::Huffman, StreamCoding::Huffman) => {
+                let (pt, it) = (table(self.position_lengths)?, table(self.index_lengths)?);
+                let (p, i) = (HuffmanCodes::new(p, &pt), HuffmanCodes::new(i, &it));
+                fused::row_dots(p, i, layout, input, codebook, row_done);
+            }
+            (StreamCoding::Huffman, _) => {
+                let (pt, i) = (table(self.position_lengths)?, Packed::new(i, ib));
+                fused::row_dots(
+                    HuffmanCodes::new(p, &pt),
+                    i,
+                    layout,
+                    input,
+                    codebook,
+                    row_done,
+                );
+            }
+            (_, StreamCoding::Huffman) => {
+                let (p, it) = (Packed::new(p, pb), table(self.index_lengths)?);
+                fused::row_dots(
+                    p,
+                    HuffmanCodes::new(i, &it),
+                    layout,
+                    input,
+                    codebook,
+                    row_done,
+                );
+            }
+            _ => {
+                let (p, i) = (Packed::new(p, pb), Packed::new(i, ib));
+                fused::row_dots(p, i, layout, input, codebook, row_done);
+            }
+        }
+        Ok(true)
     }
 
     /// Whether a stream is zstd coded (and must be decoded into the arena before a run).

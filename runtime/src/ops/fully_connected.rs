@@ -86,6 +86,15 @@ fn sparse_int8(
     if let Codebook::I8(c) = s.codebook {
         table.iter_mut().zip(c).for_each(|(t, &c)| *t = c as i8);
     }
+    let (rows, arena) = ((fan_in, outputs), p.streams.arena);
+    let row_done = |o: usize, acc: i32| {
+        if let Some(v) = p.y.get_mut(o) {
+            *v = out.value(acc.wrapping_add(i32_at(out.q.bias, o)), o);
+        }
+    };
+    if s.row_dots(rows, index, arena, (x, zp_in), &table, row_done)? {
+        return Ok(());
+    }
     let mut sink = SparseInt8 {
         x,
         y: p.y,
