@@ -71,19 +71,42 @@ pub(crate) fn windows(g: &Geometry, mut f: impl FnMut(usize, &Cells)) {
     }
 }
 
-/// The integer kernel.
+/// The integer kernel, a whole pixel at a time: NHWC puts a pixel's channels side by side in the input and in
+/// the output, so each valid cell is one run of `channels` bytes max-ed into the output's run (no index
+/// arithmetic or bounds check per element; measured on the Cortex-M3: 27 instructions per cell and channel
+/// element one element at a time).
 #[inline(never)]
 pub(crate) fn run_int8(op: &Op, index: u16, t: &Tensors, io: &mut Io) -> Result<()> {
     let g = geometry(op, index, t)?;
     let (lo, hi) = super::clamp_range(op);
     let (x, y) = (io.x, &mut *io.y);
-    windows(&g, |o, cells| {
-        let mut m = -128;
-        cells.for_each(|i| m = m.max(super::get_i8(x, i, -128)));
-        if let Some(d) = y.get_mut(o) {
-            *d = m.clamp(lo, hi) as i8 as u8;
+    let c = g.oc;
+    for oy in 0..g.oh {
+        let (y0, y1) = g.cells_y(oy);
+        for ox in 0..g.ow {
+            let (x0, x1) = g.cells_x(ox);
+            let at = (oy * g.ow + ox) * c;
+            let Some(out) = y.get_mut(at..at + c) else {
+                continue;
+            };
+            out.fill(i8::MIN as u8);
+            for cy in y0..y1 {
+                for cx in x0..x1 {
+                    // The cell is inside the input: its row and column are not negative.
+                    let from = ((oy * g.sh + cy - g.pt) * g.iw + ox * g.sw + cx - g.pl) * g.ic;
+                    let cell = x.get(from..from + c).unwrap_or(&[]);
+                    for (d, &v) in out.iter_mut().zip(cell) {
+                        if v as i8 > *d as i8 {
+                            *d = v;
+                        }
+                    }
+                }
+            }
+            for d in out.iter_mut() {
+                *d = i32::from(*d as i8).clamp(lo, hi) as i8 as u8;
+            }
         }
-    });
+    }
     Ok(())
 }
 
