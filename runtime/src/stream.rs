@@ -101,16 +101,33 @@ pub(crate) struct Huffman {
 }
 
 impl Huffman {
+    /// A table with no codes, for [`Huffman::build`].
+    pub(crate) const EMPTY: Huffman = Huffman {
+        fast: [0; 1 << FAST_BITS],
+        first: [0; MAX_CODE_BITS + 1],
+        counts: [0; MAX_CODE_BITS + 1],
+        offsets: [0; MAX_CODE_BITS + 1],
+        symbols: [0; 256],
+    };
+
     /// Builds the table for `lengths[s]` = code length of symbol `s` (0: unused). Fails on lengths over
     /// [`MAX_CODE_BITS`], more than 256 symbols, or an over-subscribed code (Kraft sum above 1).
     pub(crate) fn new(lengths: &[u8]) -> Option<Huffman> {
+        let mut table = Huffman::EMPTY;
+        table.build(lengths).then_some(table)
+    }
+
+    /// [`Huffman::new`] into an [`Huffman::EMPTY`] table where it lies: false if the lengths are invalid. A
+    /// kernel's tables are built this way, since moving one (760 bytes) costs more than building it (measured
+    /// on the Cortex-M3: a fifth of the building, copies which `new` makes twice).
+    pub(crate) fn build(&mut self, lengths: &[u8]) -> bool {
         if lengths.len() > 256 {
-            return None;
+            return false;
         }
         let mut counts = [0u16; MAX_CODE_BITS + 1];
         for &l in lengths {
             if usize::from(l) > MAX_CODE_BITS {
-                return None;
+                return false;
             }
             counts[usize::from(l)] += 1;
         }
@@ -119,44 +136,39 @@ impl Huffman {
         for &c in &counts[1..] {
             left = left * 2 - i32::from(c);
             if left < 0 {
-                return None;
+                return false;
             }
         }
-        let (mut first, mut offsets) = ([0u16; MAX_CODE_BITS + 1], [0u16; MAX_CODE_BITS + 1]);
         let (mut code, mut index) = (0u32, 0u16);
         for len in 1..=MAX_CODE_BITS {
-            first[len] = code as u16;
-            offsets[len] = index;
+            self.first[len] = code as u16;
+            self.offsets[len] = index;
             index += counts[len];
             code = (code + u32::from(counts[len])) << 1;
         }
-        let mut slots = offsets;
-        let mut symbols = [0u8; 256];
-        let mut fast = [0u16; 1 << FAST_BITS];
+        self.counts = counts;
+        let mut slots = self.offsets;
         for (s, &l) in lengths.iter().enumerate() {
             if l != 0 {
                 let len = usize::from(l);
                 let slot = &mut slots[len];
                 if len <= FAST_BITS {
                     // The code is first[len] + its rank among codes of its length; every prefix it starts maps to it.
-                    let code = usize::from(first[len]) + usize::from(*slot - offsets[len]);
+                    let code = usize::from(self.first[len]) + usize::from(*slot - self.offsets[len]);
                     let from = code << (FAST_BITS - len);
                     let to = (code + 1) << (FAST_BITS - len);
-                    for e in fast.get_mut(from..to)? {
+                    let Some(entries) = self.fast.get_mut(from..to) else {
+                        return false;
+                    };
+                    for e in entries {
                         *e = (len as u16) << LENGTH_SHIFT | s as u16;
                     }
                 }
-                symbols[usize::from(*slot)] = s as u8;
+                self.symbols[usize::from(*slot)] = s as u8;
                 *slot += 1;
             }
         }
-        Some(Huffman {
-            fast,
-            first,
-            counts,
-            offsets,
-            symbols,
-        })
+        true
     }
 
     /// (length, symbol) of the code longer than `FAST_BITS` that starts the `MAX_CODE_BITS` bits `bits`, or `None`
@@ -289,7 +301,9 @@ impl Decode for HuffmanCodes<'_, '_> {
         let (len, symbol) = match self.table.slow(r.top(MAX_CODE_BITS as u32)) {
             Some(found) => found,
             None => {
-                self.bad = true;
+                // Unchecked streams were validated at load: there is nothing to note (and the flag then stays
+                // out of the kernels' registers).
+                self.bad |= CHECKED;
                 (1, 0)
             }
         };

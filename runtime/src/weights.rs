@@ -171,35 +171,31 @@ impl<'a> Sparse<'a> {
         };
         let (p, i) = (self.positions, self.indices);
         let (pb, ib) = (self.position_bits, self.index_bits);
-        let table = |lengths| Huffman::new(lengths).ok_or(Error::CorruptStream { op });
+        // Built where they lie (`Huffman::build`): a table is too large to move cheaply.
+        let (mut pt, mut it) = (Huffman::EMPTY, Huffman::EMPTY);
+        let corrupt = Error::CorruptStream { op };
         let input = (x, zp);
         match (self.position_coding, self.index_coding) {
             (StreamCoding::Huffman, StreamCoding::Huffman) => {
-                let (pt, it) = (table(self.position_lengths)?, table(self.index_lengths)?);
+                if !pt.build(self.position_lengths) || !it.build(self.index_lengths) {
+                    return Err(corrupt);
+                }
                 let (p, i) = (HuffmanCodes::new(p, &pt), HuffmanCodes::new(i, &it));
                 fused::row_dots(p, i, layout, input, codebook, row_done);
             }
             (StreamCoding::Huffman, _) => {
-                let (pt, i) = (table(self.position_lengths)?, Packed::new(i, ib));
-                fused::row_dots(
-                    HuffmanCodes::new(p, &pt),
-                    i,
-                    layout,
-                    input,
-                    codebook,
-                    row_done,
-                );
+                if !pt.build(self.position_lengths) {
+                    return Err(corrupt);
+                }
+                let (p, i) = (HuffmanCodes::new(p, &pt), Packed::new(i, ib));
+                fused::row_dots(p, i, layout, input, codebook, row_done);
             }
             (_, StreamCoding::Huffman) => {
-                let (p, it) = (Packed::new(p, pb), table(self.index_lengths)?);
-                fused::row_dots(
-                    p,
-                    HuffmanCodes::new(i, &it),
-                    layout,
-                    input,
-                    codebook,
-                    row_done,
-                );
+                if !it.build(self.index_lengths) {
+                    return Err(corrupt);
+                }
+                let (p, i) = (Packed::new(p, pb), HuffmanCodes::new(i, &it));
+                fused::row_dots(p, i, layout, input, codebook, row_done);
             }
             _ => {
                 let (p, i) = (Packed::new(p, pb), Packed::new(i, ib));
