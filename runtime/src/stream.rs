@@ -140,11 +140,11 @@ impl Huffman {
             }
         }
         let (mut code, mut index) = (0u32, 0u16);
-        for len in 1..=MAX_CODE_BITS {
+        for (len, &count) in counts.iter().enumerate().skip(1) {
             self.first[len] = code as u16;
             self.offsets[len] = index;
-            index += counts[len];
-            code = (code + u32::from(counts[len])) << 1;
+            index += count;
+            code = (code + u32::from(count)) << 1;
         }
         self.counts = counts;
         let mut slots = self.offsets;
@@ -154,7 +154,8 @@ impl Huffman {
                 let slot = &mut slots[len];
                 if len <= FAST_BITS {
                     // The code is first[len] + its rank among codes of its length; every prefix it starts maps to it.
-                    let code = usize::from(self.first[len]) + usize::from(*slot - self.offsets[len]);
+                    let code =
+                        usize::from(self.first[len]) + usize::from(*slot - self.offsets[len]);
                     let from = code << (FAST_BITS - len);
                     let to = (code + 1) << (FAST_BITS - len);
                     let Some(entries) = self.fast.get_mut(from..to) else {

@@ -266,11 +266,24 @@ const PIXELS: usize = 4;
 #[inline(always)]
 fn interior_sums(offsets: &[(usize, i32)], xs: &[u8], step: usize) -> [i32; PIXELS] {
     let mut s = [0i32; PIXELS];
+    if step == 1 {
+        // The pixels' inputs are adjacent (one input channel, stride 1): one bounds check per tap.
+        for &(offset, v) in offsets {
+            let w = xs.get(offset..offset.wrapping_add(PIXELS)).unwrap_or(&[]);
+            if let Ok(w) = <&[u8; PIXELS]>::try_from(w) {
+                for (acc, &b) in s.iter_mut().zip(w) {
+                    *acc = acc.wrapping_add(v * i32::from(b as i8));
+                }
+            }
+        }
+        return s;
+    }
     for &(offset, v) in offsets {
         let mut at = offset;
         for acc in s.iter_mut() {
-            let b = xs.get(at).map_or(0, |&b| i32::from(b as i8));
-            *acc = acc.wrapping_add(v * b);
+            if let Some(&b) = xs.get(at) {
+                *acc = acc.wrapping_add(v * i32::from(b as i8));
+            }
             at = at.wrapping_add(step);
         }
     }
