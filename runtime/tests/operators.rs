@@ -355,6 +355,16 @@ fn convs() -> Vec<Conv> {
             win: win([5, 5], [1, 1], [0; 4]),
             multiplier: None,
         },
+        // One input channel, stride 1, SAME: adjacent output pixels read adjacent inputs (the sparse kernel's
+        // four-byte windows), with borders on every side.
+        Conv {
+            h: 10,
+            w: 9,
+            c: 1,
+            out_c: 3,
+            win: win([3, 3], [1, 1], [1, 1, 1, 1]),
+            multiplier: None,
+        },
         // DS-CNN's first: 10×4, stride 2, SAME padding (pads 4/5 and 1/2).
         Conv {
             h: 13,

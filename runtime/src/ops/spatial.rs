@@ -409,6 +409,16 @@ pub(crate) fn run_dense_int8(
     (x, y): (&[u8], &mut [u8]),
     grouped: bool,
 ) {
+    let wq = (weights, fan_in);
+    match cells {
+        Cells::Conv if fan_in <= IM2COL => {
+            return run_im2col_int8(g, wq, q, (zp_in, zp_out), range, (x, y), grouped);
+        }
+        Cells::Depthwise(1) if g.oc.saturating_mul(fan_in) <= DEPTHWISE_T && fan_in <= DW_CELLS => {
+            return run_depthwise_int8(g, wq, q, (zp_in, zp_out), range, (x, y));
+        }
+        _ => {}
+    }
     for oy in 0..g.oh {
         let (y0, y1) = g.cells_y(oy);
         for ox in 0..g.ow {
@@ -467,6 +477,185 @@ struct Window {
     origin: usize,
     /// Input elements per row.
     row: usize,
+}
+
+/// Bytes of the receptive field [`run_im2col_int8`] copies on the stack; larger fan-ins run row by row.
+const IM2COL: usize = 1024;
+
+/// Dense CONV_2D, one output pixel at a time: its receptive field copied into one contiguous column (cells
+/// outside the input hold the zero point, so they add nothing), then each group of `ROWS` channels is one dot
+/// product over the whole fan-in. CMSIS-NN's im2col: the dot products' set-up is paid once per pixel and group
+/// instead of once per kernel row (measured on the Cortex-M3: 105 instructions per call, LeNet-5's conv1 having
+/// five-byte rows).
+fn run_im2col_int8(
+    g: &Geometry,
+    (weights, fan_in): (&[u8], usize),
+    q: &Quant,
+    (zp_in, zp_out): (i32, i32),
+    range: (i32, i32),
+    (x, y): (&[u8], &mut [u8]),
+    grouped: bool,
+) {
+    let mut column = [0u8; IM2COL];
+    let col = column.get_mut(..fan_in).unwrap_or(&mut []);
+    let row = |o: usize| weights.get(o * fan_in..(o + 1) * fan_in).unwrap_or(&[]);
+    let value = |acc: i32, o: usize| {
+        let acc = acc.wrapping_add(crate::bytes::i32_at(q.bias, o));
+        crate::quant::to_i8(acc, q.channel(o), zp_out, range) as u8
+    };
+    let groups = if grouped { g.oc / ROWS } else { 0 };
+    for oy in 0..g.oh {
+        for ox in 0..g.ow {
+            receptive_field(g, (oy, ox), x, zp_in as i8 as u8, col);
+            let at = (oy * g.ow + ox) * g.oc;
+            let out = y.get_mut(at..at + g.oc).unwrap_or(&mut []);
+            for (k, ds) in out.chunks_exact_mut(ROWS).take(groups).enumerate() {
+                let mut acc = [0i32; ROWS];
+                dot_rows(
+                    core::array::from_fn(|r| row(k * ROWS + r)),
+                    col,
+                    zp_in,
+                    &mut acc,
+                );
+                for (r, (d, a)) in ds.iter_mut().zip(acc).enumerate() {
+                    *d = value(a, k * ROWS + r);
+                }
+            }
+            for (o, d) in out.iter_mut().enumerate().skip(groups * ROWS) {
+                *d = value(dot1(row(o), col, zp_in), o);
+            }
+        }
+    }
+}
+
+/// Bytes of the transposed depthwise filters [`run_depthwise_int8`] keeps on the stack (9 · 227 channels of 3×3
+/// filters); larger layers run channel by channel.
+const DEPTHWISE_T: usize = 2048;
+
+/// Output channels [`run_depthwise_int8`] computes together.
+const DW_GROUP: usize = 4;
+
+/// Dense DEPTHWISE_CONV_2D with a depth multiplier of 1, one output pixel and `DW_GROUP` channels at a time: NHWC
+/// puts a cell's channels side by side, so with the filters transposed to `[cell][channel]` once per run, each
+/// cell gives `DW_GROUP` adjacent inputs and weights and `DW_GROUP` multiply-adds into registers (channel by channel
+/// each output paid a window walk of its own: measured on the Cortex-M3, BENCHMARKS.md).
+#[inline(never)]
+fn run_depthwise_int8(
+    g: &Geometry,
+    (weights, cells): (&[u8], usize),
+    q: &Quant,
+    (zp_in, zp_out): (i32, i32),
+    range: (i32, i32),
+    (x, y): (&[u8], &mut [u8]),
+) {
+    let c = g.oc;
+    let mut t = [0u8; DEPTHWISE_T];
+    for (o, w) in weights.chunks_exact(cells.max(1)).take(c).enumerate() {
+        for (k, &v) in w.iter().enumerate() {
+            if let Some(d) = t.get_mut(k * c + o) {
+                *d = v;
+            }
+        }
+    }
+    let value = |acc: i32, o: usize| {
+        let acc = acc.wrapping_add(crate::bytes::i32_at(q.bias, o));
+        crate::quant::to_i8(acc, q.channel(o), zp_out, range) as u8
+    };
+    for oy in 0..g.oh {
+        let (y0, y1) = g.cells_y(oy);
+        for ox in 0..g.ow {
+            let (x0, x1) = g.cells_x(ox);
+            let at = (oy * g.ow + ox) * c;
+            let out = y.get_mut(at..at + c).unwrap_or(&mut []);
+            // The valid cells: (input index of channel 0, transposed-filter index of channel 0).
+            let mut cells = [(0usize, 0usize); DW_CELLS];
+            let mut n = 0;
+            for ky in y0..y1 {
+                // Cell (ky, x0) is inside the input: its row and column are not negative.
+                let row = ((oy * g.sh + ky - g.pt) * g.iw + ox * g.sw + x0 - g.pl) * g.ic;
+                for kx in x0..x1 {
+                    if let Some(slot) = cells.get_mut(n) {
+                        *slot = (row + (kx - x0) * g.ic, (ky * g.kw + kx) * c);
+                        n += 1;
+                    }
+                }
+            }
+            let cells = cells.get(..n).unwrap_or(&[]);
+            let mut o = 0;
+            for ds in out.chunks_exact_mut(DW_GROUP) {
+                for (k, (d, a)) in ds
+                    .iter_mut()
+                    .zip(dw_sums(cells, (x, &t), o, zp_in))
+                    .enumerate()
+                {
+                    *d = value(a, o + k);
+                }
+                o += DW_GROUP;
+            }
+            for (k, d) in out.iter_mut().enumerate().skip(o) {
+                let mut acc = 0i32;
+                for &(xi, wi) in cells {
+                    let (xv, wv) = (x.get(xi + k).copied(), t.get(wi + k).copied());
+                    if let (Some(xv), Some(wv)) = (xv, wv) {
+                        acc = acc.wrapping_add(i32::from(wv as i8) * (i32::from(xv as i8) - zp_in));
+                    }
+                }
+                *d = value(acc, k);
+            }
+        }
+    }
+}
+
+/// Window cells [`run_depthwise_int8`] lists per pixel (a 5 × 5 window or larger takes the channel-by-channel
+/// kernel).
+const DW_CELLS: usize = 16;
+
+/// Σ w·(x − zp) over `cells` of channels `o .. o + DW_GROUP`: per cell one bounds check for the group's inputs
+/// and one for its weights, the accumulators in registers. Out of line, so that the pixel loop's values do not
+/// push them to the stack.
+#[inline(never)]
+fn dw_sums(cells: &[(usize, usize)], (x, t): (&[u8], &[u8]), o: usize, zp: i32) -> [i32; DW_GROUP] {
+    let mut acc = [0i32; DW_GROUP];
+    for &(xi, wi) in cells {
+        let (xs, ws) = (
+            x.get(xi + o..xi + o + DW_GROUP),
+            t.get(wi + o..wi + o + DW_GROUP),
+        );
+        if let (Some(xs), Some(ws)) = (xs, ws) {
+            for k in 0..DW_GROUP {
+                let xv = i32::from(xs[k] as i8) - zp;
+                acc[k] = acc[k].wrapping_add(i32::from(ws[k] as i8) * xv);
+            }
+        }
+    }
+    acc
+}
+
+/// Copies output pixel `(oy, ox)`'s receptive field, `(ky, kx, c)` in the weights' order, into `col`; cells
+/// outside the input (padding) get `zero_point`.
+#[inline(always)]
+fn receptive_field(
+    g: &Geometry,
+    (oy, ox): (usize, usize),
+    x: &[u8],
+    zero_point: u8,
+    col: &mut [u8],
+) {
+    let (y0, y1) = g.cells_y(oy);
+    let (x0, x1) = g.cells_x(ox);
+    let run = g.kw * g.ic;
+    let (inside, left) = ((x1 - x0) * g.ic, x0 * g.ic);
+    if (y0, x0, y1, x1) != (0, 0, g.kh, g.kw) {
+        col.fill(zero_point);
+    }
+    for ky in y0..y1 {
+        // Cell (ky, x0) is inside the input: its row and column are not negative.
+        let from = ((oy * g.sh + ky - g.pt) * g.iw + ox * g.sw + x0 - g.pl) * g.ic;
+        let to = ky * run + left;
+        if let (Some(d), Some(s)) = (col.get_mut(to..to + inside), x.get(from..from + inside)) {
+            d.copy_from_slice(s);
+        }
+    }
 }
 
 /// Σ w·(x − zp) of a convolution over the window's valid cells: for each kernel row, the valid cells' channels
