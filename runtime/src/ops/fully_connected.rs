@@ -2,7 +2,7 @@
 //! flatten before it is free), int8 per output channel (or per tensor) on the integer path. Dense weights run as
 //! dot products; sparse shared weights straight from their streams, a row at a time.
 
-use super::dot::{dot1, dot_rows, GROUPED, ROWS};
+use super::dot::{dot1, dot_rows, rows_of, GROUPED, ROWS};
 use super::{Io, Op, Parts, Prepared, Tensors};
 use crate::bytes::i32_at;
 use crate::error::{Error, Result};
@@ -59,7 +59,7 @@ fn dense_int8(
     let groups = if grouped { outputs / ROWS } else { 0 };
     for (g, ys) in y.chunks_exact_mut(ROWS).take(groups).enumerate() {
         let mut acc = [0; ROWS];
-        dot_rows(core::array::from_fn(|r| row(g * ROWS + r)), x, zp, &mut acc);
+        dot_rows(rows_of(ws, g * ROWS, n), x, zp, &mut acc);
         for (r, (d, a)) in ys.iter_mut().zip(acc).enumerate() {
             *d = value(a, g * ROWS + r);
         }
