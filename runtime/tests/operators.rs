@@ -525,7 +525,7 @@ fn pooling_matches_the_reference_with_padding() {
 
 #[test]
 fn add_rescales_both_inputs_as_tflite_does() {
-    // 60 elements run element by element; 640 through the kernel's tables of each input's 256 values.
+    // A small tensor and one of 640 elements.
     add_case([3, 4, 5]);
     add_case([8, 8, 10]);
 }
