@@ -67,6 +67,116 @@ pub(crate) fn dot_rows(w: [&[u8]; ROWS], x: &[u8], zp: i32, acc: &mut [i32; ROWS
     dot4_scalar(w, x, zp, acc);
 }
 
+/// Whether a widened column ([`widen_pairs`]) holds each whole group of four columns in the DSP kernel's order,
+/// (0, 2, 1, 3): one word load then gives the two 16-bit lanes that SMLAD multiplies with SXTB16's bytes 0, 2 (and
+/// the next word those for bytes 1, 3) of four weights, with no sign extension or offset of the inputs.
+pub(crate) const PAIRED: bool = DSP;
+
+/// Puts a column of `x − zp` values, written in order, into the order the wide kernels read: with [`PAIRED`],
+/// columns 1 and 2 of every whole group of four swap places; the last `len % 4` stay in order.
+#[inline(always)]
+pub(crate) fn widen_pairs(column: &mut [i16]) {
+    if PAIRED {
+        for group in column.chunks_exact_mut(4) {
+            group.swap(1, 2);
+        }
+    }
+}
+
+/// `acc[r] += Σ w[r][j]·c[j]` for [`ROWS`] rows over a widened column `c` (`x − zp` as i16, see [`PAIRED`]): the
+/// convolutions' im2col kernel, whose column is written once per output pixel, so that the inputs' offset and
+/// sign extension are paid once instead of once per group of rows (and free the registers they took).
+#[inline(always)]
+pub(crate) fn dot_rows_wide(w: [&[u8]; ROWS], c: &[i16], acc: &mut [i32; ROWS]) {
+    #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+    dot3_wide_lanes(w, c, acc);
+    #[cfg(not(all(target_arch = "arm", target_feature = "dsp")))]
+    dot4_wide(w, c, acc);
+}
+
+/// `Σ w[j]·c[j]` over a widened column (one row: the channels left over after the groups of [`ROWS`]).
+#[inline(always)]
+pub(crate) fn dot1_wide(w: &[u8], c: &[i16]) -> i32 {
+    if PAIRED {
+        let mut acc = [0; 3];
+        dot3_wide_lanes([w, &[], &[]], c, &mut acc);
+        return acc[0];
+    }
+    w.iter()
+        .zip(c)
+        .map(|(&a, &b)| i32::from(i16::from(a as i8)) * i32::from(b))
+        .fold(0i32, i32::wrapping_add)
+}
+
+/// Four rows over a widened column in order (the Cortex-M3's im2col kernel): one halfword load and four
+/// multiply-adds per column.
+#[cfg_attr(all(target_arch = "arm", target_feature = "dsp"), allow(dead_code))]
+#[inline(always)]
+pub(crate) fn dot4_wide(w: [&[u8]; 4], c: &[i16], acc: &mut [i32; 4]) {
+    let [mut a0, mut a1, mut a2, mut a3] = *acc;
+    let [w0, w1, w2, w3] = w;
+    for ((((&v, &b0), &b1), &b2), &b3) in c.iter().zip(w0).zip(w1).zip(w2).zip(w3) {
+        keep_rolled();
+        let v = i32::from(v);
+        a0 = a0.wrapping_add(i32::from(b0 as i8) * v);
+        a1 = a1.wrapping_add(i32::from(b1 as i8) * v);
+        a2 = a2.wrapping_add(i32::from(b2 as i8) * v);
+        a3 = a3.wrapping_add(i32::from(b3 as i8) * v);
+    }
+    *acc = [a0, a1, a2, a3];
+}
+
+/// Three rows over a column in [`PAIRED`] order (the Cortex-M4/M7's im2col kernel): per four columns two word
+/// loads of the column, and per row one word load, two SXTB16 and two SMLAD. Rows shorter than the others (an
+/// empty one, for [`dot1_wide`]) stop contributing where they end.
+#[cfg_attr(
+    not(all(target_arch = "arm", target_feature = "dsp")),
+    allow(dead_code)
+)]
+#[inline(always)]
+pub(crate) fn dot3_wide_lanes(w: [&[u8]; 3], c: &[i16], acc: &mut [i32; 3]) {
+    use lanes::{smlad, sxtb16, sxtb16_ror8};
+    let pair = |lo: i16, hi: i16| u32::from(lo as u16) | u32::from(hi as u16) << 16;
+    let n = c.len().min(w[0].len());
+    let whole = n - n % 4;
+    let [mut a0, mut a1, mut a2] = *acc;
+    let cs = c.get(..whole).unwrap_or(&[]);
+    let rows = w.map(|r| r.get(..whole.min(r.len())).unwrap_or(&[]));
+    let (r0, r1, r2) = (
+        rows[0].chunks_exact(4),
+        rows[1].chunks_exact(4),
+        rows[2].chunks_exact(4),
+    );
+    if rows[1].len() == whole && rows[2].len() == whole {
+        for (cc, ((c0, c1), c2)) in cs.chunks_exact(4).zip(r0.zip(r1).zip(r2)) {
+            let (x02, x13) = (pair(cc[0], cc[1]), pair(cc[2], cc[3]));
+            let mac = |a: i32, b: &[u8]| {
+                let v = word(b);
+                smlad(sxtb16_ror8(v), x13, smlad(sxtb16(v), x02, a))
+            };
+            (a0, a1, a2) = (mac(a0, c0), mac(a1, c1), mac(a2, c2));
+        }
+    } else {
+        for (cc, c0) in cs.chunks_exact(4).zip(r0) {
+            let v = word(c0);
+            a0 = smlad(
+                sxtb16_ror8(v),
+                pair(cc[2], cc[3]),
+                smlad(sxtb16(v), pair(cc[0], cc[1]), a0),
+            );
+        }
+    }
+    // The last n % 4 columns, in order.
+    let tail = |r: &[u8], a: i32| {
+        let t = r.get(whole..n.min(r.len())).unwrap_or(&[]);
+        let ct = c.get(whole..n).unwrap_or(&[]);
+        t.iter().zip(ct).fold(a, |a, (&b, &v)| {
+            a.wrapping_add(i32::from(b as i8) * i32::from(v))
+        })
+    };
+    *acc = [tail(w[0], a0), tail(w[1], a1), tail(w[2], a2)];
+}
+
 /// Four rows a value at a time (the Cortex-M3 kernel).
 #[cfg_attr(all(target_arch = "arm", target_feature = "dsp"), allow(dead_code))]
 #[inline(always)]
@@ -311,6 +421,50 @@ pub(crate) mod tests {
     /// Bytes for other modules' tests.
     pub(crate) fn test_bytes(seed: u32, n: usize) -> [u8; 64] {
         bytes(seed, n)
+    }
+
+    /// The wide kernels against [`dot1`] on the same values: `x − zp` widened, in order and in [`PAIRED`] order
+    /// (the M4/M7 kernel run here through the host's model of its instructions), every length, five zero points.
+    #[test]
+    fn the_wide_kernels_agree_with_one_row_at_a_time() {
+        for n in 0..=41 {
+            for zp in [-128, -5, 0, 3, 127] {
+                let x = bytes(n as u32 + 50, n);
+                let rows: [[u8; 64]; 4] =
+                    core::array::from_fn(|r| bytes(200 + r as u32 * 11 + n as u32, n));
+                let w = rows.each_ref().map(|r| &r[..n]);
+                let want: [i32; 4] = core::array::from_fn(|r| 5 + dot1(w[r], &x[..n], zp));
+                let column: std::vec::Vec<i16> = x[..n]
+                    .iter()
+                    .map(|&b| i16::from(b as i8) - zp as i16)
+                    .collect();
+                let mut four = [5; 4];
+                dot4_wide(w, &column, &mut four);
+                assert_eq!(four, want, "4 wide rows, {n} columns, zero point {zp}");
+                let mut paired = column.clone();
+                for group in paired.chunks_exact_mut(4) {
+                    group.swap(1, 2);
+                }
+                let mut three = [5; 3];
+                dot3_wide_lanes([w[0], w[1], w[2]], &paired, &mut three);
+                assert_eq!(
+                    three,
+                    want[..3],
+                    "3 rows in lanes, {n} columns, zero point {zp}"
+                );
+                let mut one = [5; 3];
+                dot3_wide_lanes([w[0], &[], &[]], &paired, &mut one);
+                assert_eq!(
+                    one[0], want[0],
+                    "1 row in lanes, {n} columns, zero point {zp}"
+                );
+                assert_eq!(
+                    5 + dot1_wide(w[0], &column),
+                    want[0],
+                    "1 wide row, {n} columns"
+                );
+            }
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! operator's scratch; a finished channel is requantized (integer path) or scaled (f32 path) into the NHWC
 //! output. Activations are NHWC, so a tap's input pixels lie `stride · channels` apart.
 
-use super::dot::{dot1, dot_rows, GROUPED, ROWS};
+use super::dot::{dot1, dot1_wide, dot_rows, dot_rows_wide, widen_pairs, GROUPED, ROWS};
 use super::window::Geometry;
 use super::{Io, Op, Prepared, Tensors};
 use crate::error::{Error, Result};
@@ -479,14 +479,15 @@ struct Window {
     row: usize,
 }
 
-/// Bytes of the receptive field [`run_im2col_int8`] copies on the stack; larger fan-ins run row by row.
+/// Columns of the receptive field [`run_im2col_int8`] widens on the stack (2 KB); larger fan-ins run row by row.
 const IM2COL: usize = 1024;
 
-/// Dense CONV_2D, one output pixel at a time: its receptive field copied into one contiguous column (cells
-/// outside the input hold the zero point, so they add nothing), then each group of `ROWS` channels is one dot
-/// product over the whole fan-in. CMSIS-NN's im2col: the dot products' set-up is paid once per pixel and group
-/// instead of once per kernel row (measured on the Cortex-M3: 105 instructions per call, LeNet-5's conv1 having
-/// five-byte rows).
+/// Dense CONV_2D, one output pixel at a time: its receptive field copied into one contiguous column of `x − zp`
+/// (cells outside the input hold 0, so they add nothing), widened to 16 bits once per pixel, then each group of
+/// `ROWS` channels is one dot product over the whole fan-in (`dot::dot_rows_wide`). CMSIS-NN's im2col: the dot
+/// products' set-up is paid once per pixel and group instead of once per kernel row (measured on the Cortex-M3:
+/// 105 instructions per call, LeNet-5's conv1 having five-byte rows), and the inputs' offset and sign extension
+/// once per pixel instead of once per group.
 fn run_im2col_int8(
     g: &Geometry,
     (weights, fan_in): (&[u8], usize),
@@ -496,7 +497,7 @@ fn run_im2col_int8(
     (x, y): (&[u8], &mut [u8]),
     grouped: bool,
 ) {
-    let mut column = [0u8; IM2COL];
+    let mut column = [0i16; IM2COL];
     let col = column.get_mut(..fan_in).unwrap_or(&mut []);
     let row = |o: usize| weights.get(o * fan_in..(o + 1) * fan_in).unwrap_or(&[]);
     let value = |acc: i32, o: usize| {
@@ -506,23 +507,19 @@ fn run_im2col_int8(
     let groups = if grouped { g.oc / ROWS } else { 0 };
     for oy in 0..g.oh {
         for ox in 0..g.ow {
-            receptive_field(g, (oy, ox), x, zp_in as i8 as u8, col);
+            receptive_field(g, (oy, ox), x, zp_in, col);
+            widen_pairs(col);
             let at = (oy * g.ow + ox) * g.oc;
             let out = y.get_mut(at..at + g.oc).unwrap_or(&mut []);
             for (k, ds) in out.chunks_exact_mut(ROWS).take(groups).enumerate() {
                 let mut acc = [0i32; ROWS];
-                dot_rows(
-                    core::array::from_fn(|r| row(k * ROWS + r)),
-                    col,
-                    zp_in,
-                    &mut acc,
-                );
+                dot_rows_wide(core::array::from_fn(|r| row(k * ROWS + r)), col, &mut acc);
                 for (r, (d, a)) in ds.iter_mut().zip(acc).enumerate() {
                     *d = value(a, k * ROWS + r);
                 }
             }
             for (o, d) in out.iter_mut().enumerate().skip(groups * ROWS) {
-                *d = value(dot1(row(o), col, zp_in), o);
+                *d = value(dot1_wide(row(o), col), o);
             }
         }
     }
@@ -631,29 +628,32 @@ fn dw_sums(cells: &[(usize, usize)], (x, t): (&[u8], &[u8]), o: usize, zp: i32) 
     acc
 }
 
-/// Copies output pixel `(oy, ox)`'s receptive field, `(ky, kx, c)` in the weights' order, into `col`; cells
-/// outside the input (padding) get `zero_point`.
+/// Writes output pixel `(oy, ox)`'s receptive field as `x − zero_point`, `(ky, kx, c)` in the weights' order,
+/// into `col`; cells outside the input (padding) get 0.
 #[inline(always)]
 fn receptive_field(
     g: &Geometry,
     (oy, ox): (usize, usize),
     x: &[u8],
-    zero_point: u8,
-    col: &mut [u8],
+    zero_point: i32,
+    col: &mut [i16],
 ) {
     let (y0, y1) = g.cells_y(oy);
     let (x0, x1) = g.cells_x(ox);
     let run = g.kw * g.ic;
     let (inside, left) = ((x1 - x0) * g.ic, x0 * g.ic);
     if (y0, x0, y1, x1) != (0, 0, g.kh, g.kw) {
-        col.fill(zero_point);
+        col.fill(0);
     }
+    let zp = zero_point as i16;
     for ky in y0..y1 {
         // Cell (ky, x0) is inside the input: its row and column are not negative.
         let from = ((oy * g.sh + ky - g.pt) * g.iw + ox * g.sw + x0 - g.pl) * g.ic;
         let to = ky * run + left;
         if let (Some(d), Some(s)) = (col.get_mut(to..to + inside), x.get(from..from + inside)) {
-            d.copy_from_slice(s);
+            for (d, &s) in d.iter_mut().zip(s) {
+                *d = i16::from(s as i8) - zp;
+            }
         }
     }
 }
