@@ -4,7 +4,7 @@
 //! operator's scratch; a finished channel is requantized (integer path) or scaled (f32 path) into the NHWC
 //! output. Activations are NHWC, so a tap's input pixels lie `stride · channels` apart.
 
-use super::dot::{dot1, dot1_wide, dot_rows, dot_rows_wide, widen_pairs, GROUPED, ROWS};
+use super::dot::{dot1, dot1_wide, dot_rows, dot_rows_wide, rows_of, widen_pairs, GROUPED, ROWS};
 use super::window::Geometry;
 use super::{Io, Op, Prepared, Tensors};
 use crate::error::{Error, Result};
@@ -513,7 +513,7 @@ fn run_im2col_int8(
             let out = y.get_mut(at..at + g.oc).unwrap_or(&mut []);
             for (k, ds) in out.chunks_exact_mut(ROWS).take(groups).enumerate() {
                 let mut acc = [0i32; ROWS];
-                dot_rows_wide(core::array::from_fn(|r| row(k * ROWS + r)), col, &mut acc);
+                dot_rows_wide(rows_of(weights, k * ROWS, fan_in), col, &mut acc);
                 for (r, (d, a)) in ds.iter_mut().zip(acc).enumerate() {
                     *d = value(a, k * ROWS + r);
                 }
