@@ -65,7 +65,7 @@ if '$expected':
     check = 'outputs equal TFLM' if bytes.fromhex(f['outputs']) == b[10 + n:] else 'outputs differ from TFLM'
 print(json.dumps({'model': '$model', 'encoding': '$enc', 'core': '$core', 'board': '$board', 'path': 'int8',
     'stack': 'slimnet', 'instructions_per_inference': int(f['instructions_per_inference']),
-    'cycles_estimate': $est,
+    'cycles_estimate': json.loads('$est'),
     'flash_bytes': int(f['model_bytes']) + int(f['text_bytes']), 'model_bytes': int(f['model_bytes']),
     'text_bytes': int(f['text_bytes']), 'arena_bytes': int(f['arena_bytes']), 'correct': check}))"
   done
@@ -78,7 +78,7 @@ json_rows() {
   slimnet_row lenet-5 "sparse, Huffman (default)" $cnn
   local imported; imported=$(mktemp -d)
   for fam in ds_cnn resnet dsnet autoencoder lenet5; do
-    ./target/release/slimnet import $fixtures/$fam.int8.tflite --out "$imported/$fam.slim" -q
+    ./target/release/slimnet import $fixtures/$fam.int8.tflite --out "$imported/$fam.slim" >&2
     slimnet_row "$fam.int8.tflite" "dense int8 (imported)" "$imported/$fam.slim" \
       $fixtures/$fam.int8.input.npy $fixtures/$fam.int8.output.npy
   done
@@ -122,7 +122,7 @@ import json, sys
 t = json.load(sys.stdin)
 print(json.dumps({'model': '$fam.int8.tflite', 'encoding': 'dense int8', 'core': 'cortex-$core', 'board': '$board',
     'path': 'int8', 'stack': 'tflm + cmsis-nn', 'instructions_per_inference': round(t['instructions_per_inference']),
-    'cycles_estimate': $est, 'flash_bytes': t['text_bytes'] + t['rodata_bytes'] + t['model_bytes'],
+    'cycles_estimate': json.loads('$est'), 'flash_bytes': t['text_bytes'] + t['rodata_bytes'] + t['model_bytes'],
     'model_bytes': t['model_bytes'], 'text_bytes': t['text_bytes'] + t['rodata_bytes'],
     'arena_bytes': t['arena_used_bytes'], 'correct': 'outputs equal the TFLM reference' if t['outputs_match_reference'] else 'outputs differ'}))"
       done
