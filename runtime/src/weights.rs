@@ -39,6 +39,14 @@ impl Quant<'_> {
         let m = if self.per_channel { o } else { 0 };
         (i32_at(self.multipliers, m), i32_at(self.shifts, m))
     }
+
+    /// The int8 output (as its byte) of channel `o` for the accumulator `acc` of its products: the bias added,
+    /// requantized, offset by the output's zero point, clamped to the activation's `range`.
+    #[inline(always)]
+    pub fn output(&self, acc: i32, o: usize, zp_out: i32, range: (i32, i32)) -> u8 {
+        let acc = acc.wrapping_add(i32_at(self.bias, o));
+        crate::quant::to_i8(acc, self.channel(o), zp_out, range) as u8
+    }
 }
 /// A sparse operator's codebook.
 #[derive(Debug, Clone, Copy)]
@@ -73,6 +81,17 @@ impl<'a> Sparse<'a> {
         Some((p.div_ceil(8), i.div_ceil(8)))
     }
 
+    /// The streams' shape for an operator of `rows` × `fan_in` weights.
+    fn layout(&self, fan_in: usize, rows: usize) -> Layout {
+        Layout {
+            symbols: self.symbols,
+            position_bits: self.position_bits,
+            fan_in,
+            rows,
+            codebook_len: self.codebook_len,
+        }
+    }
+
     /// Runs `sink` over the kept weights of an operator of `rows` × `fan_in` weights.
     /// zstd-coded streams are first decoded into the scratch memory (always), Huffman-coded ones too in the arena
     /// mode of [`StreamDecoding`] (when it holds a byte per symbol); otherwise the streams are decoded on the fly. Inconsistent streams give [`Error::CorruptStream`].
@@ -86,13 +105,7 @@ impl<'a> Sparse<'a> {
     ) -> Result<()> {
         let (scratch, arena) = (&mut *scratch.bytes, scratch.arena);
         let corrupt = Error::CorruptStream { op };
-        let layout = Layout {
-            symbols: self.symbols,
-            position_bits: self.position_bits,
-            fan_in,
-            rows,
-            codebook_len: self.codebook_len,
-        };
+        let layout = self.layout(fan_in, rows);
         let (positions, indices) = (
             Stream::new(
                 self.position_coding,
@@ -162,13 +175,7 @@ impl<'a> Sparse<'a> {
         if self.zstd() || (arena && self.huffman()) || x.len() != fan_in {
             return Ok(false);
         }
-        let layout = Layout {
-            symbols: self.symbols,
-            position_bits: self.position_bits,
-            fan_in,
-            rows,
-            codebook_len: self.codebook_len,
-        };
+        let layout = self.layout(fan_in, rows);
         let (p, i) = (self.positions, self.indices);
         let (pb, ib) = (self.position_bits, self.index_bits);
         // Built where they lie (`Huffman::build`): a table is too large to move cheaply.

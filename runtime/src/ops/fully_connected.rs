@@ -4,7 +4,6 @@
 
 use super::dot::{dot1, dot_rows, rows_of, GROUPED, ROWS};
 use super::{Io, Op, Parts, Prepared, Tensors};
-use crate::bytes::i32_at;
 use crate::error::{Error, Result};
 use crate::stream::Sink;
 use crate::weights::{Codebook, Payload, Quant, Sparse};
@@ -55,7 +54,7 @@ fn dense_int8(
 ) {
     let n = n.max(1);
     let row = |o: usize| ws.get(o * n..(o + 1) * n).unwrap_or(&[]);
-    let value = |acc: i32, o: usize| out.value(acc.wrapping_add(i32_at(out.q.bias, o)), o);
+    let value = |acc: i32, o: usize| out.value(acc, o);
     let groups = if grouped { outputs / ROWS } else { 0 };
     for (g, ys) in y.chunks_exact_mut(ROWS).take(groups).enumerate() {
         let mut acc = [0; ROWS];
@@ -89,7 +88,7 @@ fn sparse_int8(
     let (rows, arena) = ((fan_in, outputs), p.streams.arena);
     let row_done = |o: usize, acc: i32| {
         if let Some(v) = p.y.get_mut(o) {
-            *v = out.value(acc.wrapping_add(i32_at(out.q.bias, o)), o);
+            *v = out.value(acc, o);
         }
     };
     if s.row_dots(rows, index, arena, (x, zp_in), &table, row_done)? {
@@ -115,9 +114,10 @@ struct Out<'q> {
 }
 
 impl Out<'_> {
+    /// Output `o` for the sum of its products (the bias added here).
     #[inline(always)]
     fn value(&self, acc: i32, o: usize) -> u8 {
-        crate::quant::to_i8(acc, self.q.channel(o), self.zp_out, self.range) as u8
+        self.q.output(acc, o, self.zp_out, self.range)
     }
 }
 
@@ -145,9 +145,8 @@ impl Sink for SparseInt8<'_, '_> {
 
     #[inline(always)]
     fn end_row(&mut self, row: usize) {
-        let acc = self.acc.wrapping_add(i32_at(self.out.q.bias, row));
         if let Some(v) = self.y.get_mut(row) {
-            *v = self.out.value(acc, row);
+            *v = self.out.value(self.acc, row);
         }
         self.acc = 0;
     }

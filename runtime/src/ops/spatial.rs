@@ -435,10 +435,7 @@ pub(crate) fn run_dense_int8(
                 row: g.iw * g.ic,
             };
             let row = |o: usize| weights.get(o * fan_in..(o + 1) * fan_in).unwrap_or(&[]);
-            let value = |acc: i32, o: usize| {
-                let acc = acc.wrapping_add(crate::bytes::i32_at(q.bias, o));
-                crate::quant::to_i8(acc, q.channel(o), zp_out, range) as u8
-            };
+            let value = |acc: i32, o: usize| q.output(acc, o, zp_out, range);
             // A convolution's channels `ROWS` at a time when `grouped` (each input value loaded once for several
             // weights, `dot::dot_rows`); one at a time otherwise, and for depthwise channels (one input each).
             let groups = match cells {
@@ -500,10 +497,7 @@ fn run_im2col_int8(
     let mut column = [0i16; IM2COL];
     let col = column.get_mut(..fan_in).unwrap_or(&mut []);
     let row = |o: usize| weights.get(o * fan_in..(o + 1) * fan_in).unwrap_or(&[]);
-    let value = |acc: i32, o: usize| {
-        let acc = acc.wrapping_add(crate::bytes::i32_at(q.bias, o));
-        crate::quant::to_i8(acc, q.channel(o), zp_out, range) as u8
-    };
+    let value = |acc: i32, o: usize| q.output(acc, o, zp_out, range);
     let groups = if grouped { g.oc / ROWS } else { 0 };
     for oy in 0..g.oh {
         for ox in 0..g.ow {
@@ -554,10 +548,7 @@ fn run_depthwise_int8(
             }
         }
     }
-    let value = |acc: i32, o: usize| {
-        let acc = acc.wrapping_add(crate::bytes::i32_at(q.bias, o));
-        crate::quant::to_i8(acc, q.channel(o), zp_out, range) as u8
-    };
+    let value = |acc: i32, o: usize| q.output(acc, o, zp_out, range);
     for oy in 0..g.oh {
         let (y0, y1) = g.cells_y(oy);
         for ox in 0..g.ow {
