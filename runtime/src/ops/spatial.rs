@@ -533,7 +533,7 @@ const DW_GROUP: usize = 4;
 #[inline(never)]
 fn run_depthwise_int8(
     g: &Geometry,
-    (weights, cells): (&[u8], usize),
+    (weights, filter_len): (&[u8], usize),
     q: &Quant,
     (zp_in, zp_out): (i32, i32),
     range: (i32, i32),
@@ -541,7 +541,7 @@ fn run_depthwise_int8(
 ) {
     let c = g.oc;
     let mut t = [0u8; DEPTHWISE_T];
-    for (o, w) in weights.chunks_exact(cells.max(1)).take(c).enumerate() {
+    for (o, w) in weights.chunks_exact(filter_len.max(1)).take(c).enumerate() {
         for (k, &v) in w.iter().enumerate() {
             if let Some(d) = t.get_mut(k * c + o) {
                 *d = v;
