@@ -11,6 +11,8 @@
 //!   SLIMNET_VERIFY_EVERY  inferences between two `Model::verify` calls (default 100; 0: never)
 //!   SLIMNET_FLIP_BIT      a bit of the model to flip after the first inference (fault injection: the model then
 //!                   runs from a RAM copy, and the next verify must report the fault)
+//!   SLIMNET_PREPARE 1: prepare the model at start-up (`Model::prepare_int8`: the sparse operators' streams
+//!                   decoded once into a static of exactly `prepared_len_int8` bytes; integer path only)
 //!   SLIMNET_INPUTS  an .npy file of int8 input tensors [N, model input shape…] to run instead of MNIST images
 //!                   (tensor mode: the firmware prints every output byte; integer-only builds)
 use std::fs;
@@ -108,14 +110,15 @@ fn main() {
             model_path.display()
         ));
     }
-    let arena = if f32_path {
-        m.arena_len()
+    let (arena, prepared) = if f32_path {
+        (m.arena_len(), 0)
     } else {
-        m.arena_len_int8()
+        prepared_arena(&model, &model_path)
     };
+    let extra = format!("{}{}", fault_config(model.len()), prepared_config(prepared));
     let input = m.input_len();
     if let Some(inputs) = env("SLIMNET_INPUTS") {
-        return tensor_mode(&out, board, &model, &m, Path::new(&inputs), arena);
+        return tensor_mode(&out, board, (&model, &m, &extra), Path::new(&inputs), arena);
     }
 
     let images = gunzip(&data.join("t10k-images-idx3-ubyte.gz"));
@@ -148,11 +151,41 @@ fn main() {
              /// Output elements.\npub const OUTPUT: usize = {};\n{}",
             board.name,
             m.output_len(),
-            fault_config(model.len())
+            extra
         ),
     )
     .unwrap();
     linker_script(&out, board);
+}
+
+/// The integer path's (arena bytes, prepared bytes): with SLIMNET_PREPARE=1 the model is prepared here on the
+/// host as the firmware will prepare it, so that the arena is planned for the prepared kernels.
+fn prepared_arena(model: &[u8], path: &Path) -> (usize, usize) {
+    let mut m = slimnet_runtime::Model::from_bytes(model)
+        .unwrap_or_else(|e| fail(format!("{}: {e}", path.display())));
+    if env("SLIMNET_PREPARE").as_deref() != Some("1") {
+        return (m.arena_len_int8(), 0);
+    }
+    let n = m.prepared_len_int8();
+    if n == 0 {
+        fail(format!(
+            "{}: SLIMNET_PREPARE: no operator has a prepared form (dense or zstd-coded weights)",
+            path.display()
+        ));
+    }
+    let mut memory = vec![0u8; n];
+    m.prepare_int8(&mut memory)
+        .unwrap_or_else(|e| fail(format!("{}: {e}", path.display())));
+    (m.arena_len_int8(), n)
+}
+
+/// The prepared memory's constant.
+fn prepared_config(bytes: usize) -> String {
+    format!(
+        "/// Bytes of the model's prepared forms (`Model::prepare_int8` at start-up; 0: run from the streams).
+         pub const PREPARED_BYTES: usize = {bytes};
+"
+    )
 }
 
 /// The run-time fault check's constants: how often the firmware verifies the model, and the injected fault.
@@ -215,8 +248,7 @@ fn npy_int8(path: &Path, per_sample: usize) -> (usize, Vec<u8>) {
 fn tensor_mode(
     out: &Path,
     board: &Board,
-    model: &[u8],
-    m: &slimnet_runtime::Model,
+    (model, m, extra): (&[u8], &slimnet_runtime::Model, &str),
     inputs: &Path,
     arena: usize,
 ) {
@@ -241,7 +273,7 @@ fn tensor_mode(
             m.input_len(),
             board.name,
             m.output_len(),
-            fault_config(model.len())
+            extra
         ),
     )
     .unwrap();

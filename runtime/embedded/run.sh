@@ -2,7 +2,7 @@
 # Builds the firmware with Debian's toolchain (../../../shared/embedded/setup.sh) and runs it under QEMU.
 #   runtime/embedded/run.sh [--board lm3s6965evb|mps2-an385|mps2-an386|mps2-an500] [--model FILE.slim] [--images N]
 #                           [--count | --count-load | --count-verify] [--opt 3|s|z] [--integer] [--inputs X.npy]
-#                           [--verify-every N] [--flip-bit B]
+#                           [--verify-every N] [--flip-bit B] [--prepare]
 # lm3s6965evb and mps2-an385 are Cortex-M3 (thumbv7m-none-eabi, integer-only path); mps2-an386 is a Cortex-M4F
 # (thumbv7em-none-eabihf, f32 path), mps2-an500 a Cortex-M7 (the same target and path). --count adds exact
 # instruction counts (QEMU plugin, insncount.c) per inference.
@@ -12,10 +12,12 @@
 # the next verify reports the fault (fault_detected=…) and the firmware exits with status 1.
 # --integer runs the integer-only path on the Cortex-M4F and M7 too; --inputs X.npy runs int8 input tensors instead of
 # MNIST images (tensor mode, e.g. an imported .tflite model) and prints every output byte as hex (outputs=…).
+# --prepare prepares the model at start-up (Model::prepare_int8: the sparse operators' streams decoded once into a
+# static of prepared_bytes=…; the integer path then runs them from it; counted by --count-load).
 # Prints the firmware's output, then flash/RAM figures from the linked ELF; exits non-zero if anything fails.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-board=lm3s6965evb model="" images="" count=0 opt=3 integer=0 inputs="" marks=infer every="" flip=""
+board=lm3s6965evb model="" images="" count=0 opt=3 integer=0 inputs="" marks=infer every="" flip="" prepare=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --board) board=$2; shift 2 ;;
@@ -28,6 +30,7 @@ while [ $# -gt 0 ]; do
     --flip-bit) flip=$2; shift 2 ;;
     --opt) opt=$2; shift 2 ;;
     --integer) integer=1; shift ;;
+    --prepare) prepare=1; shift ;;
     --inputs) inputs=$(realpath "$2"); shift 2 ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
@@ -43,7 +46,7 @@ esac
 cd "$here"
 export RUSTC_BOOTSTRAP=1 RUSTC=/usr/bin/rustc CARGO_PROFILE_RELEASE_OPT_LEVEL=$opt
 export SLIMNET_BOARD=$board SLIMNET_MODEL=$model SLIMNET_IMAGES=$images SLIMNET_INPUTS=$inputs
-export SLIMNET_VERIFY_EVERY=$every SLIMNET_FLIP_BIT=$flip
+export SLIMNET_VERIFY_EVERY=$every SLIMNET_FLIP_BIT=$flip SLIMNET_PREPARE=$prepare
 target_dir=$here/../../target/firmware/$board-opt$opt
 /usr/bin/cargo build -q --release --target "$target" --features "$features" --target-dir "$target_dir"
 elf=$target_dir/$target/release/slimnet-firmware

@@ -40,6 +40,7 @@ mod fused;
 mod model;
 mod ops;
 mod plan;
+mod prepare;
 mod quant;
 mod run;
 mod stream;

@@ -33,6 +33,8 @@ pub struct Model<'a> {
     pub(crate) checks: Checks,
     /// How Huffman streams are decoded.
     pub(crate) decoding: StreamDecoding,
+    /// The sparse operators' prepared forms, one after another ([`Model::prepare_int8`]; empty until then).
+    pub(crate) prepared: &'a [u8],
 }
 
 fn invalid(section: Section, field: &'static str, value: u64) -> Error {
@@ -67,6 +69,7 @@ impl<'a> Model<'a> {
         bytes: &[],
         checks: Checks::EMPTY,
         decoding: StreamDecoding::OnTheFly,
+        prepared: &[],
     };
 
     /// Resets the model to [`Model::EMPTY`]'s meaning, field by field (assigning the constant would copy an image
@@ -77,7 +80,7 @@ impl<'a> Model<'a> {
         (self.flags, self.tensor_count, self.op_count) = (0, 0, 0);
         (self.input, self.output, self.mean, self.std, self.lut) = (0, 0, 0, 0, &[]);
         (self.arena, self.bytes, self.checks.count) = ([0; 2], &[], 0);
-        self.decoding = StreamDecoding::OnTheFly;
+        (self.decoding, self.prepared) = (StreamDecoding::OnTheFly, &[]);
     }
 
     /// Validates `bytes` as a `.slim` file and returns the model, borrowing them. The model is a few kilobytes
@@ -243,6 +246,7 @@ impl<'a> Model<'a> {
             let prepared = ops::prepare(&op, i as u16, &t, self.flags)?;
             self.ops[i].scratch = prepared.scratch;
             self.ops[i].decode = prepared.decode;
+            self.ops[i].prepared = prepared.prepared;
         }
         if !written[usize::from(self.output)] {
             return Err(invalid(
@@ -254,16 +258,16 @@ impl<'a> Model<'a> {
         Ok(())
     }
 
-    /// Plans both paths' arenas for the current stream decoding mode.
-    fn plan(&mut self) -> Result<()> {
-        let arena_decoding = self.arena_decoding();
+    /// Plans both paths' arenas for the current stream decoding mode, prepared or not.
+    pub(crate) fn plan(&mut self) -> Result<()> {
+        let modes = (self.arena_decoding(), self.is_prepared());
         let ends = (self.input, self.output);
         let (tensors, ops) = (
             &mut self.tensors[..self.tensor_count],
             &mut self.ops[..self.op_count],
         );
-        self.arena[0] = crate::plan::plan(tensors, ops, ends, Path::F32, arena_decoding)?;
-        self.arena[1] = crate::plan::plan(tensors, ops, ends, Path::Int, arena_decoding)?;
+        self.arena[0] = crate::plan::plan(tensors, ops, ends, Path::F32, modes)?;
+        self.arena[1] = crate::plan::plan(tensors, ops, ends, Path::Int, modes)?;
         Ok(())
     }
 

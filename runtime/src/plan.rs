@@ -48,7 +48,7 @@ pub(crate) fn plan(
     ops: &mut [Op],
     (input, output): (u16, u16),
     path: Path,
-    arena_decoding: bool,
+    (arena_decoding, prepared): (bool, bool),
 ) -> Result<usize> {
     let mut bufs = [Buffer::default(); MAX_BUFFERS];
     let n_t = tensors.len();
@@ -84,7 +84,7 @@ pub(crate) fn plan(
     }
     for (i, op) in ops.iter().enumerate() {
         let b = bufs.get_mut(n_t + i).ok_or(Error::Overflow)?;
-        b.bytes = align4(op.scratch_len(path as usize, arena_decoding))?;
+        b.bytes = align4(op.scratch_len(path as usize, arena_decoding, prepared))?;
         (b.first, b.last) = (i, i);
     }
     let count = n_t + ops.len();

@@ -47,7 +47,12 @@ impl Model<'_> {
     fn execute(&self, path: Path, arena: &mut [u8]) -> Result<()> {
         let p = path as usize;
         let bytes = path.element_bytes();
+        let mut prepared = self.prepared_forms();
         for (i, op) in self.ops.iter().take(self.op_count).enumerate() {
+            let form = match path {
+                Path::Int => prepared.next_for(op),
+                Path::F32 => &[],
+            };
             if op.kind == OpKind::Reshape {
                 continue;
             }
@@ -56,7 +61,7 @@ impl Model<'_> {
             let x = span(t.input.offset[p], t.input.shape.len());
             let x2 = span(t.input2.offset[p], t.input2.shape.len());
             let y = span(t.output.offset[p], t.output.shape.len());
-            let scratch_len = op.scratch_len(p, self.arena_decoding());
+            let scratch_len = op.scratch_len(p, self.arena_decoding(), self.is_prepared());
             let s = match scratch_len {
                 // No scratch: an empty range just past the output, which nothing can overlap.
                 0 => (y.1, y.1),
@@ -69,6 +74,7 @@ impl Model<'_> {
                 y,
                 scratch,
                 arena_decoding: self.arena_decoding(),
+                prepared: form,
             };
             let index = i as u16;
             match path {

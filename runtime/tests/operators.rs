@@ -145,11 +145,28 @@ fn f32_section(w: &[f32], rows: usize, bias: &[f32]) -> Vec<u8> {
     s
 }
 
+std::thread_local! {
+    /// Runs of this test's thread that also ran prepared (`Model::prepare_int8`).
+    static PREPARED_RUNS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// The integer path's output, from the stored streams and, where the model has sparse operators, prepared too:
+/// both must agree byte for byte.
 fn run_int(bytes: &[u8], input: &[i8]) -> Vec<i8> {
     let m = Model::from_bytes(bytes).unwrap();
     let mut arena = vec![0u8; m.arena_len_int8()];
     let mut out = vec![0i8; m.output_len()];
     m.run_int8(input, &mut arena, &mut out).unwrap();
+    if m.prepared_len_int8() > 0 {
+        let mut memory = vec![0u8; m.prepared_len_int8()];
+        let mut p = Model::from_bytes(bytes).unwrap();
+        p.prepare_int8(&mut memory).unwrap();
+        let mut arena = vec![0u8; p.arena_len_int8()];
+        let mut prepared = vec![0i8; p.output_len()];
+        p.run_int8(input, &mut arena, &mut prepared).unwrap();
+        assert_eq!(out, prepared, "stored streams and prepared forms disagree");
+        PREPARED_RUNS.with(|c| c.set(c.get() + 1));
+    }
     out
 }
 
@@ -420,6 +437,8 @@ fn convolutions_match_the_reference_on_both_paths_and_encodings() {
         }
         conv.check_f32(&mut rng);
     }
+    // Every sparse case (3 inputs each) also ran prepared.
+    assert_eq!(PREPARED_RUNS.with(|c| c.get()), 3 * convs().len());
 }
 
 /// With `SLIMNET_FUZZ_SEEDS=DIR` set, writes `bytes` there as `NAME.slim`: how the small ADD and pooling files

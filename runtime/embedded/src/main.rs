@@ -29,7 +29,8 @@ mod config {
     include!(concat!(env!("OUT_DIR"), "/config.rs"));
 }
 use config::{
-    ARENA_BYTES, BOARD, FLIP_BIT, IMAGES, INPUT, MODEL_RAM_BYTES, OUTPUT, TENSORS, VERIFY_EVERY,
+    ARENA_BYTES, BOARD, FLIP_BIT, IMAGES, INPUT, MODEL_RAM_BYTES, OUTPUT, PREPARED_BYTES, TENSORS,
+    VERIFY_EVERY,
 };
 
 static MODEL: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/model.slim"));
@@ -38,6 +39,9 @@ static LABELS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/labels.bin"));
 
 /// The runtime's working memory: a static, sized by build.rs from the model (`Model::arena_len*`).
 static mut ARENA: [u8; ARENA_BYTES] = [0; ARENA_BYTES];
+
+/// The sparse operators' prepared forms (`run.sh --prepare`: `Model::prepare_int8` at start-up); empty otherwise.
+static mut PREPARED: [u8; PREPARED_BYTES] = [0; PREPARED_BYTES];
 
 /// The model's RAM copy when a fault is injected (`FLIP_BIT`); empty otherwise.
 static mut MODEL_RAM: [u8; MODEL_RAM_BYTES] = [0; MODEL_RAM_BYTES];
@@ -261,7 +265,13 @@ fn inject_fault() {
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "Rust" fn slimnet_load(model: &mut Model<'static>) -> slimnet_runtime::Result<()> {
-    model.load(model_bytes())
+    model.load(model_bytes())?;
+    if PREPARED_BYTES > 0 {
+        // SAFETY: called once, at start-up, before any other reference to PREPARED exists; the model keeps the
+        // only one.
+        model.prepare_int8(unsafe { &mut *addr_of_mut!(PREPARED) })?;
+    }
+    Ok(())
 }
 
 /// Re-checks the model's bytes: out of line so that `run.sh --count-verify` can count it.
@@ -342,6 +352,9 @@ fn main() -> ! {
         .num(MODEL.len())
         .str(" arena_bytes=")
         .num(arena.len());
+    if PREPARED_BYTES > 0 {
+        out.str(" prepared_bytes=").num(PREPARED_BYTES);
+    }
     out.str(" images=").num(IMAGES);
     out.str(" verify_every=").num(VERIFY_EVERY).str("\n");
     if TENSORS {

@@ -4,7 +4,7 @@
 
 use super::spatial::{self, Cells, Layout};
 use super::window::Geometry;
-use super::{Io, Op, Prepared, Tensors};
+use super::{Io, Needs, Op, Tensors};
 use crate::error::Result;
 
 /// The window geometry and the weight matrix's shape (output channels, fan-in).
@@ -20,8 +20,19 @@ fn layout(op: &Op, index: u16, t: &Tensors) -> Result<Layout> {
 
 /// Checks the window against the tensors and the weights against the window.
 #[inline(never)]
-pub(crate) fn prepare(op: &Op, index: u16, t: &Tensors, flags: u16) -> Result<Prepared> {
+pub(crate) fn prepare(op: &Op, index: u16, t: &Tensors, flags: u16) -> Result<Needs> {
     spatial::prepare(op, index, t, flags, &layout(op, index, t)?)
+}
+
+/// Writes the prepared form of the sparse weights.
+pub(crate) fn fill_prepared(
+    op: &Op,
+    index: u16,
+    t: &Tensors,
+    flags: u16,
+    mem: &mut [u8],
+) -> Result<()> {
+    spatial::fill_prepared(op, index, t, flags, mem, &layout(op, index, t)?)
 }
 
 /// The integer kernel.

@@ -3,7 +3,7 @@
 //! dot products; sparse shared weights straight from their streams, a row at a time.
 
 use super::dot::{dot1, dot_rows, rows_of, GROUPED, ROWS};
-use super::{Io, Op, Parts, Prepared, Tensors};
+use super::{prepared, Io, Needs, Op, Parts, Tensors};
 use crate::error::{Error, Result};
 use crate::stream::Sink;
 use crate::weights::{Codebook, Payload, Quant, Sparse};
@@ -15,9 +15,25 @@ fn dims(t: &Tensors) -> (usize, usize) {
 
 /// Checks the weights against the tensors; no scratch beyond the streams' decoding memory.
 #[inline(never)]
-pub(crate) fn prepare(op: &Op, index: u16, t: &Tensors, flags: u16) -> Result<Prepared> {
+pub(crate) fn prepare(op: &Op, index: u16, t: &Tensors, flags: u16) -> Result<Needs> {
     let w = super::weights(op, index, t, flags, dims(t), true)?;
-    super::weighted(&w, [0, 0])
+    let groups = prepared::Groups::new(1, w.fan_in, w.fan_in);
+    let layout = prepared::Layout::of(&w, flags, groups, w.fan_in);
+    super::weighted(&w, [0, 0], layout)
+}
+
+/// Writes the prepared form (columns in windows of 256).
+pub(crate) fn fill_prepared(
+    op: &Op,
+    index: u16,
+    t: &Tensors,
+    flags: u16,
+    mem: &mut [u8],
+) -> Result<()> {
+    let w = super::weights(op, index, t, flags, dims(t), false)?;
+    let l = op.prepared.ok_or(Error::PathUnavailable)?;
+    let zp = i32::from(t.input.zero_point);
+    prepared::fill(&l, &w, index, zp, |_, col| (0, col), mem)
 }
 
 /// The integer kernel.
@@ -31,12 +47,25 @@ pub(crate) fn run_int8(op: &Op, index: u16, t: &Tensors, flags: u16, io: &mut Io
         range: super::clamp_range(op),
     };
     let zp_in = i32::from(t.input.zero_point);
-    let p = io.parts(0)?;
+    let mem = io.prepared;
     match w.payload {
         Payload::DenseI8(ws) => {
+            let p = io.parts(0)?;
             dense_int8(ws, (w.outputs, w.fan_in), (p.x, zp_in), &out, p.y, GROUPED)
         }
-        Payload::Sparse(s) => sparse_int8(&s, (w.fan_in, w.outputs), index, (p.x, zp_in), out, p)?,
+        Payload::Sparse(_) if !mem.is_empty() => {
+            let l = op.prepared.ok_or(Error::PathUnavailable)?;
+            let p = io.parts(l.scratch().ok_or(Error::Overflow)?)?;
+            let out = prepared::Out {
+                zero_point: out.zp_out,
+                range: out.range,
+            };
+            prepared::fully_connected(&l, mem, (p.x, p.own), out, p.y);
+        }
+        Payload::Sparse(s) => {
+            let p = io.parts(0)?;
+            sparse_int8(&s, (w.fan_in, w.outputs), index, (p.x, zp_in), out, p)?
+        }
         Payload::DenseF32(_) => return Err(Error::PathUnavailable),
     }
     Ok(())

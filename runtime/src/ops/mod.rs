@@ -10,6 +10,7 @@ pub(crate) mod depthwise_conv_2d;
 pub(crate) mod dot;
 pub(crate) mod fully_connected;
 pub(crate) mod max_pool_2d;
+pub(crate) mod prepared;
 pub(crate) mod reshape;
 pub(crate) mod softmax;
 pub(crate) mod spatial;
@@ -57,6 +58,8 @@ pub(crate) struct Op<'a> {
     pub decode: (usize, usize),
     /// Where the scratch lies in the arena, per path.
     pub scratch_offset: [usize; 2],
+    /// The integer path's prepared form, for sparse operators that have one ([`crate::Model::prepare_int8`]).
+    pub prepared: Option<prepared::Layout>,
 }
 
 impl Op<'_> {
@@ -73,6 +76,7 @@ impl Op<'_> {
         scratch: [0; 2],
         decode: (0, 0),
         scratch_offset: [0; 2],
+        prepared: None,
     };
 
     /// The window of a windowed operator.
@@ -83,8 +87,12 @@ impl Op<'_> {
         }
     }
 
-    /// Scratch bytes on a path with Huffman streams decoded into the arena or not.
-    pub fn scratch_len(&self, path: usize, arena_decoding: bool) -> usize {
+    /// Scratch bytes on a path with Huffman streams decoded into the arena or not, and with the model's sparse
+    /// operators prepared or not (a prepared operator decodes nothing at run time).
+    pub fn scratch_len(&self, path: usize, arena_decoding: bool, prepared: bool) -> usize {
+        if let (Some(l), true, 1) = (self.prepared, prepared, path) {
+            return l.scratch().unwrap_or(usize::MAX);
+        }
         let decode = if arena_decoding { self.decode.0 } else { 0 };
         let own = self.scratch.get(path).copied().unwrap_or(0);
         own.saturating_add(decode.max(self.decode.1))
@@ -145,21 +153,24 @@ pub(crate) struct Tensors {
     pub output: Tensor,
 }
 
-/// What a prepared operator needs: scratch bytes per path and stream decoding memory.
-pub(crate) struct Prepared {
+/// What a checked operator needs: scratch bytes per path, stream decoding memory, and the shape of its prepared
+/// form if it has one.
+pub(crate) struct Needs {
     pub scratch: [usize; 2],
     pub decode: (usize, usize),
+    pub prepared: Option<prepared::Layout>,
 }
 
-impl Prepared {
-    const NONE: Prepared = Prepared {
+impl Needs {
+    const NONE: Needs = Needs {
         scratch: [0; 2],
         decode: (0, 0),
+        prepared: None,
     };
 }
 
 /// Checks operator `index` against its tensors (and its weights section, read and validated here).
-pub(crate) fn prepare(op: &Op, index: u16, t: &Tensors, flags: u16) -> Result<Prepared> {
+pub(crate) fn prepare(op: &Op, index: u16, t: &Tensors, flags: u16) -> Result<Needs> {
     let activation_ok = match op.kind {
         OpKind::Reshape | OpKind::Softmax => {
             op.activation == Activation::None && op.range == (-128, 127)
@@ -177,11 +188,11 @@ pub(crate) fn prepare(op: &Op, index: u16, t: &Tensors, flags: u16) -> Result<Pr
         OpKind::FullyConnected => fully_connected::prepare(op, index, t, flags),
         OpKind::Conv2d => conv_2d::prepare(op, index, t, flags),
         OpKind::DepthwiseConv2d => depthwise_conv_2d::prepare(op, index, t, flags),
-        OpKind::Add => add::prepare(op, index, t, flags).map(|()| Prepared::NONE),
-        OpKind::MaxPool2d => max_pool_2d::prepare(op, index, t).map(|()| Prepared::NONE),
-        OpKind::AveragePool2d => average_pool_2d::prepare(op, index, t).map(|()| Prepared::NONE),
-        OpKind::Reshape => reshape::prepare(index, t).map(|()| Prepared::NONE),
-        OpKind::Softmax => softmax::prepare(op, index, t, flags).map(|()| Prepared::NONE),
+        OpKind::Add => add::prepare(op, index, t, flags).map(|()| Needs::NONE),
+        OpKind::MaxPool2d => max_pool_2d::prepare(op, index, t).map(|()| Needs::NONE),
+        OpKind::AveragePool2d => average_pool_2d::prepare(op, index, t).map(|()| Needs::NONE),
+        OpKind::Reshape => reshape::prepare(index, t).map(|()| Needs::NONE),
+        OpKind::Softmax => softmax::prepare(op, index, t, flags).map(|()| Needs::NONE),
     }
 }
 
@@ -207,12 +218,34 @@ pub(crate) fn weights<'a>(
     )
 }
 
-/// What a prepared weighted operator needs: its own scratch per path and its streams' decoding memory.
-pub(crate) fn weighted(w: &Weights, scratch: [usize; 2]) -> Result<Prepared> {
-    Ok(Prepared {
+/// What a checked weighted operator needs: its own scratch per path, its streams' decoding memory, and (`layout`)
+/// its prepared form's shape.
+pub(crate) fn weighted(
+    w: &Weights,
+    scratch: [usize; 2],
+    layout: Option<prepared::Layout>,
+) -> Result<Needs> {
+    Ok(Needs {
         scratch,
         decode: w.decode_bytes()?,
+        prepared: layout,
     })
+}
+
+/// Writes operator `index`'s prepared form into `mem` (its [`prepared::Layout::len`] bytes).
+pub(crate) fn fill_prepared(
+    op: &Op,
+    index: u16,
+    t: &Tensors,
+    flags: u16,
+    mem: &mut [u8],
+) -> Result<()> {
+    match op.kind {
+        OpKind::FullyConnected => fully_connected::fill_prepared(op, index, t, flags, mem),
+        OpKind::Conv2d => conv_2d::fill_prepared(op, index, t, flags, mem),
+        OpKind::DepthwiseConv2d => depthwise_conv_2d::fill_prepared(op, index, t, flags, mem),
+        _ => Err(Error::PathUnavailable),
+    }
 }
 
 /// The memory one operator runs on: its inputs, its output and its scratch, carved from the arena.
@@ -224,6 +257,8 @@ pub(crate) struct Io<'r> {
     pub scratch: &'r mut [u8],
     /// How Huffman streams are decoded.
     pub arena_decoding: bool,
+    /// The operator's prepared form (empty when it runs from its streams).
+    pub prepared: &'r [u8],
 }
 
 /// An operator's memory split for its kernel.

@@ -6,7 +6,7 @@
 
 use super::dot::{dot1, dot1_wide, dot_rows, dot_rows_wide, rows_of, widen_pairs, GROUPED, ROWS};
 use super::window::Geometry;
-use super::{Io, Op, Prepared, Tensors};
+use super::{prepared, Io, Needs, Op, Tensors};
 use crate::error::{Error, Result};
 use crate::taps::row_taps;
 use crate::weights::Payload;
@@ -25,7 +25,7 @@ pub(crate) enum Cells {
 impl Cells {
     /// (ky, kx, input channel) of column `col` of row `row`.
     #[inline(always)]
-    fn cell(self, g: &Geometry, row: usize, col: usize) -> (usize, usize, usize) {
+    pub(crate) fn cell(self, g: &Geometry, row: usize, col: usize) -> (usize, usize, usize) {
         match self {
             Cells::Conv => {
                 let per_row = g.kw * g.ic;
@@ -46,20 +46,37 @@ pub(crate) struct Layout {
 
 /// `prepare` of either convolution: the weights checked against the layout; the scratch is one plane of 32-bit
 /// accumulators, except on the integer path with dense int8 weights (computed output by output).
-pub(crate) fn prepare(
-    op: &Op,
-    index: u16,
-    t: &Tensors,
-    flags: u16,
-    l: &Layout,
-) -> Result<Prepared> {
+pub(crate) fn prepare(op: &Op, index: u16, t: &Tensors, flags: u16, l: &Layout) -> Result<Needs> {
     let w = super::weights(op, index, t, flags, l.dims, true)?;
     let plane = l.g.plane().checked_mul(4).ok_or(Error::Overflow)?;
     let int_plane = match w.payload {
         Payload::DenseI8(_) => 0,
         _ => plane,
     };
-    super::weighted(&w, [plane, int_plane])
+    let g = &l.g;
+    let groups = prepared::Groups::new(g.kh, g.kw * g.ic, g.iw * g.ic);
+    let layout = prepared::Layout::of(&w, flags, groups, t.input.shape.len());
+    super::weighted(&w, [plane, int_plane], layout)
+}
+
+/// Writes either convolution's prepared form: a weight's place in the window is its cell's
+/// (ky, kx · channels + c).
+pub(crate) fn fill_prepared(
+    op: &Op,
+    index: u16,
+    t: &Tensors,
+    flags: u16,
+    mem: &mut [u8],
+    l: &Layout,
+) -> Result<()> {
+    let w = super::weights(op, index, t, flags, l.dims, false)?;
+    let layout = op.prepared.ok_or(Error::PathUnavailable)?;
+    let zp = i32::from(t.input.zero_point);
+    let cell = |o: usize, col: usize| {
+        let (ky, kx, c) = l.cells.cell(&l.g, o, col);
+        (ky, kx * l.g.ic + c)
+    };
+    prepared::fill(&layout, &w, index, zp, cell, mem)
 }
 
 /// The integer kernel of either convolution: dense int8 weights directly, others by taps over a plane.
@@ -78,6 +95,18 @@ pub(crate) fn run_op_int8(
         i32::from(t.output.zero_point),
     );
     let range = super::clamp_range(op);
+    if let (Payload::Sparse(_), Some(layout), false) =
+        (w.payload, op.prepared, io.prepared.is_empty())
+    {
+        let mem = io.prepared;
+        let p = io.parts(layout.scratch().ok_or(Error::Overflow)?)?;
+        let out = prepared::Out {
+            zero_point: zps.1,
+            range,
+        };
+        prepared::conv(&l.g, &layout, mem, (p.x, p.own, zps.0), out, p.y);
+        return Ok(());
+    }
     if let Payload::DenseI8(ws) = w.payload {
         let p = io.parts(0)?;
         run_dense_int8(
@@ -180,7 +209,13 @@ pub(crate) fn run_int8(
 }
 
 /// The output positions `[lo, hi)` along one axis whose whole window lies inside the input.
-fn interior(pad: usize, stride: usize, k: usize, input: usize, n: usize) -> (usize, usize) {
+pub(crate) fn interior(
+    pad: usize,
+    stride: usize,
+    k: usize,
+    input: usize,
+    n: usize,
+) -> (usize, usize) {
     let s = stride.max(1);
     let lo = pad.div_ceil(s).min(n);
     let hi = if input + pad >= k {
