@@ -121,7 +121,7 @@ impl Layout {
         (flags & crate::format::FLAG_INT != 0 && !s.zstd() && fits).then_some(())?;
         let l = Layout {
             channels: w.outputs,
-            groups: groups?,
+            groups: groups.filter(|g| g.count <= MAX_GROUPS)?,
             weights: s.weights as usize,
             input,
         };
@@ -236,26 +236,53 @@ fn window(x: &[u8], at: usize) -> Option<&[u8; WINDOW]> {
     x.get(at..at.checked_add(WINDOW)?)?.try_into().ok()
 }
 
-/// Σ v · x over one channel's groups for `P` pixels at once, each from `adjust`: `windows(g)` gives the pixels'
+/// Most groups per channel of a prepared operator (a FULLY_CONNECTED of up to 8,192 inputs): the kernels keep
+/// every group's windows on the stack, computed once per pass and shared by all channels.
+const MAX_GROUPS: usize = 32;
+
+/// What a window outside the padded input reads (never, for a layout `fill` wrote).
+static ZEROS: [u8; WINDOW] = [0; WINDOW];
+
+/// The windows of every group for `P` pixels `step` bytes apart, the first's receptive field at `base`.
+type Windows<'x, const P: usize> = [[&'x [u8; WINDOW]; P]; MAX_GROUPS];
+
+#[inline(always)]
+fn windows<'x, const P: usize>(
+    padded: &'x [u8],
+    groups: &Groups,
+    base: usize,
+    step: usize,
+) -> Windows<'x, P> {
+    let mut w = [[&ZEROS; P]; MAX_GROUPS];
+    for (g, slot) in w.iter_mut().enumerate().take(groups.count) {
+        let at = base + groups.base(g);
+        for (k, s) in slot.iter_mut().enumerate() {
+            if let Some(win) = window(padded, at + k * step) {
+                *s = win;
+            }
+        }
+    }
+    w
+}
+
+/// Σ v · x over one channel's groups for `P` pixels at once, each from `adjust`: `wins[g]` are the pixels'
 /// windows of group `g`; `entries` advances past the channel's weights.
 #[inline(always)]
-fn channel_sums<'e, 'x, const P: usize>(
+fn channel_sums<const P: usize>(
     counts: &[u8],
-    entries: &mut &'e [u8],
-    windows: impl Fn(usize) -> Option<[&'x [u8; WINDOW]; P]>,
+    entries: &mut &[u8],
+    wins: &[[&[u8; WINDOW]; P]],
     adjust: i32,
 ) -> [i32; P] {
     let mut s = [adjust; P];
-    for (g, c) in counts.chunks_exact(2).enumerate() {
+    for (c, wins) in counts.chunks_exact(2).zip(wins) {
         let n = 2 * usize::from(u16::from_le_bytes([c[0], c[1]]));
         let (run, rest) = entries.split_at(n.min(entries.len()));
         *entries = rest;
-        if let Some(wins) = windows(g) {
-            for e in run.chunks_exact(2) {
-                let (at, v) = (usize::from(e[0]), i32::from(e[1] as i8));
-                for (acc, w) in s.iter_mut().zip(&wins) {
-                    *acc = acc.wrapping_add(i32::from(w[at] as i8) * v);
-                }
+        for e in run.chunks_exact(2) {
+            let (at, v) = (usize::from(e[0]), i32::from(e[1] as i8));
+            for (acc, w) in s.iter_mut().zip(wins) {
+                *acc = acc.wrapping_add(i32::from(w[at] as i8) * v);
             }
         }
     }
@@ -272,7 +299,11 @@ fn pad(x: &[u8], padded: &mut [u8]) {
 /// A channel's record: (bias − zp_in · Σ w, bias, multiplier, shift).
 #[inline(always)]
 fn record(r: &[u8]) -> [i32; 4] {
-    let at = |k: usize| i32::from_le_bytes([r[4 * k], r[4 * k + 1], r[4 * k + 2], r[4 * k + 3]]);
+    let at = |k: usize| {
+        r.get(4 * k..4 * k + 4)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map_or(0, i32::from_le_bytes)
+    };
     [at(0), at(1), at(2), at(3)]
 }
 
@@ -308,9 +339,10 @@ pub(crate) fn fully_connected(
         .records
         .chunks_exact(RECORD)
         .zip(p.counts.chunks_exact(per_row));
+    let wins: Windows<1> = windows(padded, &l.groups, 0, 0);
+    let wins = wins.get(..l.groups.count).unwrap_or(&[]);
     for (d, (r, c)) in y.iter_mut().zip(rows) {
         let [adjust, _, m, shift] = record(r);
-        let wins = |g: usize| window(padded, g * WINDOW).map(|w| [w]);
         let [acc] = channel_sums(c, &mut entries, wins, adjust);
         *d = out.byte(acc, (m, shift));
     }
@@ -362,20 +394,14 @@ pub(crate) fn conv(
                 .chunks_exact(RECORD)
                 .zip(p.counts.chunks_exact(per_channel));
             let at = (oy * g.ow + ox) * oc;
+            let groups = l.groups.count;
             if ox + PIXELS <= hi {
                 let ys = y.get_mut(at..at + PIXELS * oc).unwrap_or(&mut []);
+                let wins: Windows<PIXELS> = windows(padded, &l.groups, base, step);
+                let wins = wins.get(..groups).unwrap_or(&[]);
                 for (o, (r, c)) in channels.enumerate() {
                     let [adjust, _, m, shift] = record(r);
-                    let wins = |k: usize| {
-                        let at = base + l.groups.base(k);
-                        Some([
-                            window(padded, at)?,
-                            window(padded, at + step)?,
-                            window(padded, at + 2 * step)?,
-                            window(padded, at + 3 * step)?,
-                        ])
-                    };
-                    let sums: [i32; PIXELS] = channel_sums(c, &mut entries, wins, adjust);
+                    let sums = channel_sums(c, &mut entries, wins, adjust);
                     for (k, s) in sums.into_iter().enumerate() {
                         if let Some(d) = ys.get_mut(k * oc + o) {
                             *d = out.byte(s, (m, shift));
@@ -385,9 +411,10 @@ pub(crate) fn conv(
                 ox += PIXELS;
             } else {
                 let ys = y.get_mut(at..at + oc).unwrap_or(&mut []);
+                let wins: Windows<1> = windows(padded, &l.groups, base, 0);
+                let wins = wins.get(..groups).unwrap_or(&[]);
                 for (d, (r, c)) in ys.iter_mut().zip(channels) {
                     let [adjust, _, m, shift] = record(r);
-                    let wins = |k: usize| window(padded, base + l.groups.base(k)).map(|w| [w]);
                     let [s] = channel_sums(c, &mut entries, wins, adjust);
                     *d = out.byte(s, (m, shift));
                 }
