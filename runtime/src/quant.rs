@@ -82,16 +82,29 @@ pub(crate) fn to_i8(
     (lo, hi): (i32, i32),
 ) -> i8 {
     if shift <= 0 && multiplier >= 0 {
-        let h = ((i64::from(acc) * i64::from(multiplier) + (1 << 30)) >> 31) as i32;
-        let e = shift.unsigned_abs().min(31);
-        let mask = ((1u32 << e) - 1) as i32;
-        let threshold = (mask >> 1) + i32::from(h < 0);
-        let r = (h >> e) + i32::from(h & mask > threshold);
-        return (r.clamp(lo - zero_point, hi - zero_point) + zero_point) as i8;
+        return to_i8_right(acc, multiplier, shift.unsigned_abs(), zero_point, (lo, hi));
     }
     requantize(acc, multiplier, shift)
         .saturating_add(zero_point)
         .clamp(lo, hi) as i8
+}
+
+/// [`to_i8`]'s path for a multiplier ≥ 0 and a right shift by `e` (at most 31), for kernels that checked both
+/// once per channel (the prepared sparse kernels).
+#[inline(always)]
+pub(crate) fn to_i8_right(
+    acc: i32,
+    multiplier: i32,
+    e: u32,
+    zero_point: i32,
+    (lo, hi): (i32, i32),
+) -> i8 {
+    let h = ((i64::from(acc) * i64::from(multiplier) + (1 << 30)) >> 31) as i32;
+    let e = e.min(31);
+    let mask = ((1u32 << e) - 1) as i32;
+    let threshold = (mask >> 1) + i32::from(h < 0);
+    let r = (h >> e) + i32::from(h & mask > threshold);
+    (r.clamp(lo - zero_point, hi - zero_point) + zero_point) as i8
 }
 
 #[cfg(test)]

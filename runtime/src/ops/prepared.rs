@@ -6,7 +6,8 @@
 //!
 //! One operator's layout (C output channels, G groups per channel, W kept weights), little-endian:
 //! - `C × 4 × i32`: each channel's `bias − zp_in · Σ w` (the input's zero point folded in once), bias,
-//!   requantization multiplier and shift (read together with the weights, without bounds checks per output);
+//!   requantization multiplier and right shift (only files whose weighted operators shift right, as TFLite's
+//!   scales below 1 do, are prepared: the kernels then take the short requantization without a test per output);
 //! - `C × G × u16`: kept weights per (channel, group), in that order;
 //! - `W × (u8, i8)`: each kept weight's offset inside its group's window and its value (the codebook applied).
 //!
@@ -119,6 +120,12 @@ impl Layout {
         // A (channel, group) count is a u16: at most the fan-in.
         let fits = w.fan_in <= usize::from(u16::MAX);
         (flags & crate::format::FLAG_INT != 0 && !s.zstd() && fits).then_some(())?;
+        let q = w.quant?;
+        let right = (0..w.outputs).all(|o| {
+            let (m, shift) = q.channel(o);
+            m >= 0 && (-31..=0).contains(&shift)
+        });
+        right.then_some(())?;
         let l = Layout {
             channels: w.outputs,
             groups: groups.filter(|g| g.count <= MAX_GROUPS)?,
@@ -180,7 +187,13 @@ pub(crate) fn fill(
     for (o, r) in records.chunks_exact_mut(RECORD).enumerate() {
         let bias = crate::bytes::i32_at(q.bias, o);
         let (m, shift) = q.channel(o);
-        for (k, v) in [bias, bias, m, shift].into_iter().enumerate() {
+        let right = shift
+            .checked_neg()
+            .filter(|&e| (0..=31).contains(&e) && m >= 0);
+        for (k, v) in [bias, bias, m, right.ok_or(corrupt)?]
+            .into_iter()
+            .enumerate()
+        {
             r[4 * k..4 * k + 4].copy_from_slice(&v.to_le_bytes());
         }
     }
@@ -248,21 +261,17 @@ type Windows<'x, const P: usize> = [[&'x [u8; WINDOW]; P]; MAX_GROUPS];
 
 #[inline(always)]
 fn windows<'x, const P: usize>(
+    w: &mut Windows<'x, P>,
     padded: &'x [u8],
     groups: &Groups,
-    base: usize,
-    step: usize,
-) -> Windows<'x, P> {
-    let mut w = [[&ZEROS; P]; MAX_GROUPS];
+    (base, step): (usize, usize),
+) {
     for (g, slot) in w.iter_mut().enumerate().take(groups.count) {
         let at = base + groups.base(g);
         for (k, s) in slot.iter_mut().enumerate() {
-            if let Some(win) = window(padded, at + k * step) {
-                *s = win;
-            }
+            *s = window(padded, at + k * step).unwrap_or(&ZEROS);
         }
     }
-    w
 }
 
 /// Σ v · x over one channel's groups for `P` pixels at once, each from `adjust`: `wins[g]` are the pixels'
@@ -315,10 +324,10 @@ pub(crate) struct Out {
 }
 
 impl Out {
-    /// The output byte of `acc` (bias included) requantized by `(multiplier, shift)`.
+    /// The output byte of `acc` (bias included) requantized by `(multiplier, right shift)`.
     #[inline(always)]
-    fn byte(self, acc: i32, requant: (i32, i32)) -> u8 {
-        crate::quant::to_i8(acc, requant, self.zero_point, self.range) as u8
+    fn byte(self, acc: i32, (m, e): (i32, i32)) -> u8 {
+        crate::quant::to_i8_right(acc, m, e as u32, self.zero_point, self.range) as u8
     }
 }
 
@@ -339,7 +348,8 @@ pub(crate) fn fully_connected(
         .records
         .chunks_exact(RECORD)
         .zip(p.counts.chunks_exact(per_row));
-    let wins: Windows<1> = windows(padded, &l.groups, 0, 0);
+    let mut wins: Windows<1> = [[&ZEROS]; MAX_GROUPS];
+    windows(&mut wins, padded, &l.groups, (0, 0));
     let wins = wins.get(..l.groups.count).unwrap_or(&[]);
     for (d, (r, c)) in y.iter_mut().zip(rows) {
         let [adjust, _, m, shift] = record(r);
@@ -370,6 +380,8 @@ pub(crate) fn conv(
     let (x0, x1) = super::spatial::interior(g.pl, g.sw, g.kw, g.iw, g.ow);
     let step = g.sw * g.ic;
     let oc = g.oc.max(1);
+    let mut four: Windows<PIXELS> = [[&ZEROS; PIXELS]; MAX_GROUPS];
+    let mut one: Windows<1> = [[&ZEROS]; MAX_GROUPS];
     for oy in 0..g.oh {
         let (lo, hi) = if (y0..y1).contains(&oy) {
             (x0, x1)
@@ -397,8 +409,8 @@ pub(crate) fn conv(
             let groups = l.groups.count;
             if ox + PIXELS <= hi {
                 let ys = y.get_mut(at..at + PIXELS * oc).unwrap_or(&mut []);
-                let wins: Windows<PIXELS> = windows(padded, &l.groups, base, step);
-                let wins = wins.get(..groups).unwrap_or(&[]);
+                windows(&mut four, padded, &l.groups, (base, step));
+                let wins = four.get(..groups).unwrap_or(&[]);
                 for (o, (r, c)) in channels.enumerate() {
                     let [adjust, _, m, shift] = record(r);
                     let sums = channel_sums(c, &mut entries, wins, adjust);
@@ -411,8 +423,8 @@ pub(crate) fn conv(
                 ox += PIXELS;
             } else {
                 let ys = y.get_mut(at..at + oc).unwrap_or(&mut []);
-                let wins: Windows<1> = windows(padded, &l.groups, base, 0);
-                let wins = wins.get(..groups).unwrap_or(&[]);
+                windows(&mut one, padded, &l.groups, (base, 0));
+                let wins = one.get(..groups).unwrap_or(&[]);
                 for (d, (r, c)) in ys.iter_mut().zip(channels) {
                     let [adjust, _, m, shift] = record(r);
                     let [s] = channel_sums(c, &mut entries, wins, adjust);
