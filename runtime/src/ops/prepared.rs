@@ -285,7 +285,7 @@ fn channel_sums<const P: usize>(
 ) -> [i32; P] {
     let mut s = [adjust; P];
     for (c, wins) in counts.chunks_exact(2).zip(wins) {
-        let n = 2 * usize::from(u16::from_le_bytes([c[0], c[1]]));
+        let n = 2 * usize::from(<[u8; 2]>::try_from(c).map_or(0, u16::from_le_bytes));
         let (run, rest) = entries.split_at(n.min(entries.len()));
         *entries = rest;
         for e in run.chunks_exact(2) {
