@@ -31,7 +31,8 @@ mlp=runtime/embedded/models/lenet-300-100.slim cnn=runtime/embedded/models/lenet
 # with its build.sh, 20–30 minutes; rows skipped when not built) on the same `.tflite` files, M3 and M4F (the peer
 # has no M7 build). Instruction counts are exact and repeatable; they are not cycles: cycles_estimate weighs the
 # executed instruction mix by the core's manual (bench/cycles.py; M3 and M4 only, null on the M7).
-# flash_bytes is code + model data (no images, no start-up code).
+# flash_bytes is code + model data (no images, no start-up code). The "prepared" rows run the same compressed
+# files prepared at start-up (Model::prepare_int8): prepared_bytes more RAM, the streams decoded once.
 fixtures=compress/tests/fixtures/tflite
 insnprof=target/firmware/libinsnprof.so
 cycles() { # ELF BOARD START_SYMBOL STOP_SYMBOL → the cycles estimate (or null on the M7)
@@ -47,13 +48,14 @@ cycles() { # ELF BOARD START_SYMBOL STOP_SYMBOL → the cycles estimate (or null
   python3 bench/cycles.py "$prof.dis" "$prof" "$core" | python3 -c 'import json,sys; print(json.load(sys.stdin)["cycles_estimate_per_inference"])'
   rm -f "$prof" "$prof.dis"
 }
-slimnet_row() { # MODEL ENCODING FILE [INPUTS.npy EXPECTED.npy]
+slimnet_row() { # MODEL ENCODING FILE [INPUTS.npy EXPECTED.npy] (PREPARE=1: run.sh --prepare)
   local model=$1 enc=$2 file=$3 inputs=${4:-} expected=${5:-} board core target out args est
   for board in mps2-an385 mps2-an386 mps2-an500; do
     case $board in mps2-an385) core=cortex-m3 target=thumbv7m-none-eabi ;; mps2-an386) core=cortex-m4 target=thumbv7em-none-eabihf ;;
       *) core=cortex-m7 target=thumbv7em-none-eabihf ;; esac
     args=(--board $board --integer --model "$file" --count)
     if [ -n "$inputs" ]; then args+=(--inputs "$inputs"); else args+=(--images 10); fi
+    [ "${PREPARE:-}" = 1 ] && args+=(--prepare)
     out=$(bash runtime/embedded/run.sh "${args[@]}")
     est=$(cycles target/firmware/$board-opt3/$target/release/slimnet-firmware $board slimnet_infer slimnet_infer_done)
     echo "$out" | python3 -c "
@@ -67,7 +69,8 @@ print(json.dumps({'model': '$model', 'encoding': '$enc', 'core': '$core', 'board
     'stack': 'slimnet', 'instructions_per_inference': int(f['instructions_per_inference']),
     'cycles_estimate': json.loads('$est'),
     'flash_bytes': int(f['model_bytes']) + int(f['text_bytes']), 'model_bytes': int(f['model_bytes']),
-    'text_bytes': int(f['text_bytes']), 'arena_bytes': int(f['arena_bytes']), 'correct': check}))"
+    'text_bytes': int(f['text_bytes']), 'arena_bytes': int(f['arena_bytes']),
+    'prepared_bytes': int(f.get('prepared_bytes', 0)), 'correct': check}))"
   done
 }
 json_rows() {
@@ -76,6 +79,8 @@ json_rows() {
   slimnet_row lenet-300-100 "sparse, Huffman (default)" $mlp
   slimnet_row lenet-5 "dense int8" $models/cnn-dense-int8.slim
   slimnet_row lenet-5 "sparse, Huffman (default)" $cnn
+  PREPARE=1 slimnet_row lenet-300-100 "sparse, Huffman (default), prepared" $mlp
+  PREPARE=1 slimnet_row lenet-5 "sparse, Huffman (default), prepared" $cnn
   local imported; imported=$(mktemp -d)
   for fam in ds_cnn resnet dsnet autoencoder lenet5; do
     ./target/release/slimnet import $fixtures/$fam.int8.tflite --out "$imported/$fam.slim" >&2

@@ -127,6 +127,23 @@ fn c_example_agrees_with_the_rust_api_on_real_images() {
             assert_eq!(c, rust, "{encoding}, integer path: {integer}");
         }
     }
+    // The compressed LeNet-300-100 the firmware embeds, run from its streams and prepared (slimnet_prepare).
+    let slim = root().join("runtime/embedded/models/lenet-300-100.slim");
+    let bytes = fs::read(&slim).unwrap();
+    let m = slimnet_runtime::Model::from_bytes(&bytes).unwrap();
+    let mut arena = vec![0u8; m.arena_len_int8()];
+    let rust: Vec<usize> = (0..count)
+        .map(|i| {
+            m.predict_int8(&images[16 + i * 784..16 + (i + 1) * 784], &mut arena)
+                .unwrap()
+        })
+        .collect();
+    for extra in [&["int8"][..], &["int8", "prepare"]] {
+        let mut cmd = Command::new(&exe);
+        cmd.arg(&slim).arg(&idx).arg(count.to_string()).args(extra);
+        let c: Vec<usize> = run(&mut cmd).lines().map(|l| l.parse().unwrap()).collect();
+        assert_eq!(c, rust, "compressed file, {extra:?}");
+    }
     // A foreign file gets the C API's error message and a non-zero exit.
     let out = Command::new(&exe)
         .arg(&idx)

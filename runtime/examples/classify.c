@@ -30,7 +30,7 @@ static uint32_t be32(const uint8_t *p) { return (uint32_t)p[0] << 24 | (uint32_t
 
 int main(int argc, char **argv) {
     if (argc < 4) {
-        fprintf(stderr, "usage: classify MODEL.slim IMAGES.idx COUNT [int8]\n");
+        fprintf(stderr, "usage: classify MODEL.slim IMAGES.idx COUNT [int8 [prepare]]\n");
         return 2;
     }
     int integer = argc > 4 && strcmp(argv[4], "int8") == 0;
@@ -53,6 +53,18 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s: %s\n", argv[1], slimnet_error_message(rc));
         return 1;
     }
+    /* Optionally, the sparse operators decoded once into memory of their exact size (faster, more RAM). */
+    uint8_t *prepared = NULL;
+    if (integer && argc > 5 && strcmp(argv[5], "prepare") == 0) {
+        size_t prepared_len;
+        slimnet_prepared_len(storage, &prepared_len);
+        prepared = malloc(prepared_len ? prepared_len : 1);
+        rc = slimnet_prepare(storage, prepared, prepared_len);
+        if (rc != SLIMNET_OK) {
+            fprintf(stderr, "%s: %s\n", argv[1], slimnet_error_message(rc));
+            return 1;
+        }
+    }
     size_t input_len, classes, arena_len;
     slimnet_model_shape(storage, &input_len, &classes);
     slimnet_arena_len(storage, integer, &arena_len);
@@ -74,6 +86,7 @@ int main(int argc, char **argv) {
     }
     free(arena);
     free(storage);
+    free(prepared);
     free(idx);
     free(blob);
     return 0;

@@ -65,6 +65,14 @@ int32_t slimnet_tensor_quantization(const uint8_t *model, int32_t which, int32_t
 /* Exact scratch bytes for the f32 path (integer = 0) or the integer-only path (integer = 1). */
 int32_t slimnet_arena_len(const uint8_t *model, int32_t integer, size_t *out);
 
+/* Exact bytes slimnet_prepare needs: the sparse operators' prepared forms (0: nothing to prepare). */
+int32_t slimnet_prepared_len(const uint8_t *model, size_t *out);
+
+/* Decodes the sparse operators' streams once into `memory` (`len` >= slimnet_prepared_len bytes, live and
+ * untouched for as long as the model is used); the integer path then runs them several times faster. Ask
+ * slimnet_arena_len again afterwards: the arena's size changes. */
+int32_t slimnet_prepare(uint8_t *model, uint8_t *memory, size_t len);
+
 /* Runs the f32 path on raw pixels (0-255); writes up to out_len logits to `out` and the argmax to `class`
  * (either may be NULL). Not available when the library is built with the integer-only feature. */
 int32_t slimnet_run_u8(const uint8_t *model, const uint8_t *pixels, size_t pixels_len, uint8_t *arena,

@@ -209,6 +209,46 @@ pub unsafe extern "C" fn slimnet_arena_len(model: *const u8, integer: i32, out: 
     SLIMNET_OK
 }
 
+/// Exact bytes `slimnet_prepare` needs (`Model::prepared_len_int8`; 0: nothing to prepare).
+///
+/// # Safety
+/// `model` must come from `slimnet_model_load`; `out` must be writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn slimnet_prepared_len(model: *const u8, out: *mut usize) -> i32 {
+    // SAFETY: forwarded caller guarantees.
+    let (Some(m), false) = (unsafe { self::model(model) }, out.is_null()) else {
+        return SLIMNET_E_ARGUMENT;
+    };
+    // SAFETY: non-null and writable per the contract.
+    unsafe { out.write(m.prepared_len_int8()) };
+    SLIMNET_OK
+}
+
+/// Prepares the loaded model (`Model::prepare_int8`): its sparse operators' streams decoded once into `memory`
+/// (`len` bytes, at least `slimnet_prepared_len`), which the integer path then runs from. Query
+/// `slimnet_arena_len` again afterwards: the arena's size changes.
+///
+/// # Safety
+/// `model` must come from `slimnet_model_load` and not be in use by another call; `memory` must point to `len`
+/// writable bytes that stay live, and untouched by the caller, for as long as the model is used.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn slimnet_prepare(model: *mut u8, memory: *mut u8, len: usize) -> i32 {
+    if model.is_null()
+        || memory.is_null()
+        || (model as usize) & (align_of::<Model<'static>>() - 1) != 0
+    {
+        return SLIMNET_E_ARGUMENT;
+    }
+    // SAFETY: storage initialized by slimnet_model_load, not aliased during this call (caller's contract).
+    let m = unsafe { &mut *model.cast::<Model<'static>>() };
+    // SAFETY: non-null, `len` writable bytes that outlive the model and are not accessed elsewhere meanwhile.
+    let memory: &'static mut [u8] = unsafe { core::slice::from_raw_parts_mut(memory, len) };
+    match m.prepare_int8(memory) {
+        Ok(()) => SLIMNET_OK,
+        Err(e) => code(e),
+    }
+}
+
 #[cfg(not(feature = "integer-only"))]
 fn arena_f32(m: &Model) -> usize {
     m.arena_len()

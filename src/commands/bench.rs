@@ -1,5 +1,6 @@
 //! `slimnet bench`: batch-1 latency of a `.slim` file in the runtime, one thread, as users of LiteRT's
-//! `benchmark_model` would measure it. The median of many calls on one image is reported for each path.
+//! `benchmark_model` would measure it. The median of many calls on one image is reported for each path, and for
+//! a file with sparse operators also for the integer path prepared (`Model::prepare_int8`).
 
 use anyhow::Result;
 use serde_json::json;
@@ -72,7 +73,7 @@ pub fn run(args: Args) -> Result<()> {
             let _ = m.run_u8(black_box(&image), &mut arena, &mut out);
             black_box(&out);
         });
-        results.push(("f32", us, m.arena_len()));
+        results.push(("f32", us, m.arena_len(), 0));
     }
     if m.has_integer() {
         let mut arena = vec![0u8; m.arena_len_int8()];
@@ -81,12 +82,37 @@ pub fn run(args: Args) -> Result<()> {
             let _ = m.run_u8_int8(black_box(&image), &mut arena, &mut out);
             black_box(&out);
         });
-        results.push(("integer-only", us, m.arena_len_int8()));
+        results.push(("integer-only", us, m.arena_len_int8(), 0));
+    }
+    let prepared_len = if m.has_integer() {
+        m.prepared_len_int8()
+    } else {
+        0
+    };
+    if prepared_len > 0 {
+        let mut memory = vec![0u8; prepared_len];
+        let mut p = super::slim::parse(&args.model, &bytes)?;
+        p.prepare_int8(&mut memory)
+            .map_err(|e| anyhow::anyhow!("{}: preparing: {e}", args.model.display()))?;
+        let mut arena = vec![0u8; p.arena_len_int8()];
+        let mut out = vec![0i8; p.classes()];
+        let us = time(args.runs, args.repeats, || {
+            let _ = p.run_u8_int8(black_box(&image), &mut arena, &mut out);
+            black_box(&out);
+        });
+        results.push((
+            "integer-only prepared",
+            us,
+            p.arena_len_int8(),
+            prepared_len,
+        ));
     }
     if args.json {
         let paths: Vec<_> = results
             .iter()
-            .map(|(p, us, a)| json!({"path": p, "latency_us": us, "arena_bytes": a}))
+            .map(|(p, us, a, n)| {
+                json!({"path": p, "latency_us": us, "arena_bytes": a, "prepared_bytes": n})
+            })
             .collect();
         outln!(
             "{}",
@@ -98,9 +124,14 @@ pub fn run(args: Args) -> Result<()> {
             args.model.display(),
             super::thousands(bytes.len())
         );
-        for (p, us, a) in results {
+        for (p, us, a, n) in results {
+            let prepared = if n > 0 {
+                format!(", prepared {} bytes", super::thousands(n))
+            } else {
+                String::new()
+            };
             outln!(
-                "  {p:<13} {us:>9.2} µs per image (median), arena {} bytes",
+                "  {p:<22} {us:>9.2} µs per image (median), arena {} bytes{prepared}",
                 super::thousands(a)
             );
         }
