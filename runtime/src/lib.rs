@@ -17,6 +17,9 @@
 //! - Sparse shared-weight operators run straight from their compressed streams (bit-packed or Huffman), never
 //!   expanded into dense matrices. Nothing allocates: the caller owns the arena, whose exact size is planned at
 //!   load ([`Model::arena_len`], [`Model::arena_len_int8`]).
+//! - Optionally, [`Model::prepare_int8`] decodes the sparse operators' streams once into memory the caller also
+//!   owns ([`Model::prepared_len_int8`] bytes, exact), which the integer path then runs several times faster; the
+//!   same entry points run a model prepared or not.
 //!
 //! The format is specified in `FORMAT.md` beside this crate; its vocabulary is the [`format`] module.
 #![no_std]

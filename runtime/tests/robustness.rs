@@ -82,7 +82,34 @@ fn every_bit_flip_with_a_fixed_crc_still_never_panics() {
             b[i / 8] ^= 1 << (i % 8);
             reseal(&mut b);
             let _ = load_and_run(&b);
+            if i % 4 == 0 {
+                prepare_and_run(&b);
+            }
         }
+    }
+}
+
+/// A file that loads, prepared (`Model::prepare_int8`) and run: errors allowed, panics not; a prepared run that
+/// succeeds gives the stored streams' outputs.
+fn prepare_and_run(bytes: &[u8]) {
+    let Ok(m) = Model::from_bytes(bytes) else {
+        return;
+    };
+    if !m.has_integer() || m.prepared_len_int8() == 0 {
+        return;
+    }
+    let mut memory = vec![0u8; m.prepared_len_int8()];
+    let mut p = m.clone();
+    if p.prepare_int8(&mut memory).is_err() {
+        return;
+    }
+    let tensor = vec![-3i8; m.input_len()];
+    let (mut a1, mut a2) = (vec![0u8; m.arena_len_int8()], vec![0u8; p.arena_len_int8()]);
+    let (mut o1, mut o2) = (vec![0i8; m.classes()], vec![0i8; m.classes()]);
+    let r1 = m.run_int8(&tensor, &mut a1, &mut o1);
+    let r2 = p.run_int8(&tensor, &mut a2, &mut o2);
+    if r1.is_ok() && r2.is_ok() {
+        assert_eq!(o1, o2, "prepared and stored outputs differ");
     }
 }
 
