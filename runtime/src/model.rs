@@ -246,7 +246,8 @@ impl<'a> Model<'a> {
             let prepared = ops::prepare(&op, i as u16, &t, self.flags)?;
             self.ops[i].scratch = prepared.scratch;
             self.ops[i].decode = prepared.decode;
-            self.ops[i].prepared = prepared.prepared;
+            let form = prepared.prepared.and_then(|l| l.len());
+            self.ops[i].prepared = form.and_then(|n| u32::try_from(n).ok()).unwrap_or(0);
         }
         if !written[usize::from(self.output)] {
             return Err(invalid(

@@ -84,7 +84,10 @@ pub(crate) fn plan(
     }
     for (i, op) in ops.iter().enumerate() {
         let b = bufs.get_mut(n_t + i).ok_or(Error::Overflow)?;
-        b.bytes = align4(op.scratch_len(path as usize, arena_decoding, prepared))?;
+        let input = tensors
+            .get(usize::from(op.inputs[0]))
+            .map_or(0, |t| t.shape.len());
+        b.bytes = align4(op.scratch_len(path as usize, arena_decoding, (prepared, input)))?;
         (b.first, b.last) = (i, i);
     }
     let count = n_t + ops.len();

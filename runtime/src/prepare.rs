@@ -10,10 +10,7 @@ use crate::ops::{self, Op};
 /// Bytes of one operator's prepared form in the model's prepared memory (word-aligned, so that the next one
 /// starts on a word); 0 for operators without one.
 fn form_len(op: &Op) -> usize {
-    op.prepared
-        .and_then(|l| l.len())
-        .and_then(|n| n.checked_add(3))
-        .map_or(0, |n| n & !3)
+    (op.prepared as usize).saturating_add(3) & !3
 }
 
 /// The prepared forms of a model's operators, handed out in operator order.

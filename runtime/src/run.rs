@@ -61,7 +61,8 @@ impl Model<'_> {
             let x = span(t.input.offset[p], t.input.shape.len());
             let x2 = span(t.input2.offset[p], t.input2.shape.len());
             let y = span(t.output.offset[p], t.output.shape.len());
-            let scratch_len = op.scratch_len(p, self.arena_decoding(), self.is_prepared());
+            let prepared = (self.is_prepared(), t.input.shape.len());
+            let scratch_len = op.scratch_len(p, self.arena_decoding(), prepared);
             let s = match scratch_len {
                 // No scratch: an empty range just past the output, which nothing can overlap.
                 0 => (y.1, y.1),

@@ -6,7 +6,7 @@ use super::dot::{dot1, dot_rows, rows_of, GROUPED, ROWS};
 use super::{prepared, Io, Needs, Op, Parts, Tensors};
 use crate::error::{Error, Result};
 use crate::stream::Sink;
-use crate::weights::{Codebook, Payload, Quant, Sparse};
+use crate::weights::{Codebook, Payload, Quant, Sparse, Weights};
 
 /// (outputs, fan-in): the output's and the input's element counts.
 fn dims(t: &Tensors) -> (usize, usize) {
@@ -17,9 +17,18 @@ fn dims(t: &Tensors) -> (usize, usize) {
 #[inline(never)]
 pub(crate) fn prepare(op: &Op, index: u16, t: &Tensors, flags: u16) -> Result<Needs> {
     let w = super::weights(op, index, t, flags, dims(t), true)?;
-    let groups = prepared::Groups::new(1, w.fan_in, w.fan_in);
-    let layout = prepared::Layout::of(&w, flags, groups, w.fan_in);
+    let layout = prepared::Layout::of(&w, flags, groups(&w), w.fan_in);
     super::weighted(&w, [0, 0], layout)
+}
+
+/// The prepared form's windows: the columns in pieces of 256.
+fn groups(w: &Weights) -> Option<prepared::Groups> {
+    prepared::Groups::new(1, w.fan_in, w.fan_in)
+}
+
+/// The prepared form's shape, for an operator that has one.
+fn prepared_shape(w: &Weights) -> Result<prepared::Layout> {
+    prepared::Layout::shape(w, groups(w), w.fan_in).ok_or(Error::PathUnavailable)
 }
 
 /// Writes the prepared form (columns in windows of 256).
@@ -31,7 +40,7 @@ pub(crate) fn fill_prepared(
     mem: &mut [u8],
 ) -> Result<()> {
     let w = super::weights(op, index, t, flags, dims(t), false)?;
-    let l = op.prepared.ok_or(Error::PathUnavailable)?;
+    let l = prepared_shape(&w)?;
     let zp = i32::from(t.input.zero_point);
     prepared::fill(&l, &w, index, zp, |_, col| (0, col), mem)
 }
@@ -54,7 +63,7 @@ pub(crate) fn run_int8(op: &Op, index: u16, t: &Tensors, flags: u16, io: &mut Io
             dense_int8(ws, (w.outputs, w.fan_in), (p.x, zp_in), &out, p.y, GROUPED)
         }
         Payload::Sparse(_) if !mem.is_empty() => {
-            let l = op.prepared.ok_or(Error::PathUnavailable)?;
+            let l = prepared_shape(&w)?;
             let p = io.parts(l.scratch().ok_or(Error::Overflow)?)?;
             let out = prepared::Out {
                 zero_point: out.zp_out,

@@ -58,8 +58,10 @@ pub(crate) struct Op<'a> {
     pub decode: (usize, usize),
     /// Where the scratch lies in the arena, per path.
     pub scratch_offset: [usize; 2],
-    /// The integer path's prepared form, for sparse operators that have one ([`crate::Model::prepare_int8`]).
-    pub prepared: Option<prepared::Layout>,
+    /// Bytes of the integer path's prepared form, for sparse operators that have one
+    /// ([`crate::Model::prepare_int8`]; 0: none). Its shape is derived again where needed (`prepared::Layout`),
+    /// so that the operator slots stay small (the C firmware's model storage holds 64 of them).
+    pub prepared: u32,
 }
 
 impl Op<'_> {
@@ -76,7 +78,7 @@ impl Op<'_> {
         scratch: [0; 2],
         decode: (0, 0),
         scratch_offset: [0; 2],
-        prepared: None,
+        prepared: 0,
     };
 
     /// The window of a windowed operator.
@@ -89,9 +91,15 @@ impl Op<'_> {
 
     /// Scratch bytes on a path with Huffman streams decoded into the arena or not, and with the model's sparse
     /// operators prepared or not (a prepared operator decodes nothing at run time).
-    pub fn scratch_len(&self, path: usize, arena_decoding: bool, prepared: bool) -> usize {
-        if let (Some(l), true, 1) = (self.prepared, prepared, path) {
-            return l.scratch().unwrap_or(usize::MAX);
+    /// A prepared operator's scratch is its input (`input` elements) followed by a window of zeros.
+    pub fn scratch_len(
+        &self,
+        path: usize,
+        arena_decoding: bool,
+        (prepared, input): (bool, usize),
+    ) -> usize {
+        if prepared && path == 1 && self.prepared > 0 {
+            return input.saturating_add(prepared::WINDOW);
         }
         let decode = if arena_decoding { self.decode.0 } else { 0 };
         let own = self.scratch.get(path).copied().unwrap_or(0);

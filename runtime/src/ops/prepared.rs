@@ -126,15 +126,24 @@ impl Layout {
             m >= 0 && (-31..=0).contains(&shift)
         });
         right.then_some(())?;
-        let l = Layout {
+        let l = Layout::shape(w, groups, input)?;
+        l.len()?;
+        l.scratch()?;
+        Some(l)
+    }
+
+    /// The shape of the prepared form of sparse weights `w` whose file [`Layout::of`] found eligible (cheap: for
+    /// the kernels, which derive it at each run rather than keep it in every operator slot).
+    pub fn shape(w: &Weights, groups: Option<Groups>, input: usize) -> Option<Layout> {
+        let Payload::Sparse(s) = w.payload else {
+            return None;
+        };
+        Some(Layout {
             channels: w.outputs,
             groups: groups.filter(|g| g.count <= MAX_GROUPS)?,
             weights: s.weights as usize,
             input,
-        };
-        l.len()?;
-        l.scratch()?;
-        Some(l)
+        })
     }
 
     /// Bytes of the prepared form.

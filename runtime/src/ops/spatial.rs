@@ -53,10 +53,18 @@ pub(crate) fn prepare(op: &Op, index: u16, t: &Tensors, flags: u16, l: &Layout) 
         Payload::DenseI8(_) => 0,
         _ => plane,
     };
-    let g = &l.g;
-    let groups = prepared::Groups::new(g.kh, g.kw * g.ic, g.iw * g.ic);
-    let layout = prepared::Layout::of(&w, flags, groups, t.input.shape.len());
+    let layout = prepared::Layout::of(&w, flags, groups(&l.g), t.input.shape.len());
     super::weighted(&w, [plane, int_plane], layout)
+}
+
+/// The prepared form's windows: as many whole window rows as fit in 256 bytes, or pieces of one row.
+fn groups(g: &Geometry) -> Option<prepared::Groups> {
+    prepared::Groups::new(g.kh, g.kw * g.ic, g.iw * g.ic)
+}
+
+/// The prepared form's shape, for an operator that has one.
+fn prepared_shape(w: &Weights, g: &Geometry, t: &Tensors) -> Result<prepared::Layout> {
+    prepared::Layout::shape(w, groups(g), t.input.shape.len()).ok_or(Error::PathUnavailable)
 }
 
 /// Writes either convolution's prepared form: a weight's place in the window is its cell's
@@ -70,7 +78,7 @@ pub(crate) fn fill_prepared(
     l: &Layout,
 ) -> Result<()> {
     let w = super::weights(op, index, t, flags, l.dims, false)?;
-    let layout = op.prepared.ok_or(Error::PathUnavailable)?;
+    let layout = prepared_shape(&w, &l.g, t)?;
     let zp = i32::from(t.input.zero_point);
     let cell = |o: usize, col: usize| {
         let (ky, kx, c) = l.cells.cell(&l.g, o, col);
@@ -95,9 +103,8 @@ pub(crate) fn run_op_int8(
         i32::from(t.output.zero_point),
     );
     let range = super::clamp_range(op);
-    if let (Payload::Sparse(_), Some(layout), false) =
-        (w.payload, op.prepared, io.prepared.is_empty())
-    {
+    if let (Payload::Sparse(_), false) = (w.payload, io.prepared.is_empty()) {
+        let layout = prepared_shape(&w, &l.g, t)?;
         let mem = io.prepared;
         let p = io.parts(layout.scratch().ok_or(Error::Overflow)?)?;
         let out = prepared::Out {
