@@ -246,8 +246,7 @@ impl<'a> Model<'a> {
             let prepared = ops::prepare(&op, i as u16, &t, self.flags)?;
             self.ops[i].scratch = prepared.scratch;
             self.ops[i].decode = prepared.decode;
-            let form = prepared.prepared.and_then(|l| l.len());
-            self.ops[i].prepared = form.and_then(|n| u32::try_from(n).ok()).unwrap_or(0);
+            self.ops[i].prepared = prepared.prepared;
         }
         if !written[usize::from(self.output)] {
             return Err(invalid(

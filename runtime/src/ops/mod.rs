@@ -161,19 +161,19 @@ pub(crate) struct Tensors {
     pub output: Tensor,
 }
 
-/// What a checked operator needs: scratch bytes per path, stream decoding memory, and the shape of its prepared
-/// form if it has one.
+/// What a checked operator needs: scratch bytes per path, stream decoding memory, and the bytes of its prepared
+/// form (0: none).
 pub(crate) struct Needs {
     pub scratch: [usize; 2],
     pub decode: (usize, usize),
-    pub prepared: Option<prepared::Layout>,
+    pub prepared: u32,
 }
 
 impl Needs {
     const NONE: Needs = Needs {
         scratch: [0; 2],
         decode: (0, 0),
-        prepared: None,
+        prepared: 0,
     };
 }
 
@@ -233,10 +233,13 @@ pub(crate) fn weighted(
     scratch: [usize; 2],
     layout: Option<prepared::Layout>,
 ) -> Result<Needs> {
+    let form = layout
+        .and_then(|l| l.len())
+        .and_then(|n| u32::try_from(n).ok());
     Ok(Needs {
         scratch,
         decode: w.decode_bytes()?,
-        prepared: layout,
+        prepared: form.unwrap_or(0),
     })
 }
 

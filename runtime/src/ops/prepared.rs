@@ -90,6 +90,14 @@ impl Groups {
     }
 }
 
+/// The right shift of a requantization `(multiplier, shift)` that the prepared kernels' short requantization
+/// takes (a multiplier ≥ 0 and a shift in −31 ..= 0); `None` otherwise (the operator is not prepared).
+fn right_shift((m, shift): (i32, i32)) -> Option<i32> {
+    shift
+        .checked_neg()
+        .filter(|&e| (0..=31).contains(&e) && m >= 0)
+}
+
 /// A prepared operator's shape: channels, their groups, the kept weights and the input's bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Layout {
@@ -121,11 +129,9 @@ impl Layout {
         let fits = w.fan_in <= usize::from(u16::MAX);
         (flags & crate::format::FLAG_INT != 0 && !s.zstd() && fits).then_some(())?;
         let q = w.quant?;
-        let right = (0..w.outputs).all(|o| {
-            let (m, shift) = q.channel(o);
-            m >= 0 && (-31..=0).contains(&shift)
-        });
-        right.then_some(())?;
+        (0..w.outputs)
+            .all(|o| right_shift(q.channel(o)).is_some())
+            .then_some(())?;
         let l = Layout::shape(w, groups, input)?;
         l.len()?;
         l.scratch()?;
@@ -196,10 +202,7 @@ pub(crate) fn fill(
     for (o, r) in records.chunks_exact_mut(RECORD).enumerate() {
         let bias = crate::bytes::i32_at(q.bias, o);
         let (m, shift) = q.channel(o);
-        let right = shift
-            .checked_neg()
-            .filter(|&e| (0..=31).contains(&e) && m >= 0);
-        for (k, v) in [bias, bias, m, right.ok_or(corrupt)?]
+        for (k, v) in [bias, bias, m, right_shift((m, shift)).ok_or(corrupt)?]
             .into_iter()
             .enumerate()
         {
