@@ -266,6 +266,10 @@ impl<'a> Model<'a> {
             &mut self.tensors[..self.tensor_count],
             &mut self.ops[..self.op_count],
         );
+        for i in 0..ops.len() {
+            let pooled = modes.1 && crate::ops::fuse::fusable(ops, i, self.output);
+            ops[i].pooled = pooled;
+        }
         self.arena[0] = crate::plan::plan(tensors, ops, ends, Path::F32, modes)?;
         self.arena[1] = crate::plan::plan(tensors, ops, ends, Path::Int, modes)?;
         Ok(())

@@ -72,11 +72,9 @@ pub(crate) fn plan(
     };
     touch(&mut bufs, input, 0);
     touch(&mut bufs, output, end);
-    for (i, op) in ops.iter().enumerate() {
-        for t in op
-            .inputs
+    for i in 0..ops.len() {
+        for t in tensors_touched(ops, i, path)
             .into_iter()
-            .chain([op.output])
             .filter(|&t| t != NO_TENSOR)
         {
             touch(&mut bufs, t, i);
@@ -123,6 +121,25 @@ pub(crate) fn plan(
         op.scratch_offset[path as usize] = bufs[n_t + i].offset;
     }
     Ok(high)
+}
+
+/// The tensors operator `i` reads and writes on `path`. A convolution with a MAX_POOL_2D fused into it (integer
+/// path, `Op::pooled`) writes the pooling's output and not its own, which the pooling then does not read: that
+/// tensor takes no memory.
+fn tensors_touched(ops: &[Op], i: usize, path: Path) -> [u16; 3] {
+    let int = path == Path::Int;
+    let Some(op) = ops.get(i) else {
+        return [NO_TENSOR; 3];
+    };
+    let fused_into_previous = int && i > 0 && ops.get(i - 1).is_some_and(|p| p.pooled);
+    let output = match ops.get(i + 1) {
+        Some(pool) if int && op.pooled => pool.output,
+        _ => op.output,
+    };
+    if fused_into_previous {
+        return [NO_TENSOR, NO_TENSOR, output];
+    }
+    [op.inputs[0], op.inputs[1], output]
 }
 
 /// The lowest offset at which buffer `b` overlaps no buffer of `placed` that is alive at the same time.

@@ -48,19 +48,23 @@ impl Model<'_> {
         let p = path as usize;
         let bytes = path.element_bytes();
         let mut prepared = self.prepared_forms();
+        let mut fused = false;
         for (i, op) in self.ops.iter().take(self.op_count).enumerate() {
             let form = match path {
                 Path::Int => prepared.next_for(op),
                 Path::F32 => &[],
             };
-            if op.kind == OpKind::Reshape {
+            // A MAX_POOL_2D fused into the convolution before it ran with it.
+            if op.kind == OpKind::Reshape || core::mem::take(&mut fused) {
                 continue;
             }
             let t = self.op_tensors(op);
+            let (output, pool) = self.pooling(op, i, path, form)?;
+            fused = pool.is_some();
             let span = |offset: usize, elements: usize| (offset, offset + elements * bytes);
             let x = span(t.input.offset[p], t.input.shape.len());
             let x2 = span(t.input2.offset[p], t.input2.shape.len());
-            let y = span(t.output.offset[p], t.output.shape.len());
+            let y = span(output.offset[p], output.shape.len());
             let prepared = (self.is_prepared(), t.input.shape.len());
             let scratch_len = op.scratch_len(p, self.arena_decoding(), prepared);
             let s = match scratch_len {
@@ -76,6 +80,7 @@ impl Model<'_> {
                 scratch,
                 arena_decoding: self.arena_decoding(),
                 prepared: form,
+                pool,
             };
             let index = i as u16;
             match path {
@@ -87,6 +92,31 @@ impl Model<'_> {
             }
         }
         Ok(())
+    }
+
+    /// The tensor operator `i` writes on `path`, and the pooling fused into it: for a prepared convolution with a
+    /// MAX_POOL_2D fused into it (`ops::fuse`), the pooling's output and its window.
+    fn pooling(
+        &self,
+        op: &ops::Op,
+        i: usize,
+        path: Path,
+        form: &[u8],
+    ) -> Result<(crate::tensor::Tensor, Option<ops::fuse::Pool>)> {
+        let t = self.op_tensors(op);
+        let next = self.ops.get(i + 1).filter(|_| i + 1 < self.op_count);
+        match next {
+            Some(pool) if path == Path::Int && op.pooled => {
+                // Planned fused (the convolution's output has no memory): it must run prepared.
+                if form.is_empty() {
+                    return Err(Error::Overflow);
+                }
+                let index = u16::try_from(i + 1).map_err(|_| Error::Overflow)?;
+                let fused = ops::fuse::pool(op, pool, index, &self.op_tensors(pool))?;
+                Ok((self.tensor(pool.output), Some(fused)))
+            }
+            _ => Ok((t.output, None)),
+        }
     }
 
     /// Checks the caller's buffers for a run on `path`.

@@ -198,6 +198,17 @@ struct Conv {
     multiplier: Option<usize>,
 }
 
+/// One integer test case of a convolution.
+struct IntCase {
+    w: Vec<i8>,
+    bias: Vec<i32>,
+    mult: Vec<(i32, i32)>,
+    /// Input and output zero points.
+    zp: (i32, i32),
+    range: (i8, i8),
+    sparse: bool,
+}
+
 impl Conv {
     fn fan_in(&self) -> usize {
         self.win.k[0] * self.win.k[1] * if self.multiplier.is_some() { 1 } else { self.c }
@@ -257,9 +268,9 @@ impl Conv {
         )
     }
 
-    fn check_int(&self, rng: &mut Rng, sparse: bool, relu: bool) {
-        let (ins, outs) = self.shapes();
-        let (oh, ow) = (outs[0] as usize, outs[1] as usize);
+    /// Random int8 weights (two in three zero when `sparse`), biases, requantizations and zero points, and the
+    /// activation's clamp (ReLU's when `relu`).
+    fn int_case(&self, rng: &mut Rng, sparse: bool, relu: bool) -> IntCase {
         let w: Vec<i8> = (0..self.out_c * self.fan_in())
             .map(|_| {
                 if sparse && rng.next() % 3 != 0 {
@@ -286,47 +297,114 @@ impl Conv {
         } else {
             (-128, 127)
         };
+        IntCase {
+            w,
+            bias,
+            mult,
+            zp: (zp_in, zp_out),
+            range,
+            sparse,
+        }
+    }
+
+    /// The reference integer output of `c` on input `x` (HWC).
+    fn reference_int(&self, c: &IntCase, x: &[i8]) -> Vec<i32> {
+        let (oh, ow) = self.win.out(self.h, self.w);
+        let mut y = vec![0; oh * ow * self.out_c];
+        for oy in 0..oh {
+            for ox in 0..ow {
+                for o in 0..self.out_c {
+                    let mut acc = c.bias[o];
+                    self.sum(&c.w, (oy, ox, o), |wv, i| {
+                        acc += i32::from(wv) * (i32::from(x[i]) - c.zp.0)
+                    });
+                    y[(oy * ow + ox) * self.out_c + o] =
+                        (requantize(acc, c.mult[o].0, c.mult[o].1) + c.zp.1)
+                            .clamp(i32::from(c.range.0), i32::from(c.range.1));
+                }
+            }
+        }
+        y
+    }
+
+    /// The weights section of `c`.
+    fn section(&self, c: &IntCase) -> Vec<u8> {
+        int_section(&c.w, self.out_c, &c.bias, &c.mult, c.sparse)
+    }
+
+    fn check_int(&self, rng: &mut Rng, sparse: bool, relu: bool) {
+        let (ins, outs) = self.shapes();
+        let c = self.int_case(rng, sparse, relu);
         let g = graph(
             &[
-                tensor(&ins, zp_in as i8, 0.05),
-                tensor(&outs, zp_out as i8, 0.1),
+                tensor(&ins, c.zp.0 as i8, 0.05),
+                tensor(&outs, c.zp.1 as i8, 0.1),
             ],
-            &[self.record(u8::from(relu), range)],
+            &[self.record(u8::from(relu), c.range)],
             (0, 1),
             (0.0, 1.0),
             None,
         );
-        let bytes = file(
-            2,
-            &[
-                (1, g),
-                (2, int_section(&w, self.out_c, &bias, &mult, sparse)),
-            ],
-        );
+        let bytes = file(2, &[(1, g), (2, self.section(&c))]);
         for _ in 0..3 {
             let x: Vec<i8> = (0..ins.iter().map(|&d| d as usize).product())
                 .map(|_| rng.i8(-128, 127))
                 .collect();
-            let got = run_int(&bytes, &x);
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    for o in 0..self.out_c {
-                        let mut acc = bias[o];
-                        self.sum(&w, (oy, ox, o), |wv, i| {
-                            acc += i32::from(wv) * (i32::from(x[i]) - zp_in)
-                        });
-                        let want = (requantize(acc, mult[o].0, mult[o].1) + zp_out)
-                            .clamp(i32::from(range.0), i32::from(range.1));
-                        let at = (oy * ow + ox) * self.out_c + o;
-                        assert_eq!(
-                            i32::from(got[at]),
-                            want,
-                            "({oy}, {ox}, {o}) sparse {sparse}"
-                        );
-                    }
+            let got: Vec<i32> = run_int(&bytes, &x).into_iter().map(i32::from).collect();
+            assert_eq!(got, self.reference_int(&c, &x), "sparse {sparse}");
+        }
+    }
+
+    /// The convolution followed by a MAX_POOL_2D of window (and stride) `k` clamped to `pool_range`: run
+    /// prepared, the pooling is fused into the convolution (`run_int` compares with the operators run one after
+    /// the other), and both equal the reference.
+    fn check_pooled(&self, rng: &mut Rng, k: [usize; 2], pool_range: (i8, i8)) {
+        let (ins, outs) = self.shapes();
+        let (oh, ow) = (outs[0] as usize, outs[1] as usize);
+        let pool = Win {
+            k,
+            s: k,
+            pad: [0; 4],
+        };
+        let (ph, pw) = pool.out(oh, ow);
+        let pooled = [ph as u16, pw as u16, self.out_c as u16];
+        let c = self.int_case(rng, true, true);
+        let g = graph(
+            &[
+                tensor(&ins, c.zp.0 as i8, 0.05),
+                tensor(&outs, c.zp.1 as i8, 0.1),
+                tensor(&pooled, c.zp.1 as i8, 0.1),
+            ],
+            &[
+                self.record(1, c.range),
+                op(5, 0, pool_range, [1, NONE], 2, 0, &pool.bytes()),
+            ],
+            (0, 2),
+            (0.0, 1.0),
+            None,
+        );
+        let bytes = file(2, &[(1, g), (2, self.section(&c))]);
+        let x: Vec<i8> = (0..ins.iter().map(|&d| d as usize).product())
+            .map(|_| rng.i8(-128, 127))
+            .collect();
+        let conv = self.reference_int(&c, &x);
+        let mut want = Vec::new();
+        for py in 0..ph {
+            for px in 0..pw {
+                for o in 0..self.out_c {
+                    let cells = (0..k[0]).flat_map(|dy| (0..k[1]).map(move |dx| (dy, dx)));
+                    let best = cells
+                        .map(|(dy, dx)| {
+                            conv[((py * k[0] + dy) * ow + px * k[1] + dx) * self.out_c + o]
+                        })
+                        .max()
+                        .unwrap();
+                    want.push(best.clamp(i32::from(pool_range.0), i32::from(pool_range.1)));
                 }
             }
         }
+        let got: Vec<i32> = run_int(&bytes, &x).into_iter().map(i32::from).collect();
+        assert_eq!(got, want, "pooled {k:?} {pool_range:?}");
     }
 
     fn check_f32(&self, rng: &mut Rng) {
@@ -439,6 +517,26 @@ fn convolutions_match_the_reference_on_both_paths_and_encodings() {
     }
     // Every sparse case (3 inputs each) also ran prepared.
     assert_eq!(PREPARED_RUNS.with(|c| c.get()), 3 * convs().len());
+}
+
+#[test]
+fn max_pooling_fused_into_prepared_convolutions_gives_the_operators_bytes() {
+    let mut rng = Rng(0x2545f4914f6cdd1d);
+    for conv in convs() {
+        // 2 × 2 (LeNet-5's), 1 × 4 and 4 × 1; a pooling clamp narrower than the convolution's, and one that does
+        // not meet it (then not fused: still the same bytes).
+        for (k, range) in [
+            ([2, 2], (-128, 127)),
+            ([1, 4], (-5, 40)),
+            ([4, 1], (-128, 127)),
+            ([2, 2], (-128, -100)),
+        ] {
+            let (oh, ow) = conv.win.out(conv.h, conv.w);
+            if oh >= k[0] && ow >= k[1] {
+                conv.check_pooled(&mut rng, k, range);
+            }
+        }
+    }
 }
 
 /// With `SLIMNET_FUZZ_SEEDS=DIR` set, writes `bytes` there as `NAME.slim`: how the small ADD and pooling files

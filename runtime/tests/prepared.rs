@@ -56,6 +56,11 @@ fn prepared_lenets_give_the_stored_streams_outputs_with_exact_memory() {
             differs += usize::from(o1 != vec![o1[0]; 10]);
         }
         assert!(differs > 0, "{name}: outputs that can differ");
+        if name == "lenet-5.slim" {
+            // Both poolings are fused into their convolutions: the first convolution's 24 × 24 × 20 output
+            // (11,520 bytes) is never written, so the arena is smaller than it.
+            assert!(exact < 24 * 24 * 20, "{name}: arena {exact} bytes prepared");
+        }
         // The planned arena is exact: one byte less is refused.
         let x = vec![0i8; prepared.input_len()];
         let mut small = vec![0u8; exact - 1];

@@ -199,7 +199,7 @@ pub(crate) fn dot4_scalar(w: [&[u8]; 4], x: &[u8], zp: i32, acc: &mut [i32; 4]) 
 /// [`dot4_scalar`] spilled its pointers and sums to the stack (measured on the Cortex-M3: 4.3 instructions per
 /// multiply-add unrolled, see BENCHMARKS.md).
 #[inline(always)]
-fn keep_rolled() {
+pub(crate) fn keep_rolled() {
     #[cfg(target_arch = "arm")]
     #[allow(unsafe_code)]
     // SAFETY: an empty sequence of instructions: it reads and writes nothing.

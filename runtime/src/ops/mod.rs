@@ -9,6 +9,7 @@ pub(crate) mod conv_2d;
 pub(crate) mod depthwise_conv_2d;
 pub(crate) mod dot;
 pub(crate) mod fully_connected;
+pub(crate) mod fuse;
 pub(crate) mod max_pool_2d;
 pub(crate) mod prepared;
 pub(crate) mod reshape;
@@ -62,6 +63,9 @@ pub(crate) struct Op<'a> {
     /// ([`crate::Model::prepare_int8`]; 0: none). Its shape is derived again where needed (`prepared::Layout`),
     /// so that the operator slots stay small (the C firmware's model storage holds 64 of them).
     pub prepared: u32,
+    /// Integer path of a prepared model: the MAX_POOL_2D after this convolution is fused into it
+    /// ([`fuse`]; set when the arena is planned).
+    pub pooled: bool,
 }
 
 impl Op<'_> {
@@ -79,6 +83,7 @@ impl Op<'_> {
         decode: (0, 0),
         scratch_offset: [0; 2],
         prepared: 0,
+        pooled: false,
     };
 
     /// The window of a windowed operator.
@@ -270,6 +275,8 @@ pub(crate) struct Io<'r> {
     pub arena_decoding: bool,
     /// The operator's prepared form (empty when it runs from its streams).
     pub prepared: &'r [u8],
+    /// The pooling fused into a prepared convolution (`y` is then the pooling's output).
+    pub pool: Option<fuse::Pool>,
 }
 
 /// An operator's memory split for its kernel.

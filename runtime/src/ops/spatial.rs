@@ -105,14 +105,21 @@ pub(crate) fn run_op_int8(
     let range = super::clamp_range(op);
     if let (Payload::Sparse(_), false) = (w.payload, io.prepared.is_empty()) {
         let layout = prepared_shape(&w, &l.g, t)?;
-        let mem = io.prepared;
+        let (mem, pool) = (io.prepared, io.pool);
         let p = io.parts(layout.scratch().ok_or(Error::Overflow)?)?;
         let out = prepared::Out {
             zero_point: zps.1,
-            range,
+            range: pool.map_or(range, |p| p.range),
         };
-        prepared::conv(&l.g, &layout, mem, (p.x, p.own, zps.0), out, p.y);
+        let x = (p.x, p.own, zps.0);
+        match pool {
+            Some(pool) => prepared::conv_pooled(&l.g, &layout, mem, x, (out, &pool), p.y),
+            None => prepared::conv(&l.g, &layout, mem, x, out, p.y),
+        }
         return Ok(());
+    }
+    if io.pool.is_some() {
+        return Err(Error::PathUnavailable);
     }
     if let Payload::DenseI8(ws) = w.payload {
         let p = io.parts(0)?;
