@@ -108,6 +108,42 @@ pub(crate) fn dot1_wide(w: &[u8], c: &[i16]) -> i32 {
         .fold(0i32, i32::wrapping_add)
 }
 
+/// Columns the host's dense FULLY_CONNECTED kernel widens onto the stack (4 KB); a wider input runs a row at a
+/// time with [`dot1`].
+#[cfg(not(target_arch = "arm"))]
+pub(crate) const WIDE_COLUMNS: usize = 2048;
+
+/// `y[o] = f(Σ_j w[o][j]·c[j], o)` for the rows of a row-major int8 matrix of `c.len()` columns over a widened
+/// column `c` (`x − zp` as i16, written once): the host's dense FULLY_CONNECTED kernel, a plain reduction the
+/// compiler turns into PMADDWD. On x86-64 CPUs with AVX2 the same code compiled for AVX2 runs, chosen at run
+/// time (`lanes::x86`): a default build targets SSE2 only, and a vectorized loop twice as wide is twice as fast
+/// (measured in BENCHMARKS.md).
+#[cfg(not(target_arch = "arm"))]
+#[inline(always)]
+pub(crate) fn rows_wide<F: Fn(i32, usize) -> u8>(ws: &[u8], c: &[i16], y: &mut [u8], f: F) {
+    #[cfg(target_arch = "x86_64")]
+    let f = match lanes::x86::rows_wide(ws, c, y, f) {
+        None => return,
+        Some(f) => f,
+    };
+    rows_wide_plain(ws, c, y, f);
+}
+
+/// [`rows_wide`] for whatever the build targets.
+#[cfg(not(target_arch = "arm"))]
+#[inline(always)]
+pub(crate) fn rows_wide_plain<F: Fn(i32, usize) -> u8>(ws: &[u8], c: &[i16], y: &mut [u8], f: F) {
+    let n = c.len().max(1);
+    for (o, (d, row)) in y.iter_mut().zip(ws.chunks_exact(n)).enumerate() {
+        let acc = row
+            .iter()
+            .zip(c)
+            .map(|(&a, &b)| i32::from(i16::from(a as i8)) * i32::from(b))
+            .fold(0i32, i32::wrapping_add);
+        *d = f(acc, o);
+    }
+}
+
 /// Four rows over a widened column in order (the Cortex-M3's im2col kernel): one halfword load and four
 /// multiply-adds per column.
 #[cfg_attr(all(target_arch = "arm", target_feature = "dsp"), allow(dead_code))]
@@ -370,6 +406,145 @@ mod lanes {
         acc.wrapping_add(lane(a, 0) * lane(b, 0))
             .wrapping_add(lane(a, 1) * lane(b, 1))
     }
+
+    /// The host's dense kernel compiled for AVX2, for x86-64 CPUs that have it (detected once with CPUID, as
+    /// `std::is_x86_feature_detected!` does, which a `no_std` crate cannot call).
+    #[cfg(target_arch = "x86_64")]
+    #[allow(unsafe_code)]
+    pub(super) mod x86 {
+        // Audited: CPUID and XGETBV only read processor state; the AVX2 function is called only once both said
+        // the CPU and the operating system support AVX2 (the function itself is the safe plain-Rust kernel).
+        use core::arch::x86_64::{__cpuid, __cpuid_count, _xgetbv};
+        use core::sync::atomic::{AtomicU8, Ordering};
+
+        /// 0: not yet detected; 1: no AVX2; 2: AVX2.
+        static AVX2: AtomicU8 = AtomicU8::new(0);
+
+        /// Whether the CPU and the operating system support AVX2 (detected once).
+        pub(in crate::ops) fn avx2() -> bool {
+            match AVX2.load(Ordering::Relaxed) {
+                0 => {
+                    let yes = detect();
+                    AVX2.store(1 + u8::from(yes), Ordering::Relaxed);
+                    yes
+                }
+                v => v == 2,
+            }
+        }
+
+        // CPUID is a safe function in newer Rust than the runtime's minimum (1.85), where it is not.
+        #[allow(unused_unsafe)]
+        fn detect() -> bool {
+            // SAFETY: CPUID exists on every x86-64 processor and only reads processor state.
+            let (max, l1) = unsafe { (__cpuid(0).eax, __cpuid(1)) };
+            // AVX and OSXSAVE: the OS saves the wide registers and allows XGETBV.
+            if max < 7 || l1.ecx & (1 << 27) == 0 || l1.ecx & (1 << 28) == 0 {
+                return false;
+            }
+            // SAFETY: OSXSAVE is set, so XGETBV is enabled; it only reads XCR0.
+            let xcr0 = unsafe { xgetbv0() };
+            // SAFETY: as above; leaf 7 exists (max ≥ 7).
+            let l7 = unsafe { __cpuid_count(7, 0) };
+            xcr0 & 0b110 == 0b110 && l7.ebx & (1 << 5) != 0
+        }
+
+        #[target_feature(enable = "xsave")]
+        unsafe fn xgetbv0() -> u64 {
+            _xgetbv(0)
+        }
+
+        /// Runs [`super::super::rows_wide_plain`] compiled for AVX2 and returns `None`, or gives `f` back when the
+        /// CPU lacks AVX2.
+        #[inline(always)]
+        pub(in crate::ops) fn rows_wide<F: Fn(i32, usize) -> u8>(
+            ws: &[u8],
+            c: &[i16],
+            y: &mut [u8],
+            f: F,
+        ) -> Option<F> {
+            if !avx2() {
+                return Some(f);
+            }
+            // SAFETY: `avx2()` found AVX2 supported by the CPU and enabled by the OS.
+            unsafe { rows_avx2(ws, c, y, f) };
+            None
+        }
+
+        /// Rows per pass of [`rows_avx2`]: each 16 columns of the widened input are loaded once for four rows.
+        const ROWS: usize = 4;
+
+        /// [`super::super::rows_wide_plain`] with AVX2: per 16 columns, one load of the widened input and per row
+        /// one VPMOVSXBW of 16 weights, one VPMADDWD and one VPADDD (the compiler's own vectorization of the
+        /// plain loop used 128-bit multiplies and reloaded the input for every row: 1.4× slower, BENCHMARKS.md).
+        /// The last `n % 16` columns and the last `rows % 4` rows run the plain arithmetic.
+        #[target_feature(enable = "avx2")]
+        unsafe fn rows_avx2<F: Fn(i32, usize) -> u8>(ws: &[u8], c: &[i16], y: &mut [u8], f: F) {
+            use core::arch::x86_64::{
+                __m256i, _mm256_add_epi32, _mm256_castsi256_si128, _mm256_cvtepi8_epi16,
+                _mm256_extracti128_si256, _mm256_loadu_si256, _mm256_madd_epi16,
+                _mm256_setzero_si256, _mm_add_epi32, _mm_cvtsi128_si32, _mm_loadu_si128,
+                _mm_shuffle_epi32,
+            };
+            let n = c.len();
+            if n == 0 {
+                return super::super::rows_wide_plain(ws, c, y, f);
+            }
+            let whole = n - n % 16;
+            let tail = |row: &[u8], acc: i32| {
+                let (r, x) = (
+                    row.get(whole..n).unwrap_or(&[]),
+                    c.get(whole..n).unwrap_or(&[]),
+                );
+                r.iter().zip(x).fold(acc, |a, (&w, &v)| {
+                    a.wrapping_add(i32::from(w as i8) * i32::from(v))
+                })
+            };
+            let hsum = |v: __m256i| -> i32 {
+                let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+                let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+                _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s)))
+            };
+            let mut blocks = ws.chunks_exact(ROWS * n).zip(y.chunks_exact_mut(ROWS));
+            let mut o = 0;
+            for (block, ys) in &mut blocks {
+                let rows: [&[u8]; ROWS] = core::array::from_fn(|r| &block[r * n..(r + 1) * n]);
+                let mut acc = [_mm256_setzero_si256(); ROWS];
+                let mut j = 0;
+                while j < whole {
+                    // SAFETY: j + 16 ≤ whole ≤ n = c.len() = each row's length: the 32-byte load of `c` and the
+                    // 16-byte loads of the rows lie inside them (unaligned loads).
+                    unsafe {
+                        let x = _mm256_loadu_si256(c.as_ptr().add(j).cast());
+                        for (a, row) in acc.iter_mut().zip(rows) {
+                            let w =
+                                _mm256_cvtepi8_epi16(_mm_loadu_si128(row.as_ptr().add(j).cast()));
+                            *a = _mm256_add_epi32(*a, _mm256_madd_epi16(w, x));
+                        }
+                    }
+                    j += 16;
+                }
+                for (r, (d, a)) in ys.iter_mut().zip(acc).enumerate() {
+                    *d = f(tail(rows[r], hsum(a)), o + r);
+                }
+                o += ROWS;
+            }
+            let rest = ws.get(o * n..).unwrap_or(&[]);
+            for (k, (d, row)) in y.iter_mut().skip(o).zip(rest.chunks_exact(n)).enumerate() {
+                *d = f(tail(row, 0).wrapping_add(dot_whole(row, c, whole)), o + k);
+            }
+        }
+
+        /// Σ over the first `whole` columns, plainly (the rows left after the blocks of four).
+        fn dot_whole(row: &[u8], c: &[i16], whole: usize) -> i32 {
+            let (r, x) = (
+                row.get(..whole).unwrap_or(&[]),
+                c.get(..whole).unwrap_or(&[]),
+            );
+            r.iter().zip(x).fold(0i32, |a, (&w, &v)| {
+                a.wrapping_add(i32::from(w as i8) * i32::from(v))
+            })
+        }
+    }
 }
 
 #[cfg(test)]
@@ -409,6 +584,47 @@ pub(crate) mod tests {
                     want[..3],
                     "3 rows in lanes, {n} columns, zero point {zp}"
                 );
+            }
+        }
+    }
+
+    #[cfg(not(target_arch = "arm"))]
+    #[test]
+    fn the_hosts_wide_rows_agree_with_one_row_at_a_time() {
+        // Through the dispatch (AVX2 where the CPU has it) and the plain build, for lengths around the vector
+        // widths and every zero point's extremes.
+        for n in [1usize, 7, 15, 16, 17, 31, 32, 33, 63] {
+            for zp in [-128i32, 0, 127] {
+                let rows = 5;
+                let ws: std::vec::Vec<u8> = (0..rows)
+                    .flat_map(|r| bytes(300 + r as u32 + n as u32, n)[..n].to_vec())
+                    .collect();
+                let x = bytes(7 * n as u32, n);
+                let c: std::vec::Vec<i16> = x[..n]
+                    .iter()
+                    .map(|&v| i16::from(v as i8) - zp as i16)
+                    .collect();
+                let want: std::vec::Vec<i32> = (0..rows)
+                    .map(|r| dot1(&ws[r * n..(r + 1) * n], &x[..n], zp))
+                    .collect();
+                for plain in [false, true] {
+                    let mut got = std::vec![0u8; rows];
+                    let sums = core::cell::RefCell::new(std::vec![0i32; rows]);
+                    let f = |acc: i32, o: usize| {
+                        sums.borrow_mut()[o] = acc;
+                        0
+                    };
+                    if plain {
+                        rows_wide_plain(&ws, &c, &mut got, f);
+                    } else {
+                        rows_wide(&ws, &c, &mut got, f);
+                    }
+                    assert_eq!(
+                        *sums.borrow(),
+                        want,
+                        "{n} columns, zero point {zp}, plain {plain}"
+                    );
+                }
             }
         }
     }

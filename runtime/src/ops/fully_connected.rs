@@ -93,6 +93,19 @@ fn dense_int8(
     let n = n.max(1);
     let row = |o: usize| ws.get(o * n..(o + 1) * n).unwrap_or(&[]);
     let value = |acc: i32, o: usize| out.value(acc, o);
+    #[cfg(not(target_arch = "arm"))]
+    if n <= super::dot::WIDE_COLUMNS {
+        // The host: `x − zp` widened once, then every row against it.
+        let mut column = [0i16; super::dot::WIDE_COLUMNS];
+        let zp = zp as i16;
+        for (c, &v) in column.iter_mut().zip(x) {
+            *c = i16::from(v as i8) - zp;
+        }
+        let ys = y.get_mut(..outputs).unwrap_or(&mut []);
+        let ws = ws.get(..outputs * n).unwrap_or(&[]);
+        super::dot::rows_wide(ws, column.get(..n).unwrap_or(&[]), ys, value);
+        return;
+    }
     let groups = if grouped { outputs / ROWS } else { 0 };
     for (g, ys) in y.chunks_exact_mut(ROWS).take(groups).enumerate() {
         let mut acc = [0; ROWS];
