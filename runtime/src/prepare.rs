@@ -50,7 +50,9 @@ impl<'a> Model<'a> {
     /// Decodes every sparse operator's streams once into `memory` (at least [`Model::prepared_len_int8`] bytes,
     /// which it then holds for the model's lifetime) in the layout the integer path's prepared kernels read, and
     /// plans the arenas again: a prepared operator needs its input's size plus 256 bytes of scratch instead of a
-    /// plane of accumulators or decoding memory, so [`Model::arena_len_int8`] changes (read it after preparing).
+    /// plane of accumulators or decoding memory, and a MAX_POOL_2D of four cells right after a prepared convolution
+    /// that alone reads its output is fused into it (one requantization per pooling window; the convolution's
+    /// output then takes no memory), so [`Model::arena_len_int8`] changes (read it after preparing).
     /// Outputs are exactly those of the stored streams. The f32 path is not affected.
     ///
     /// Errors: [`Error::PathUnavailable`] without the integer path, [`Error::BufferTooSmall`] (`"prepared"`),
