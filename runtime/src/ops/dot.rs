@@ -108,17 +108,19 @@ pub(crate) fn dot1_wide(w: &[u8], c: &[i16]) -> i32 {
         .fold(0i32, i32::wrapping_add)
 }
 
-/// Columns the host's dense FULLY_CONNECTED kernel widens onto the stack (4 KB); a wider input runs a row at a
-/// time with [`dot1`].
-#[cfg(not(target_arch = "arm"))]
-pub(crate) const WIDE_COLUMNS: usize = 2048;
+/// Columns the dense FULLY_CONNECTED kernel widens onto the stack (2 KB on a Cortex-M, as the convolutions'
+/// im2col column; 4 KB on hosts); a wider input runs from its int8 bytes ([`dot_rows`], [`dot1`]).
+pub(crate) const WIDE_COLUMNS: usize = if cfg!(target_arch = "arm") {
+    1024
+} else {
+    2048
+};
 
 /// `y[o] = f(Σ_j w[o][j]·c[j], o)` for the rows of a row-major int8 matrix of `c.len()` columns over a widened
 /// column `c` (`x − zp` as i16, written once): the host's dense FULLY_CONNECTED kernel, a plain reduction the
 /// compiler turns into PMADDWD. On x86-64 CPUs with AVX2 the same code compiled for AVX2 runs, chosen at run
 /// time (`lanes::x86`): a default build targets SSE2 only, and a vectorized loop twice as wide is twice as fast
 /// (measured in BENCHMARKS.md).
-#[cfg(not(target_arch = "arm"))]
 #[inline(always)]
 pub(crate) fn rows_wide<F: Fn(i32, usize) -> u8>(ws: &[u8], c: &[i16], y: &mut [u8], f: F) {
     #[cfg(target_arch = "x86_64")]
@@ -130,7 +132,6 @@ pub(crate) fn rows_wide<F: Fn(i32, usize) -> u8>(ws: &[u8], c: &[i16], y: &mut [
 }
 
 /// [`rows_wide`] for whatever the build targets.
-#[cfg(not(target_arch = "arm"))]
 #[inline(always)]
 pub(crate) fn rows_wide_plain<F: Fn(i32, usize) -> u8>(ws: &[u8], c: &[i16], y: &mut [u8], f: F) {
     let n = c.len().max(1);

@@ -2,7 +2,10 @@
 //! flatten before it is free), int8 per output channel (or per tensor) on the integer path. Dense weights run as
 //! dot products; sparse shared weights straight from their streams, a row at a time.
 
-use super::dot::{dot1, dot_rows, rows_of, GROUPED, ROWS};
+use super::dot::{
+    dot1, dot1_wide, dot_rows, dot_rows_wide, rows_of, rows_wide, widen_pairs, GROUPED, PAIRED,
+    ROWS, WIDE_COLUMNS,
+};
 use super::{prepared, Io, Needs, Op, Parts, Tensors};
 use crate::error::{Error, Result};
 use crate::stream::Sink;
@@ -60,7 +63,7 @@ pub(crate) fn run_int8(op: &Op, index: u16, t: &Tensors, flags: u16, io: &mut Io
     match w.payload {
         Payload::DenseI8(ws) => {
             let p = io.parts(0)?;
-            dense_int8(ws, (w.outputs, w.fan_in), (p.x, zp_in), &out, p.y, GROUPED)
+            dense_int8(ws, (w.outputs, w.fan_in), (p.x, zp_in), &out, p.y, KERNEL)
         }
         Payload::Sparse(_) if !mem.is_empty() => {
             let l = prepared_shape(&w)?;
@@ -80,33 +83,62 @@ pub(crate) fn run_int8(op: &Op, index: u16, t: &Tensors, flags: u16, io: &mut Io
     Ok(())
 }
 
-/// The dense integer kernel: `ROWS` rows per pass over the input when `grouped` (`dot::dot_rows`), one row at a
-/// time otherwise.
+/// How the dense integer kernel runs the rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dense {
+    /// One row at a time against the input widened once ([`rows_wide`]): hosts, whose compilers vectorize it.
+    Rows,
+    /// [`ROWS`] rows per pass over the int8 input ([`dot_rows`]): the Cortex-M3 (widening first was 9 % slower
+    /// there: a halfword load per column for four rows instead of a byte load and an offset).
+    Groups,
+    /// [`ROWS`] rows per pass over the input widened once in [`widen_pairs`]' order ([`dot_rows_wide`]): the
+    /// Cortex-M4/M7, whose SMLAD then reads two inputs per word load with no offset or sign extension in the loop.
+    WideGroups,
+}
+
+/// This target's dense kernel.
+const KERNEL: Dense = match (GROUPED, PAIRED) {
+    (false, _) => Dense::Rows,
+    (true, false) => Dense::Groups,
+    (true, true) => Dense::WideGroups,
+};
+
+/// The dense integer kernel, as `kernel` says; inputs wider than [`WIDE_COLUMNS`] run [`Dense::Groups`]' loop
+/// (or one row at a time with [`dot1`] for [`Dense::Rows`]).
 fn dense_int8(
     ws: &[u8],
     (outputs, n): (usize, usize),
     (x, zp): (&[u8], i32),
     out: &Out,
     y: &mut [u8],
-    grouped: bool,
+    kernel: Dense,
 ) {
     let n = n.max(1);
     let row = |o: usize| ws.get(o * n..(o + 1) * n).unwrap_or(&[]);
     let value = |acc: i32, o: usize| out.value(acc, o);
-    #[cfg(not(target_arch = "arm"))]
-    if n <= super::dot::WIDE_COLUMNS {
-        // The host: `x − zp` widened once, then every row against it.
-        let mut column = [0i16; super::dot::WIDE_COLUMNS];
+    if n <= WIDE_COLUMNS && kernel != Dense::Groups {
+        // `x − zp` widened once into 16 bits on the stack, then every row against it: the offset and the sign
+        // extension of the input are paid once per layer instead of once per group of rows, and their registers
+        // are free for the rows (Cortex-M4, LeNet-300-100: see BENCHMARKS.md).
+        let mut column = [0i16; WIDE_COLUMNS];
         let zp = zp as i16;
         for (c, &v) in column.iter_mut().zip(x) {
             *c = i16::from(v as i8) - zp;
         }
+        let col = column.get_mut(..n).unwrap_or(&mut []);
         let ys = y.get_mut(..outputs).unwrap_or(&mut []);
+        if kernel == Dense::WideGroups {
+            widen_pairs(col);
+            return wide_groups(ws, (outputs, n), col, ys, value);
+        }
         let ws = ws.get(..outputs * n).unwrap_or(&[]);
-        super::dot::rows_wide(ws, column.get(..n).unwrap_or(&[]), ys, value);
-        return;
+        return rows_wide(ws, col, ys, value);
     }
-    let groups = if grouped { outputs / ROWS } else { 0 };
+    let groups = if kernel == Dense::Rows {
+        0
+    } else {
+        outputs / ROWS
+    };
     for (g, ys) in y.chunks_exact_mut(ROWS).take(groups).enumerate() {
         let mut acc = [0; ROWS];
         dot_rows(rows_of(ws, g * ROWS, n), x, zp, &mut acc);
@@ -116,6 +148,28 @@ fn dense_int8(
     }
     for (o, d) in y.iter_mut().enumerate().take(outputs).skip(groups * ROWS) {
         *d = value(dot1(row(o), x, zp), o);
+    }
+}
+
+/// [`ROWS`] rows per pass over a widened column `col` ([`widen_pairs`]' order), the rows left over one at a time.
+#[inline(always)]
+fn wide_groups(
+    ws: &[u8],
+    (outputs, n): (usize, usize),
+    col: &[i16],
+    y: &mut [u8],
+    value: impl Fn(i32, usize) -> u8,
+) {
+    let groups = outputs / ROWS;
+    for (g, ys) in y.chunks_exact_mut(ROWS).take(groups).enumerate() {
+        let mut acc = [0; ROWS];
+        dot_rows_wide(rows_of(ws, g * ROWS, n), col, &mut acc);
+        for (r, (d, a)) in ys.iter_mut().zip(acc).enumerate() {
+            *d = value(a, g * ROWS + r);
+        }
+    }
+    for (o, d) in y.iter_mut().enumerate().skip(groups * ROWS) {
+        *d = value(dot1_wide(ws.get(o * n..(o + 1) * n).unwrap_or(&[]), col), o);
     }
 }
 
@@ -231,10 +285,33 @@ mod tests {
             range: (-128, 127),
         };
         for zp in [-128, 0, 17] {
-            let (mut one, mut grouped) = ([0u8; 10], [0u8; 10]);
-            dense_int8(&ws, (outputs, n), (&x[..n], zp), &out, &mut one, false);
-            dense_int8(&ws, (outputs, n), (&x[..n], zp), &out, &mut grouped, true);
+            let (mut one, mut grouped, mut wide) = ([0u8; 10], [0u8; 10], [0u8; 10]);
+            dense_int8(
+                &ws,
+                (outputs, n),
+                (&x[..n], zp),
+                &out,
+                &mut one,
+                Dense::Rows,
+            );
+            dense_int8(
+                &ws,
+                (outputs, n),
+                (&x[..n], zp),
+                &out,
+                &mut grouped,
+                Dense::Groups,
+            );
+            dense_int8(
+                &ws,
+                (outputs, n),
+                (&x[..n], zp),
+                &out,
+                &mut wide,
+                Dense::WideGroups,
+            );
             assert_eq!(one, grouped, "zero point {zp}");
+            assert_eq!(one, wide, "zero point {zp}, widened");
             assert!(
                 one.iter().any(|&v| v != one[0]),
                 "a test that can fail: {one:?}"
