@@ -119,20 +119,17 @@ fn dense_int8(
     if n <= WIDE_COLUMNS && kernel != Dense::Groups {
         // `x − zp` widened once into 16 bits on the stack, then every row against it: the offset and the sign
         // extension of the input are paid once per layer instead of once per group of rows, and their registers
-        // are free for the rows (Cortex-M4, LeNet-300-100: see BENCHMARKS.md).
-        let mut column = [0i16; WIDE_COLUMNS];
-        let zp = zp as i16;
-        for (c, &v) in column.iter_mut().zip(x) {
-            *c = i16::from(v as i8) - zp;
+        // are free for the rows (Cortex-M4, LeNet-300-100: see BENCHMARKS.md). The column's array is the
+        // smallest that holds it: safe Rust zeroes the whole array first (2 KB cost the autoencoder's small
+        // layers a third more instructions on the M4).
+        let mut wide = |col: &mut [i16]| dense_wide(ws, (outputs, n), (x, zp), col, out, y, kernel);
+        if n <= 64 {
+            return wide(&mut [0; 64][..n]);
         }
-        let col = column.get_mut(..n).unwrap_or(&mut []);
-        let ys = y.get_mut(..outputs).unwrap_or(&mut []);
-        if kernel == Dense::WideGroups {
-            widen_pairs(col);
-            return wide_groups(ws, (outputs, n), col, ys, value);
+        if n <= 256 {
+            return wide(&mut [0; 256][..n]);
         }
-        let ws = ws.get(..outputs * n).unwrap_or(&[]);
-        return rows_wide(ws, col, ys, value);
+        return wide(&mut [0; WIDE_COLUMNS][..n]);
     }
     let groups = if kernel == Dense::Rows {
         0
@@ -151,15 +148,34 @@ fn dense_int8(
     }
 }
 
-/// [`ROWS`] rows per pass over a widened column `col` ([`widen_pairs`]' order), the rows left over one at a time.
+/// [`dense_int8`] over `x − zp` widened into `col` (`n` long): [`Dense::WideGroups`] or [`Dense::Rows`].
 #[inline(always)]
-fn wide_groups(
+fn dense_wide(
     ws: &[u8],
     (outputs, n): (usize, usize),
-    col: &[i16],
+    (x, zp): (&[u8], i32),
+    col: &mut [i16],
+    out: &Out,
     y: &mut [u8],
-    value: impl Fn(i32, usize) -> u8,
+    kernel: Dense,
 ) {
+    let zp = zp as i16;
+    for (c, &v) in col.iter_mut().zip(x) {
+        *c = i16::from(v as i8) - zp;
+    }
+    let ys = y.get_mut(..outputs).unwrap_or(&mut []);
+    if kernel == Dense::WideGroups {
+        widen_pairs(col);
+        return wide_groups(ws, (outputs, n), col, ys, out);
+    }
+    let ws = ws.get(..outputs * n).unwrap_or(&[]);
+    rows_wide(ws, col, ys, |acc, o| out.value(acc, o));
+}
+
+/// [`ROWS`] rows per pass over a widened column `col` ([`widen_pairs`]' order), the rows left over one at a time.
+#[inline(always)]
+fn wide_groups(ws: &[u8], (outputs, n): (usize, usize), col: &[i16], y: &mut [u8], out: &Out) {
+    let value = |acc: i32, o: usize| out.value(acc, o);
     let groups = outputs / ROWS;
     for (g, ys) in y.chunks_exact_mut(ROWS).take(groups).enumerate() {
         let mut acc = [0; ROWS];
