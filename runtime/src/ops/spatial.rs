@@ -598,18 +598,12 @@ fn run_depthwise_int8(
         }
     }
     let value = |acc: i32, o: usize| q.output(acc, o, zp_out, range);
-    let interior = DwInterior::new(g, &t, zp_in);
     for oy in 0..g.oh {
         let (y0, y1) = g.cells_y(oy);
         for ox in 0..g.ow {
             let (x0, x1) = g.cells_x(ox);
             let at = (oy * g.ow + ox) * c;
             let out = y.get_mut(at..at + c).unwrap_or(&mut []);
-            if let (Some(dw), true) = (&interior, (y0, x0, y1, x1) == (0, 0, g.kh, g.kw)) {
-                let origin = ((oy * g.sh - g.pt) * g.iw + ox * g.sw - g.pl) * g.ic;
-                dw.pixel(x, &t, origin, out, value);
-                continue;
-            }
             // The valid cells: (input index of channel 0, transposed-filter index of channel 0).
             let mut cells = [(0usize, 0usize); DW_CELLS];
             let mut n = 0;
@@ -652,90 +646,6 @@ fn run_depthwise_int8(
 /// Window cells [`run_depthwise_int8`] lists per pixel (a 5 × 5 window or larger takes the channel-by-channel
 /// kernel).
 const DW_CELLS: usize = 16;
-
-/// The interior pixels of [`run_depthwise_int8`] (every cell of the window inside the input): the cells' input
-/// offsets from the window's origin are the same for every such pixel, and each channel's `−zp · Σ w` is its
-/// accumulator's start, so the loop over cells is two loads and a multiply-add per channel with no offset, cell
-/// test or cell list (the border's general loop took ~10 instructions per multiply-add on the Cortex-M4: DS-CNN's
-/// depthwise layers, BENCHMARKS.md).
-struct DwInterior {
-    /// Input offset of each cell (row-major, as the transposed filters' cells) from the window's origin.
-    offsets: [usize; DW_CELLS],
-    cells: usize,
-    channels: usize,
-    /// `−zp_in · Σ w` per channel.
-    start: [i32; DW_CHANNELS],
-}
-
-/// Channels [`DwInterior`] folds the input's zero point for (more: the border's loop serves every pixel).
-const DW_CHANNELS: usize = 256;
-
-impl DwInterior {
-    fn new(g: &Geometry, t: &[u8], zp: i32) -> Option<DwInterior> {
-        let (cells, channels) = (g.kh * g.kw, g.oc);
-        if cells > DW_CELLS || channels > DW_CHANNELS || g.ic != channels {
-            return None;
-        }
-        let mut offsets = [0; DW_CELLS];
-        for (k, o) in offsets.iter_mut().enumerate().take(cells) {
-            *o = ((k / g.kw) * g.iw + k % g.kw) * g.ic;
-        }
-        let mut start = [0i32; DW_CHANNELS];
-        for cell in t.chunks_exact(channels.max(1)).take(cells) {
-            for (s, &w) in start.iter_mut().zip(cell) {
-                *s = s.wrapping_sub(zp.wrapping_mul(i32::from(w as i8)));
-            }
-        }
-        Some(DwInterior {
-            offsets,
-            cells,
-            channels,
-            start,
-        })
-    }
-
-    /// One interior pixel's outputs, [`DW_GROUP`] channels at a time (their accumulators in registers), the
-    /// rest one by one.
-    #[inline(always)]
-    fn pixel(
-        &self,
-        x: &[u8],
-        t: &[u8],
-        origin: usize,
-        out: &mut [u8],
-        value: impl Fn(i32, usize) -> u8,
-    ) {
-        let c = self.channels;
-        let offsets = self.offsets.get(..self.cells).unwrap_or(&[]);
-        let groups = c / DW_GROUP;
-        for (gi, ds) in out.chunks_exact_mut(DW_GROUP).take(groups).enumerate() {
-            let c0 = gi * DW_GROUP;
-            let mut acc: [i32; DW_GROUP] =
-                core::array::from_fn(|j| self.start.get(c0 + j).copied().unwrap_or(0));
-            for (&off, ws) in offsets.iter().zip(t.chunks_exact(c.max(1))) {
-                let a = origin + off + c0;
-                if let (Some(xs), Some(ws)) = (x.get(a..a + DW_GROUP), ws.get(c0..c0 + DW_GROUP)) {
-                    for j in 0..DW_GROUP {
-                        acc[j] =
-                            acc[j].wrapping_add(i32::from(ws[j] as i8) * i32::from(xs[j] as i8));
-                    }
-                }
-            }
-            for (j, (d, a)) in ds.iter_mut().zip(acc).enumerate() {
-                *d = value(a, c0 + j);
-            }
-        }
-        for (o, d) in out.iter_mut().enumerate().skip(groups * DW_GROUP) {
-            let mut acc = self.start.get(o).copied().unwrap_or(0);
-            for (&off, ws) in offsets.iter().zip(t.chunks_exact(c.max(1))) {
-                if let (Some(&xv), Some(&wv)) = (x.get(origin + off + o), ws.get(o)) {
-                    acc = acc.wrapping_add(i32::from(wv as i8) * i32::from(xv as i8));
-                }
-            }
-            *d = value(acc, o);
-        }
-    }
-}
 
 /// Σ w·(x − zp) over `cells` of channels `o .. o + DW_GROUP`: per cell one bounds check for the group's inputs
 /// and one for its weights, the accumulators in registers. Out of line, so that the pixel loop's values do not
