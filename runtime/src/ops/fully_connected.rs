@@ -123,9 +123,6 @@ fn dense_int8(
         // smallest that holds it: safe Rust zeroes the whole array first (2 KB cost the autoencoder's small
         // layers a third more instructions on the M4).
         let mut wide = |col: &mut [i16]| dense_wide(ws, (outputs, n), (x, zp), col, out, y, kernel);
-        if n <= 64 {
-            return wide(&mut [0; 64][..n]);
-        }
         if n <= 256 {
             return wide(&mut [0; 256][..n]);
         }
