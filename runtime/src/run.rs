@@ -103,7 +103,6 @@ impl Model<'_> {
         path: Path,
         form: &[u8],
     ) -> Result<(crate::tensor::Tensor, Option<ops::fuse::Pool>)> {
-        let t = self.op_tensors(op);
         let next = self.ops.get(i + 1).filter(|_| i + 1 < self.op_count);
         match next {
             Some(pool) if path == Path::Int && op.pooled => {
@@ -115,7 +114,7 @@ impl Model<'_> {
                 let fused = ops::fuse::pool(op, pool, index, &self.op_tensors(pool))?;
                 Ok((self.tensor(pool.output), Some(fused)))
             }
-            _ => Ok((t.output, None)),
+            _ => Ok((self.tensor(op.output), None)),
         }
     }
 
