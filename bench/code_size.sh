@@ -3,14 +3,14 @@
 # as an rlib with Debian's rustc-web (../shared/embedded/setup.sh), release profile, one codegen unit, then the
 # .text symbols of its object grouped by module (ops::NAME for each operator; the loader, planner and streams
 # apart). Generic code is counted where it is instantiated, which for the kernels is their operator's module.
-#   bash bench/code_size.sh [features]        (default: integer-only)
+#   bash bench/code_size.sh [features] [--no-default-features]        (default: integer-only, with `prepare`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-features=${1:-integer-only}
+features=${1:-integer-only} defaults=${2:-}
 out=target/code-size
 (cd runtime && RUSTC_BOOTSTRAP=1 RUSTC=/usr/bin/rustc CARGO_TARGET_DIR=../$out \
   CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 /usr/bin/cargo build -q --release -Zbuild-std=core \
-  --target thumbv7em-none-eabihf --features "$features")
+  --target thumbv7em-none-eabihf --features "$features" $defaults)
 rlib=$(ls $out/thumbv7em-none-eabihf/release/libslimnet_runtime.rlib)
 tmp=$(mktemp -d)
 (cd "$tmp" && ar x "$OLDPWD/$rlib")

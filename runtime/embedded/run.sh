@@ -43,6 +43,7 @@ case "$board" in
   *) echo "run.sh: unknown board $board" >&2; exit 2 ;;
 esac
 [ "$integer" = 1 ] && features=integer-only
+[ -n "$prepare" ] && features="$features,prepare"
 cd "$here"
 export RUSTC_BOOTSTRAP=1 RUSTC=/usr/bin/rustc CARGO_PROFILE_RELEASE_OPT_LEVEL=$opt
 export SLIMNET_BOARD=$board SLIMNET_MODEL=$model SLIMNET_IMAGES=$images SLIMNET_INPUTS=$inputs

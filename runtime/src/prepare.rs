@@ -34,7 +34,7 @@ impl<'a> Forms<'a> {
 impl<'a> Model<'a> {
     /// Exact bytes [`Model::prepare_int8`] needs: the sum of the sparse operators' prepared forms (for
     /// LeNet-300-100's default file 32,196 bytes, 2.8 per kept weight); 0 when no operator has one (dense,
-    /// zstd-coded or f32-only files).
+    /// zstd-coded or f32-only files) and in builds without the `prepare` feature.
     pub fn prepared_len_int8(&self) -> usize {
         self.ops
             .iter()
@@ -69,6 +69,10 @@ impl<'a> Model<'a> {
                 needed,
                 provided: memory.len(),
             });
+        }
+        if !ops::prepared::PREPARE {
+            // Without the `prepare` feature no operator has a prepared form (`needed` is 0).
+            return Ok(());
         }
         let memory = memory.get_mut(..needed).ok_or(Error::Overflow)?;
         let mut rest = &mut *memory;

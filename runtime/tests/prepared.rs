@@ -1,5 +1,6 @@
 //! Prepared models (`Model::prepare_int8`): the sparse operators decoded once into caller memory give exactly
 //! the outputs of the stored streams, with exact memory sizes and clear errors.
+#![cfg(feature = "prepare")]
 
 mod common;
 use common::*;

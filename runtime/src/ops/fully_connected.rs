@@ -65,7 +65,7 @@ pub(crate) fn run_int8(op: &Op, index: u16, t: &Tensors, flags: u16, io: &mut Io
             let p = io.parts(0)?;
             dense_int8(ws, (w.outputs, w.fan_in), (p.x, zp_in), &out, p.y, KERNEL)
         }
-        Payload::Sparse(_) if !mem.is_empty() => {
+        Payload::Sparse(_) if prepared::PREPARE && !mem.is_empty() => {
             let l = prepared_shape(&w)?;
             let p = io.parts(l.scratch().ok_or(Error::Overflow)?)?;
             let out = prepared::Out {

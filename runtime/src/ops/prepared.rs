@@ -25,6 +25,10 @@ use crate::weights::{Payload, Scratch, Weights};
 /// Bytes of input one group's offsets reach.
 pub(crate) const WINDOW: usize = 256;
 
+/// Whether this build has the prepared kernels (the `prepare` feature). Every way into them tests it, so that a
+/// build without the feature links none of their code.
+pub(crate) const PREPARE: bool = cfg!(feature = "prepare");
+
 /// How a receptive field is cut into windows: `rows` whole window rows per group, or (`rows` = 0) each row in
 /// `split` pieces of [`WINDOW`] bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,6 +129,9 @@ impl Layout {
         let Payload::Sparse(s) = w.payload else {
             return None;
         };
+        if !PREPARE {
+            return None;
+        }
         // A (channel, group) count is a u16: at most the fan-in.
         let fits = w.fan_in <= usize::from(u16::MAX);
         (flags & crate::format::FLAG_INT != 0 && !s.zstd() && fits).then_some(())?;

@@ -103,7 +103,9 @@ pub(crate) fn run_op_int8(
         i32::from(t.output.zero_point),
     );
     let range = super::clamp_range(op);
-    if let (Payload::Sparse(_), false) = (w.payload, io.prepared.is_empty()) {
+    if let (Payload::Sparse(_), false, true) =
+        (w.payload, io.prepared.is_empty(), prepared::PREPARE)
+    {
         let layout = prepared_shape(&w, &l.g, t)?;
         let (mem, pool) = (io.prepared, io.pool);
         let p = io.parts(layout.scratch().ok_or(Error::Overflow)?)?;
