@@ -88,8 +88,8 @@ pub(crate) fn run_int8(op: &Op, index: u16, t: &Tensors, flags: u16, io: &mut Io
 enum Dense {
     /// One row at a time against the input widened once ([`rows_wide`]): hosts, whose compilers vectorize it.
     Rows,
-    /// [`ROWS`] rows per pass over the int8 input ([`dot_rows`]): the Cortex-M3 (widening first was 9 % slower
-    /// there: a halfword load per column for four rows instead of a byte load and an offset).
+    /// [`ROWS`] rows per pass over the int8 input ([`dot_rows`]): the Cortex-M3 (widening first was 0.9 % slower
+    /// there on LeNet-300-100: the offset it saves is one instruction per column for four rows).
     Groups,
     /// [`ROWS`] rows per pass over the input widened once in [`widen_pairs`]' order ([`dot_rows_wide`]): the
     /// Cortex-M4/M7, whose SMLAD then reads two inputs per word load with no offset or sign extension in the loop.
