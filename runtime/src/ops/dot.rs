@@ -12,6 +12,8 @@
 //!   which four rows' pointers, sums and lanes overflow. The DSP instructions come from [`lanes`], the only
 //!   inline assembly of the crate besides [`keep_rolled`]; everywhere else `lanes` is the same arithmetic in
 //!   plain Rust, so that the host's tests run the very algorithm the device runs against [`dot1`].
+//! - [`rows_wide`]: the dense FULLY_CONNECTED's rows against an input widened once (hosts; on x86-64 with AVX2 a
+//!   hand-written kernel in `lanes::x86`, chosen at run time, the plain loop its reference).
 
 /// Rows [`dot_rows`] computes per pass over its input: four without DSP, three with it (four rows' pointers, sums
 /// and lanes need more registers than a Cortex-M has; measured in BENCHMARKS.md).
