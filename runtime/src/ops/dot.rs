@@ -510,6 +510,8 @@ mod lanes {
             let mut blocks = ws.chunks_exact(ROWS * n).zip(y.chunks_exact_mut(ROWS));
             let mut o = 0;
             for (block, ys) in &mut blocks {
+                // Indexed, not `get`: `block` is exactly ROWS · n bytes, and the loads below rely on every row
+                // being n long (a row cut short would be a panic, never a read past it).
                 let rows: [&[u8]; ROWS] = core::array::from_fn(|r| &block[r * n..(r + 1) * n]);
                 let mut acc = [_mm256_setzero_si256(); ROWS];
                 let mut j = 0;
