@@ -139,7 +139,10 @@ fn firmware_on_emulated_cortex_m_predicts_what_the_host_runtime_predicts() {
     }
     const MLP: &str = "runtime/embedded/models/lenet-300-100.slim";
     const CNN: &str = "runtime/embedded/models/lenet-5.slim";
-    let mlp_m3: &[&str] = &["--board", "lm3s6965evb", "--images", "200"];
+    // 160 images (125 KB) leave the LM3S6965's 256 KB of flash ~33 KB beside the ~75 KB of code and the model
+    // (200 left 2 KB once the dense kernels' requantization tables and assembly loops came in; the C firmware,
+    // a little larger, no longer linked).
+    let mlp_m3: &[&str] = &["--board", "lm3s6965evb", "--images", "160"];
     let mlp_m4f: &[&str] = &["--board", "mps2-an386", "--images", "300"];
     let cnn_m3: &[&str] = &["--model", CNN, "--images", "40"];
     let cases = [
@@ -147,7 +150,7 @@ fn firmware_on_emulated_cortex_m_predicts_what_the_host_runtime_predicts() {
         ("runtime/embedded/run.sh", mlp_m4f, MLP, false),
         (
             "runtime/embedded/c/run.sh",
-            &["--images", "200"][..],
+            &["--images", "160"][..],
             MLP,
             true,
         ),

@@ -23,7 +23,7 @@
 //!
 //! The format is specified in `FORMAT.md` beside this crate; its vocabulary is the [`format`] module.
 #![no_std]
-// `unsafe` is allowed in two audited modules only: the C API and `ops::dot`'s `lanes` (the Cortex-M DSP
+// `unsafe` is allowed in two audited modules only: the C API and `ops::lanes` (the Cortex-M DSP
 // instructions, and on x86-64 the AVX2 dense kernel with its CPUID detection).
 #![deny(unsafe_code)]
 #![deny(missing_docs)]

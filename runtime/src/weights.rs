@@ -2,12 +2,13 @@
 //! f32, dense int8 or sparse shared weights whose streams run in place. [`parse`] validates a section once at load
 //! (decoding every sparse stream); at run time the operator re-reads it with the checks that cannot fail skipped.
 
-use crate::bytes::{i32_at, Reader};
+use crate::bytes::{i32_at, le_i32, Reader};
 use crate::error::{Error, Result, Section};
 use crate::format::{
     codebook, encoding, StreamCoding, FLAG_F32, FLAG_INT, MAX_ELEMENTS, MAX_STREAM_BYTES,
 };
 use crate::fused;
+use crate::quant::{Channel, BLOCK};
 #[cfg(feature = "arena-decoding")]
 use crate::stream::Decode;
 use crate::stream::{walk, Chunked, Chunks, Huffman, HuffmanCodes, Layout, Packed, Sink};
@@ -32,12 +33,48 @@ pub(crate) struct Quant<'a> {
     pub bias: &'a [u8],
 }
 
-impl Quant<'_> {
+impl<'a> Quant<'a> {
     /// (multiplier, shift) of output channel `o`.
     #[inline(always)]
     pub fn channel(&self, o: usize) -> (i32, i32) {
         let m = if self.per_channel { o } else { 0 };
         (i32_at(self.multipliers, m), i32_at(self.shifts, m))
+    }
+
+    /// The requantization of channels `first .. end` (at most [`BLOCK`] of them, fewer past the last), decoded
+    /// into `table`. Out of line: once per block, its loop is not worth a copy in every kernel.
+    #[inline(never)]
+    pub fn channels<'t>(
+        &self,
+        first: usize,
+        end: usize,
+        table: &'t mut [Channel; BLOCK],
+    ) -> &'t mut [Channel] {
+        let n = end.saturating_sub(first).min(BLOCK);
+        let words = |b: &'a [u8]| {
+            b.get(4 * first..)
+                .unwrap_or(&[])
+                .chunks_exact(4)
+                .map(le_i32)
+        };
+        let slots = table.iter_mut().take(n);
+        let filled = if self.per_channel {
+            let params = words(self.multipliers).zip(words(self.shifts));
+            let channels = words(self.bias).zip(params);
+            slots
+                .zip(channels)
+                .map(|(c, (b, m))| *c = Channel::new(b, m))
+                .count()
+        } else {
+            // One requantization for the tensor: derived once, each channel only its bias.
+            let shared = Channel::new(0, self.channel(0));
+            let channels = words(self.bias);
+            slots
+                .zip(channels)
+                .map(|(c, b)| *c = shared.with_bias_added(b))
+                .count()
+        };
+        table.get_mut(..filled).unwrap_or(&mut [])
     }
 
     /// The int8 output (as its byte) of channel `o` for the accumulator `acc` of its products: the bias added,

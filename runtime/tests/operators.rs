@@ -283,12 +283,15 @@ impl Conv {
         let bias: Vec<i32> = (0..self.out_c)
             .map(|_| rng.i8(-100, 100) as i32 * 37)
             .collect();
+        // Right shifts; for dense weights also, one channel in eight, a small multiplier with a left shift (the
+        // requantization's general path; the prepared sparse kernels take files of right shifts only).
         let mult: Vec<(i32, i32)> = (0..self.out_c)
             .map(|_| {
-                (
-                    (1 << 30) + (rng.next() % (1 << 29)) as i32,
-                    -((rng.next() % 6) as i32) - 5,
-                )
+                let m = (1 << 30) + (rng.next() % (1 << 29)) as i32;
+                match rng.next() % 8 {
+                    0 if !sparse => (m >> 10, 1 + (rng.next() % 2) as i32),
+                    _ => (m, -((rng.next() % 6) as i32) - 5),
+                }
             })
             .collect();
         let (zp_in, zp_out) = (rng.i8(-20, 20) as i32, rng.i8(-20, 20) as i32);
@@ -485,6 +488,23 @@ fn convs() -> Vec<Conv> {
             out_c: 3,
             win: win([1, 1], [2, 2], [0; 4]),
             multiplier: None,
+        },
+        // More channels than the kernels decode requantization for at once (a block of 96, then the rest).
+        Conv {
+            h: 4,
+            w: 5,
+            c: 2,
+            out_c: 101,
+            win: win([3, 3], [1, 1], [1, 1, 1, 1]),
+            multiplier: None,
+        },
+        Conv {
+            h: 5,
+            w: 4,
+            c: 103,
+            out_c: 103,
+            win: win([3, 3], [1, 1], [1, 1, 1, 1]),
+            multiplier: Some(1),
         },
         // Depthwise 3×3 SAME stride 1 and stride 2, multipliers 1 and 2.
         Conv {

@@ -9,11 +9,14 @@
 //!   weights and four inputs a word at a time, sign-extending them into pairs of 16-bit lanes (SXTB16 and SXTB16
 //!   with an 8-bit rotation: lanes 0, 2 and 1, 3; SXTAB16 adds −zp on the way) and multiplying-adding two lanes
 //!   per SMLAD. Three rows, not four: with the frame pointer reserved a Cortex-M has 13 registers for the loop,
-//!   which four rows' pointers, sums and lanes overflow. The DSP instructions come from [`lanes`], the only
+//!   which four rows' pointers, sums and lanes overflow. The DSP instructions come from [`super::lanes`], the only
 //!   inline assembly of the crate besides [`keep_rolled`]; everywhere else `lanes` is the same arithmetic in
 //!   plain Rust, so that the host's tests run the very algorithm the device runs against [`dot1`].
 //! - [`rows_wide`]: the dense FULLY_CONNECTED's rows against an input widened once (hosts; on x86-64 with AVX2 a
 //!   hand-written kernel in `lanes::x86`, chosen at run time, the plain loop its reference).
+//! - [`wide_rows_to_i8`], [`rows_to_i8`]: blocks of rows with their requantization, the kernels' common pass.
+
+use crate::quant::{Channel, Output};
 
 /// Rows [`dot_rows`] computes per pass over its input: four without DSP, three with it (four rows' pointers, sums
 /// and lanes need more registers than a Cortex-M has; measured in BENCHMARKS.md).
@@ -88,6 +91,7 @@ pub(crate) fn widen_pairs(column: &mut [i16]) {
 /// `acc[r] += Σ w[r][j]·c[j]` for [`ROWS`] rows over a widened column `c` (`x − zp` as i16, see [`PAIRED`]): the
 /// convolutions' im2col kernel, whose column is written once per output pixel, so that the inputs' offset and
 /// sign extension are paid once instead of once per group of rows (and free the registers they took).
+#[cfg_attr(all(target_arch = "arm", target_feature = "dsp"), allow(dead_code))]
 #[inline(always)]
 pub(crate) fn dot_rows_wide(w: [&[u8]; ROWS], c: &[i16], acc: &mut [i32; ROWS]) {
     #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
@@ -110,6 +114,92 @@ pub(crate) fn dot1_wide(w: &[u8], c: &[i16]) -> i32 {
         .fold(0i32, i32::wrapping_add)
 }
 
+/// Rows of `ws` (as many as `chans`, each `col.len()` long) against a widened column, each sum requantized by its
+/// channel into `ys`: [`ROWS`] rows per pass when `grouped`, the rest one at a time. The dense convolutions' im2col
+/// pixel and the dense FULLY_CONNECTED's block of rows; out of line, so that the caller's loop values leave the
+/// registers to the dot products (measured on the Cortex-M4, DS-CNN: inlined, each pass's set-up reloaded them
+/// from the stack).
+#[inline(never)]
+pub(crate) fn wide_rows_to_i8(
+    ws: &[u8],
+    col: &[i16],
+    (chans, out): (&[Channel], &Output),
+    ys: &mut [u8],
+    grouped: bool,
+) {
+    let n = col.len().max(1);
+    let groups = if grouped { chans.len() / ROWS } else { 0 };
+    let blocks = ys
+        .chunks_exact_mut(ROWS)
+        .zip(chans.chunks_exact(ROWS))
+        .zip(ws.chunks_exact(ROWS * n));
+    for ((ds, cs), block) in blocks.take(groups) {
+        let acc = block_wide(block, n, col);
+        for ((d, a), c) in ds.iter_mut().zip(acc).zip(cs) {
+            *d = c.output(a, out);
+        }
+    }
+    let rest = ys.iter_mut().zip(chans).zip(ws.chunks_exact(n));
+    for ((d, c), row) in rest.skip(groups * ROWS) {
+        *d = c.output(dot1_wide(row, col), out);
+    }
+}
+
+/// The [`ROWS`] rows of `block` (each `n` long) against a widened column of `n`: with DSP on Arm the assembly
+/// loop over whole groups of four columns and the last `n % 4` in Rust; elsewhere [`dot_rows_wide`].
+#[inline(always)]
+fn block_wide(block: &[u8], n: usize, col: &[i16]) -> [i32; ROWS] {
+    #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+    {
+        let mut acc = super::lanes::loops::dot3_wide(block, n, col);
+        let whole = n / 4 * 4;
+        if whole < n {
+            let tail = col.get(whole..n).unwrap_or(&[]);
+            for (a, row) in acc.iter_mut().zip(block.chunks_exact(n)) {
+                let ws = row.get(whole..).unwrap_or(&[]);
+                *a = ws.iter().zip(tail).fold(*a, |a, (&w, &v)| {
+                    a.wrapping_add(i32::from(w as i8) * i32::from(v))
+                });
+            }
+        }
+        acc
+    }
+    #[cfg(not(all(target_arch = "arm", target_feature = "dsp")))]
+    {
+        let mut acc = [0i32; ROWS];
+        dot_rows_wide(rows_of(block, 0, n), col, &mut acc);
+        acc
+    }
+}
+
+/// [`wide_rows_to_i8`] over the int8 input `x` offset by `zp` ([`dot_rows`] and [`dot1`]; the Cortex-M3's dense
+/// FULLY_CONNECTED).
+#[inline(never)]
+pub(crate) fn rows_to_i8(
+    ws: &[u8],
+    (x, zp): (&[u8], i32),
+    (chans, out): (&[Channel], &Output),
+    ys: &mut [u8],
+) {
+    let n = x.len().max(1);
+    let blocks = ys
+        .chunks_exact_mut(ROWS)
+        .zip(chans.chunks_exact(ROWS))
+        .zip(ws.chunks_exact(ROWS * n));
+    for ((ds, cs), block) in blocks {
+        let mut acc = [0i32; ROWS];
+        dot_rows(rows_of(block, 0, n), x, zp, &mut acc);
+        for ((d, a), c) in ds.iter_mut().zip(acc).zip(cs) {
+            *d = c.output(a, out);
+        }
+    }
+    let whole = chans.len() / ROWS * ROWS;
+    let rest = ys.iter_mut().zip(chans).zip(ws.chunks_exact(n));
+    for ((d, c), row) in rest.skip(whole) {
+        *d = c.output(dot1(row, x, zp), out);
+    }
+}
+
 /// Columns the dense FULLY_CONNECTED kernel widens onto the stack (2 KB on a Cortex-M, as the convolutions'
 /// im2col column; 4 KB on hosts); a wider input runs from its int8 bytes ([`dot_rows`], [`dot1`]).
 pub(crate) const WIDE_COLUMNS: usize = if cfg!(target_arch = "arm") {
@@ -126,7 +216,7 @@ pub(crate) const WIDE_COLUMNS: usize = if cfg!(target_arch = "arm") {
 #[inline(always)]
 pub(crate) fn rows_wide<F: Fn(i32, usize) -> u8>(ws: &[u8], c: &[i16], y: &mut [u8], f: F) {
     #[cfg(target_arch = "x86_64")]
-    let f = match lanes::x86::rows_wide(ws, c, y, f) {
+    let f = match super::lanes::x86::rows_wide(ws, c, y, f) {
         None => return,
         Some(f) => f,
     };
@@ -152,6 +242,21 @@ pub(crate) fn rows_wide_plain<F: Fn(i32, usize) -> u8>(ws: &[u8], c: &[i16], y: 
 #[cfg_attr(all(target_arch = "arm", target_feature = "dsp"), allow(dead_code))]
 #[inline(always)]
 pub(crate) fn dot4_wide(w: [&[u8]; 4], c: &[i16], acc: &mut [i32; 4]) {
+    #[cfg(all(target_arch = "arm", not(target_feature = "dsp")))]
+    {
+        *acc = super::lanes::loops::dot4_wide(w, c, *acc);
+    }
+    #[cfg(not(all(target_arch = "arm", not(target_feature = "dsp"))))]
+    dot4_wide_plain(w, c, acc);
+}
+
+/// [`dot4_wide`] in Rust: the reference of its assembly loop, and the kernel itself off Arm.
+#[cfg_attr(
+    all(target_arch = "arm", not(target_feature = "dsp")),
+    allow(dead_code)
+)]
+#[inline(always)]
+pub(crate) fn dot4_wide_plain(w: [&[u8]; 4], c: &[i16], acc: &mut [i32; 4]) {
     let [mut a0, mut a1, mut a2, mut a3] = *acc;
     let [w0, w1, w2, w3] = w;
     for ((((&v, &b0), &b1), &b2), &b3) in c.iter().zip(w0).zip(w1).zip(w2).zip(w3) {
@@ -174,7 +279,7 @@ pub(crate) fn dot4_wide(w: [&[u8]; 4], c: &[i16], acc: &mut [i32; 4]) {
 )]
 #[inline(always)]
 pub(crate) fn dot3_wide_lanes(w: [&[u8]; 3], c: &[i16], acc: &mut [i32; 3]) {
-    use lanes::{smlad, sxtb16, sxtb16_ror8};
+    use super::lanes::{smlad, sxtb16, sxtb16_ror8};
     let pair = |lo: i16, hi: i16| u32::from(lo as u16) | u32::from(hi as u16) << 16;
     let n = c.len().min(w[0].len());
     let whole = n - n % 4;
@@ -268,7 +373,7 @@ fn word(b: &[u8]) -> u32 {
 )]
 #[inline(always)]
 pub(crate) fn dot3_lanes<'a>(w: [&'a [u8]; 3], x: &'a [u8], zp: i32, acc: &mut [i32; 3]) {
-    use lanes::{smlad, sxtab16, sxtab16_ror8, sxtb16, sxtb16_ror8};
+    use super::lanes::{smlad, sxtab16, sxtab16_ror8, sxtb16, sxtb16_ror8};
     let n = w.iter().fold(x.len(), |n, r| n.min(r.len()));
     let whole = n - n % 4;
     // −zp in both 16-bit lanes: x − zp ∈ [−255, 255] fits a lane.
@@ -300,256 +405,6 @@ pub(crate) fn dot3_lanes<'a>(w: [&'a [u8]; 3], x: &'a [u8], zp: i32, acc: &mut [
         a2 = a2.wrapping_add(i32::from(b2 as i8) * xv);
     }
     *acc = [a0, a1, a2];
-}
-
-/// The DSP instructions [`dot3_lanes`] needs: inline assembly on cores that have them, the same
-/// arithmetic in plain Rust elsewhere.
-#[cfg(all(target_arch = "arm", target_feature = "dsp"))]
-#[allow(unsafe_code)]
-mod lanes {
-    // Audited module: the only `unsafe` outside the C API. Each block is one register-to-register DSP
-    // instruction of the target (ARMv7E-M): no memory, no stack, no flags read or written that Rust relies on
-    // (SMLAD may set the sticky Q flag, which nothing reads).
-    use core::arch::asm;
-
-    /// SXTB16: bytes 0 and 2 of `v`, sign-extended into the two 16-bit lanes.
-    #[inline(always)]
-    pub(super) fn sxtb16(v: u32) -> u32 {
-        let r: u32;
-        // SAFETY: one register-to-register instruction (see the module's notes).
-        unsafe {
-            asm!("sxtb16 {0}, {1}", out(reg) r, in(reg) v, options(pure, nomem, nostack, preserves_flags))
-        };
-        r
-    }
-
-    /// SXTB16 with ROR #8: bytes 1 and 3 of `v`, sign-extended into the two 16-bit lanes.
-    #[inline(always)]
-    pub(super) fn sxtb16_ror8(v: u32) -> u32 {
-        let r: u32;
-        // SAFETY: one register-to-register instruction (see the module's notes).
-        unsafe {
-            asm!("sxtb16 {0}, {1}, ror #8", out(reg) r, in(reg) v, options(pure, nomem, nostack, preserves_flags))
-        };
-        r
-    }
-
-    /// SXTAB16: `a` plus bytes 0 and 2 of `v` sign-extended, lane by lane (wrapping).
-    #[inline(always)]
-    pub(super) fn sxtab16(a: u32, v: u32) -> u32 {
-        let r: u32;
-        // SAFETY: one register-to-register instruction (see the module's notes).
-        unsafe {
-            asm!("sxtab16 {0}, {1}, {2}", out(reg) r, in(reg) a, in(reg) v, options(pure, nomem, nostack, preserves_flags))
-        };
-        r
-    }
-
-    /// SXTAB16 with ROR #8: `a` plus bytes 1 and 3 of `v` sign-extended, lane by lane (wrapping).
-    #[inline(always)]
-    pub(super) fn sxtab16_ror8(a: u32, v: u32) -> u32 {
-        let r: u32;
-        // SAFETY: one register-to-register instruction (see the module's notes).
-        unsafe {
-            asm!("sxtab16 {0}, {1}, {2}, ror #8", out(reg) r, in(reg) a, in(reg) v,
-                 options(pure, nomem, nostack, preserves_flags))
-        };
-        r
-    }
-
-    /// SMLAD: `acc + a.lo·b.lo + a.hi·b.hi` (signed 16-bit lanes, wrapping).
-    #[inline(always)]
-    pub(super) fn smlad(a: u32, b: u32, mut acc: i32) -> i32 {
-        // SAFETY: one register-to-register instruction (see the module's notes).
-        unsafe {
-            asm!("smlad {0}, {1}, {2}, {0}", inout(reg) acc, in(reg) a, in(reg) b,
-                 options(pure, nomem, nostack, preserves_flags))
-        };
-        acc
-    }
-}
-
-/// The DSP instructions [`dot3_lanes`] needs, in plain Rust: what the host's tests run.
-#[cfg(not(all(target_arch = "arm", target_feature = "dsp")))]
-#[allow(dead_code)]
-mod lanes {
-    /// Lane `i` (0: bits 0–15) as a signed value.
-    fn lane(v: u32, i: u32) -> i32 {
-        i32::from((v >> (16 * i)) as u16 as i16)
-    }
-
-    /// Two signed 16-bit lanes packed into a word.
-    fn pack(lo: i32, hi: i32) -> u32 {
-        u32::from(lo as u16) | u32::from(hi as u16) << 16
-    }
-
-    /// Bytes 0 and 2 of `v`, sign-extended into the two 16-bit lanes.
-    pub(super) fn sxtb16(v: u32) -> u32 {
-        pack(i32::from(v as u8 as i8), i32::from((v >> 16) as u8 as i8))
-    }
-
-    /// Bytes 1 and 3 of `v`, sign-extended into the two 16-bit lanes.
-    pub(super) fn sxtb16_ror8(v: u32) -> u32 {
-        sxtb16(v.rotate_right(8))
-    }
-
-    /// `a` plus bytes 0 and 2 of `v` sign-extended, lane by lane (wrapping).
-    pub(super) fn sxtab16(a: u32, v: u32) -> u32 {
-        let e = sxtb16(v);
-        pack(lane(a, 0) + lane(e, 0), lane(a, 1) + lane(e, 1))
-    }
-
-    /// `a` plus bytes 1 and 3 of `v` sign-extended, lane by lane (wrapping).
-    pub(super) fn sxtab16_ror8(a: u32, v: u32) -> u32 {
-        sxtab16(a, v.rotate_right(8))
-    }
-
-    /// `acc + a.lo·b.lo + a.hi·b.hi` (signed 16-bit lanes, wrapping).
-    pub(super) fn smlad(a: u32, b: u32, acc: i32) -> i32 {
-        acc.wrapping_add(lane(a, 0) * lane(b, 0))
-            .wrapping_add(lane(a, 1) * lane(b, 1))
-    }
-
-    /// The host's dense kernel compiled for AVX2, for x86-64 CPUs that have it (detected once with CPUID, as
-    /// `std::is_x86_feature_detected!` does, which a `no_std` crate cannot call).
-    #[cfg(target_arch = "x86_64")]
-    #[allow(unsafe_code)]
-    pub(super) mod x86 {
-        // Audited: CPUID and XGETBV only read processor state; the AVX2 function is called only once both said
-        // the CPU and the operating system support AVX2 (the function itself is the safe plain-Rust kernel).
-        use core::arch::x86_64::{__cpuid, __cpuid_count, _xgetbv};
-        use core::sync::atomic::{AtomicU8, Ordering};
-
-        /// 0: not yet detected; 1: no AVX2; 2: AVX2.
-        static AVX2: AtomicU8 = AtomicU8::new(0);
-
-        /// Whether the CPU and the operating system support AVX2 (detected once).
-        pub(in crate::ops) fn avx2() -> bool {
-            match AVX2.load(Ordering::Relaxed) {
-                0 => {
-                    let yes = detect();
-                    AVX2.store(1 + u8::from(yes), Ordering::Relaxed);
-                    yes
-                }
-                v => v == 2,
-            }
-        }
-
-        // CPUID is a safe function in newer Rust than the runtime's minimum (1.85), where it is not.
-        #[allow(unused_unsafe)]
-        fn detect() -> bool {
-            // SAFETY: CPUID exists on every x86-64 processor and only reads processor state.
-            let (max, l1) = unsafe { (__cpuid(0).eax, __cpuid(1)) };
-            // AVX and OSXSAVE: the OS saves the wide registers and allows XGETBV.
-            if max < 7 || l1.ecx & (1 << 27) == 0 || l1.ecx & (1 << 28) == 0 {
-                return false;
-            }
-            // SAFETY: OSXSAVE is set, so XGETBV is enabled; it only reads XCR0.
-            let xcr0 = unsafe { xgetbv0() };
-            // SAFETY: as above; leaf 7 exists (max ≥ 7).
-            let l7 = unsafe { __cpuid_count(7, 0) };
-            xcr0 & 0b110 == 0b110 && l7.ebx & (1 << 5) != 0
-        }
-
-        #[target_feature(enable = "xsave")]
-        unsafe fn xgetbv0() -> u64 {
-            _xgetbv(0)
-        }
-
-        /// Runs [`super::super::rows_wide_plain`] compiled for AVX2 and returns `None`, or gives `f` back when the
-        /// CPU lacks AVX2.
-        #[inline(always)]
-        pub(in crate::ops) fn rows_wide<F: Fn(i32, usize) -> u8>(
-            ws: &[u8],
-            c: &[i16],
-            y: &mut [u8],
-            f: F,
-        ) -> Option<F> {
-            if !avx2() {
-                return Some(f);
-            }
-            // SAFETY: `avx2()` found AVX2 supported by the CPU and enabled by the OS.
-            unsafe { rows_avx2(ws, c, y, f) };
-            None
-        }
-
-        /// Rows per pass of [`rows_avx2`]: each 16 columns of the widened input are loaded once for four rows.
-        const ROWS: usize = 4;
-
-        /// [`super::super::rows_wide_plain`] with AVX2: per 16 columns, one load of the widened input and per row
-        /// one VPMOVSXBW of 16 weights, one VPMADDWD and one VPADDD (the compiler's own vectorization of the
-        /// plain loop used 128-bit multiplies and reloaded the input for every row: 1.4× slower, BENCHMARKS.md).
-        /// The last `n % 16` columns and the last `rows % 4` rows run the plain arithmetic.
-        #[target_feature(enable = "avx2")]
-        unsafe fn rows_avx2<F: Fn(i32, usize) -> u8>(ws: &[u8], c: &[i16], y: &mut [u8], f: F) {
-            use core::arch::x86_64::{
-                __m256i, _mm256_add_epi32, _mm256_castsi256_si128, _mm256_cvtepi8_epi16,
-                _mm256_extracti128_si256, _mm256_loadu_si256, _mm256_madd_epi16,
-                _mm256_setzero_si256, _mm_add_epi32, _mm_cvtsi128_si32, _mm_loadu_si128,
-                _mm_shuffle_epi32,
-            };
-            let n = c.len();
-            if n == 0 {
-                return super::super::rows_wide_plain(ws, c, y, f);
-            }
-            let whole = n - n % 16;
-            let tail = |row: &[u8], acc: i32| {
-                let (r, x) = (
-                    row.get(whole..n).unwrap_or(&[]),
-                    c.get(whole..n).unwrap_or(&[]),
-                );
-                r.iter().zip(x).fold(acc, |a, (&w, &v)| {
-                    a.wrapping_add(i32::from(w as i8) * i32::from(v))
-                })
-            };
-            let hsum = |v: __m256i| -> i32 {
-                let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
-                let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
-                _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s)))
-            };
-            let mut blocks = ws.chunks_exact(ROWS * n).zip(y.chunks_exact_mut(ROWS));
-            let mut o = 0;
-            for (block, ys) in &mut blocks {
-                // Indexed, not `get`: `block` is exactly ROWS · n bytes, and the loads below rely on every row
-                // being n long (a row cut short would be a panic, never a read past it).
-                let rows: [&[u8]; ROWS] = core::array::from_fn(|r| &block[r * n..(r + 1) * n]);
-                let mut acc = [_mm256_setzero_si256(); ROWS];
-                let mut j = 0;
-                while j < whole {
-                    // SAFETY: j + 16 ≤ whole ≤ n = c.len() = each row's length: the 32-byte load of `c` and the
-                    // 16-byte loads of the rows lie inside them (unaligned loads).
-                    unsafe {
-                        let x = _mm256_loadu_si256(c.as_ptr().add(j).cast());
-                        for (a, row) in acc.iter_mut().zip(rows) {
-                            let w =
-                                _mm256_cvtepi8_epi16(_mm_loadu_si128(row.as_ptr().add(j).cast()));
-                            *a = _mm256_add_epi32(*a, _mm256_madd_epi16(w, x));
-                        }
-                    }
-                    j += 16;
-                }
-                for (r, (d, a)) in ys.iter_mut().zip(acc).enumerate() {
-                    *d = f(tail(rows[r], hsum(a)), o + r);
-                }
-                o += ROWS;
-            }
-            let rest = ws.get(o * n..).unwrap_or(&[]);
-            for (k, (d, row)) in y.iter_mut().skip(o).zip(rest.chunks_exact(n)).enumerate() {
-                *d = f(tail(row, 0).wrapping_add(dot_whole(row, c, whole)), o + k);
-            }
-        }
-
-        /// Σ over the first `whole` columns, plainly (the rows left after the blocks of four).
-        fn dot_whole(row: &[u8], c: &[i16], whole: usize) -> i32 {
-            let (r, x) = (
-                row.get(..whole).unwrap_or(&[]),
-                c.get(..whole).unwrap_or(&[]),
-            );
-            r.iter().zip(x).fold(0i32, |a, (&w, &v)| {
-                a.wrapping_add(i32::from(w as i8) * i32::from(v))
-            })
-        }
-    }
 }
 
 #[cfg(test)]

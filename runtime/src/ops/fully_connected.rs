@@ -3,11 +3,11 @@
 //! dot products; sparse shared weights straight from their streams, a row at a time.
 
 use super::dot::{
-    dot1, dot1_wide, dot_rows, dot_rows_wide, rows_of, rows_wide, widen_pairs, GROUPED, PAIRED,
-    ROWS, WIDE_COLUMNS,
+    dot1, rows_to_i8, rows_wide, wide_rows_to_i8, widen_pairs, GROUPED, PAIRED, WIDE_COLUMNS,
 };
 use super::{prepared, Io, Needs, Op, Parts, Tensors};
 use crate::error::{Error, Result};
+use crate::quant::{Channel, Output, BLOCK};
 use crate::stream::Sink;
 use crate::weights::{Codebook, Payload, Quant, Sparse, Weights};
 
@@ -88,18 +88,20 @@ pub(crate) fn run_int8(op: &Op, index: u16, t: &Tensors, flags: u16, io: &mut Io
 enum Dense {
     /// One row at a time against the input widened once ([`rows_wide`]): hosts, whose compilers vectorize it.
     Rows,
-    /// [`ROWS`] rows per pass over the int8 input ([`dot_rows`]): the Cortex-M3 (widening first was 0.9 % slower
-    /// there on LeNet-300-100: the offset it saves is one instruction per column for four rows).
+    /// [`ROWS`] rows per pass over the int8 input (`dot::dot_rows`): on Cortex-M cores, inputs wider than
+    /// [`WIDE_COLUMNS`].
     Groups,
-    /// [`ROWS`] rows per pass over the input widened once in [`widen_pairs`]' order ([`dot_rows_wide`]): the
-    /// Cortex-M4/M7, whose SMLAD then reads two inputs per word load with no offset or sign extension in the loop.
+    /// [`ROWS`] rows per pass over the input widened once in [`widen_pairs`]' order (`dot::dot_rows_wide`): the
+    /// Cortex-M cores. On the M4/M7 SMLAD then reads two inputs per word load with no offset or sign extension in
+    /// the loop; on the M3 the loop is one halfword load and four byte loads and MLAs per column (with the loop
+    /// in assembly, 12 % fewer instructions than the int8 loop on LeNet-300-100; in Rust it had been 0.9 % more).
     WideGroups,
 }
 
 /// This target's dense kernel.
 const KERNEL: Dense = match (GROUPED, PAIRED) {
     (false, _) => Dense::Rows,
-    (true, false) => Dense::Groups,
+    (true, false) => Dense::WideGroups,
     (true, true) => Dense::WideGroups,
 };
 
@@ -114,8 +116,6 @@ fn dense_int8(
     kernel: Dense,
 ) {
     let n = n.max(1);
-    let row = |o: usize| ws.get(o * n..(o + 1) * n).unwrap_or(&[]);
-    let value = |acc: i32, o: usize| out.value(acc, o);
     if n <= WIDE_COLUMNS && kernel != Dense::Groups {
         // `x − zp` widened once into 16 bits on the stack, then every row against it: the offset and the sign
         // extension of the input are paid once per layer instead of once per group of rows, and their registers
@@ -128,21 +128,15 @@ fn dense_int8(
         }
         return wide(&mut [0; WIDE_COLUMNS][..n]);
     }
-    let groups = if kernel == Dense::Rows {
-        0
-    } else {
-        outputs / ROWS
-    };
-    for (g, ys) in y.chunks_exact_mut(ROWS).take(groups).enumerate() {
-        let mut acc = [0; ROWS];
-        dot_rows(rows_of(ws, g * ROWS, n), x, zp, &mut acc);
-        for (r, (d, a)) in ys.iter_mut().zip(acc).enumerate() {
-            *d = value(a, g * ROWS + r);
+    out.blocks(outputs, y, |first, chans, ys| {
+        let ws = ws.get(first * n..).unwrap_or(&[]);
+        if kernel == Dense::Groups {
+            return rows_to_i8(ws, (x, zp), chans, ys);
         }
-    }
-    for (o, d) in y.iter_mut().enumerate().take(outputs).skip(groups * ROWS) {
-        *d = value(dot1(row(o), x, zp), o);
-    }
+        for ((d, c), row) in ys.iter_mut().zip(chans.0).zip(ws.chunks_exact(n)) {
+            *d = c.output(dot1(row, x, zp), chans.1);
+        }
+    });
 }
 
 /// [`dense_int8`] over `x − zp` widened into `col` (`n` long): [`Dense::WideGroups`] or [`Dense::Rows`].
@@ -160,30 +154,17 @@ fn dense_wide(
     for (c, &v) in col.iter_mut().zip(x) {
         *c = i16::from(v as i8) - zp;
     }
-    let ys = y.get_mut(..outputs).unwrap_or(&mut []);
     if kernel == Dense::WideGroups {
+        // [`ROWS`] rows per pass over the column in [`widen_pairs`]' order, a block of channels at a time.
         widen_pairs(col);
-        return wide_groups(ws, (outputs, n), col, ys, out);
+        return out.blocks(outputs, y, |first, chans, ys| {
+            let ws = ws.get(first * n..).unwrap_or(&[]);
+            wide_rows_to_i8(ws, col, chans, ys, true)
+        });
     }
+    let ys = y.get_mut(..outputs).unwrap_or(&mut []);
     let ws = ws.get(..outputs * n).unwrap_or(&[]);
     rows_wide(ws, col, ys, |acc, o| out.value(acc, o));
-}
-
-/// [`ROWS`] rows per pass over a widened column `col` ([`widen_pairs`]' order), the rows left over one at a time.
-#[inline(always)]
-fn wide_groups(ws: &[u8], (outputs, n): (usize, usize), col: &[i16], y: &mut [u8], out: &Out) {
-    let value = |acc: i32, o: usize| out.value(acc, o);
-    let groups = outputs / ROWS;
-    for (g, ys) in y.chunks_exact_mut(ROWS).take(groups).enumerate() {
-        let mut acc = [0; ROWS];
-        dot_rows_wide(rows_of(ws, g * ROWS, n), col, &mut acc);
-        for (r, (d, a)) in ys.iter_mut().zip(acc).enumerate() {
-            *d = value(a, g * ROWS + r);
-        }
-    }
-    for (o, d) in y.iter_mut().enumerate().skip(groups * ROWS) {
-        *d = value(dot1_wide(ws.get(o * n..(o + 1) * n).unwrap_or(&[]), col), o);
-    }
 }
 
 /// The sparse integer kernel, out of line so that the dense kernel beside it does not change how it compiles
@@ -236,6 +217,24 @@ impl Out<'_> {
     #[inline(always)]
     fn value(&self, acc: i32, o: usize) -> u8 {
         self.q.output(acc, o, self.zp_out, self.range)
+    }
+
+    /// Runs `f` over the outputs `0 .. outputs` of `y` a block of channels at a time, with the block's first
+    /// channel, its requantization decoded once ([`Quant::channels`]) and its bytes of `y`.
+    #[inline(always)]
+    fn blocks<F>(&self, outputs: usize, y: &mut [u8], mut f: F)
+    where
+        F: FnMut(usize, (&[Channel], &Output), &mut [u8]),
+    {
+        let output = Output::new(self.zp_out, self.range);
+        let mut table = [Channel::default(); BLOCK];
+        for first in (0..outputs).step_by(BLOCK) {
+            let chans: &[Channel] = self.q.channels(first, outputs, &mut table);
+            let Some(ys) = y.get_mut(first..first + chans.len()) else {
+                return;
+            };
+            f(first, (chans, &output), ys);
+        }
     }
 }
 

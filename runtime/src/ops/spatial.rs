@@ -4,10 +4,12 @@
 //! operator's scratch; a finished channel is requantized (integer path) or scaled (f32 path) into the NHWC
 //! output. Activations are NHWC, so a tap's input pixels lie `stride · channels` apart.
 
-use super::dot::{dot1, dot1_wide, dot_rows, dot_rows_wide, rows_of, widen_pairs, GROUPED, ROWS};
+use super::depthwise_int8;
+use super::dot::{dot1, dot_rows, wide_rows_to_i8, widen_pairs, GROUPED, ROWS};
 use super::window::Geometry;
 use super::{prepared, Io, Needs, Op, Tensors};
 use crate::error::{Error, Result};
+use crate::quant::{Channel, Output, BLOCK};
 use crate::taps::row_taps;
 use crate::weights::Payload;
 use crate::weights::{Quant, Scratch, Weights};
@@ -465,8 +467,8 @@ pub(crate) fn run_dense_int8(
         Cells::Conv if fan_in <= IM2COL => {
             return run_im2col_int8(g, wq, q, (zp_in, zp_out), range, (x, y), grouped);
         }
-        Cells::Depthwise(1) if g.oc.saturating_mul(fan_in) <= DEPTHWISE_T && fan_in <= DW_CELLS => {
-            return run_depthwise_int8(g, wq, q, (zp_in, zp_out), range, (x, y));
+        Cells::Depthwise(1) if fan_in <= depthwise_int8::CELLS && g.ic == g.oc => {
+            return depthwise_int8::run(g, wq, q, (zp_in, zp_out), range, (x, y));
         }
         _ => {}
     }
@@ -547,127 +549,23 @@ fn run_im2col_int8(
 ) {
     let mut column = [0i16; IM2COL];
     let col = column.get_mut(..fan_in).unwrap_or(&mut []);
-    let row = |o: usize| weights.get(o * fan_in..(o + 1) * fan_in).unwrap_or(&[]);
-    let value = |acc: i32, o: usize| q.output(acc, o, zp_out, range);
-    let groups = if grouped { g.oc / ROWS } else { 0 };
-    for oy in 0..g.oh {
-        for ox in 0..g.ow {
-            receptive_field(g, (oy, ox), x, zp_in, col);
-            widen_pairs(col);
-            let at = (oy * g.ow + ox) * g.oc;
-            let out = y.get_mut(at..at + g.oc).unwrap_or(&mut []);
-            for (k, ds) in out.chunks_exact_mut(ROWS).take(groups).enumerate() {
-                let mut acc = [0i32; ROWS];
-                dot_rows_wide(rows_of(weights, k * ROWS, fan_in), col, &mut acc);
-                for (r, (d, a)) in ds.iter_mut().zip(acc).enumerate() {
-                    *d = value(a, k * ROWS + r);
-                }
-            }
-            for (o, d) in out.iter_mut().enumerate().skip(groups * ROWS) {
-                *d = value(dot1_wide(row(o), col), o);
+    let out = Output::new(zp_out, range);
+    let mut table = [Channel::default(); BLOCK];
+    // Channels a block at a time, each block's requantization decoded once; the pixels' columns are written
+    // again for each block (once for layers of up to `BLOCK` channels).
+    for first in (0..g.oc).step_by(BLOCK) {
+        let chans: &[Channel] = q.channels(first, g.oc, &mut table);
+        let ws = weights.get(first * fan_in..).unwrap_or(&[]);
+        for oy in 0..g.oh {
+            for ox in 0..g.ow {
+                receptive_field(g, (oy, ox), x, zp_in, col);
+                widen_pairs(col);
+                let at = (oy * g.ow + ox) * g.oc + first;
+                let ys = y.get_mut(at..at + chans.len()).unwrap_or(&mut []);
+                wide_rows_to_i8(ws, col, (chans, &out), ys, grouped);
             }
         }
     }
-}
-
-/// Bytes of the transposed depthwise filters [`run_depthwise_int8`] keeps on the stack (9 · 227 channels of 3×3
-/// filters); larger layers run channel by channel.
-const DEPTHWISE_T: usize = 2048;
-
-/// Output channels [`run_depthwise_int8`] computes together.
-const DW_GROUP: usize = 4;
-
-/// Dense DEPTHWISE_CONV_2D with a depth multiplier of 1, one output pixel and `DW_GROUP` channels at a time: NHWC
-/// puts a cell's channels side by side, so with the filters transposed to `[cell][channel]` once per run, each
-/// cell gives `DW_GROUP` adjacent inputs and weights and `DW_GROUP` multiply-adds into registers (channel by channel
-/// each output paid a window walk of its own: measured on the Cortex-M3, BENCHMARKS.md).
-#[inline(never)]
-fn run_depthwise_int8(
-    g: &Geometry,
-    (weights, filter_len): (&[u8], usize),
-    q: &Quant,
-    (zp_in, zp_out): (i32, i32),
-    range: (i32, i32),
-    (x, y): (&[u8], &mut [u8]),
-) {
-    let c = g.oc;
-    let mut t = [0u8; DEPTHWISE_T];
-    for (o, w) in weights.chunks_exact(filter_len.max(1)).take(c).enumerate() {
-        for (k, &v) in w.iter().enumerate() {
-            if let Some(d) = t.get_mut(k * c + o) {
-                *d = v;
-            }
-        }
-    }
-    let value = |acc: i32, o: usize| q.output(acc, o, zp_out, range);
-    for oy in 0..g.oh {
-        let (y0, y1) = g.cells_y(oy);
-        for ox in 0..g.ow {
-            let (x0, x1) = g.cells_x(ox);
-            let at = (oy * g.ow + ox) * c;
-            let out = y.get_mut(at..at + c).unwrap_or(&mut []);
-            // The valid cells: (input index of channel 0, transposed-filter index of channel 0).
-            let mut cells = [(0usize, 0usize); DW_CELLS];
-            let mut n = 0;
-            for ky in y0..y1 {
-                // Cell (ky, x0) is inside the input: its row and column are not negative.
-                let row = ((oy * g.sh + ky - g.pt) * g.iw + ox * g.sw + x0 - g.pl) * g.ic;
-                for kx in x0..x1 {
-                    if let Some(slot) = cells.get_mut(n) {
-                        *slot = (row + (kx - x0) * g.ic, (ky * g.kw + kx) * c);
-                        n += 1;
-                    }
-                }
-            }
-            let cells = cells.get(..n).unwrap_or(&[]);
-            let mut o = 0;
-            for ds in out.chunks_exact_mut(DW_GROUP) {
-                for (k, (d, a)) in ds
-                    .iter_mut()
-                    .zip(dw_sums(cells, (x, &t), o, zp_in))
-                    .enumerate()
-                {
-                    *d = value(a, o + k);
-                }
-                o += DW_GROUP;
-            }
-            for (k, d) in out.iter_mut().enumerate().skip(o) {
-                let mut acc = 0i32;
-                for &(xi, wi) in cells {
-                    let (xv, wv) = (x.get(xi + k).copied(), t.get(wi + k).copied());
-                    if let (Some(xv), Some(wv)) = (xv, wv) {
-                        acc = acc.wrapping_add(i32::from(wv as i8) * (i32::from(xv as i8) - zp_in));
-                    }
-                }
-                *d = value(acc, k);
-            }
-        }
-    }
-}
-
-/// Window cells [`run_depthwise_int8`] lists per pixel (a 5 × 5 window or larger takes the channel-by-channel
-/// kernel).
-const DW_CELLS: usize = 16;
-
-/// Σ w·(x − zp) over `cells` of channels `o .. o + DW_GROUP`: per cell one bounds check for the group's inputs
-/// and one for its weights, the accumulators in registers. Out of line, so that the pixel loop's values do not
-/// push them to the stack.
-#[inline(never)]
-fn dw_sums(cells: &[(usize, usize)], (x, t): (&[u8], &[u8]), o: usize, zp: i32) -> [i32; DW_GROUP] {
-    let mut acc = [0i32; DW_GROUP];
-    for &(xi, wi) in cells {
-        let (xs, ws) = (
-            x.get(xi + o..xi + o + DW_GROUP),
-            t.get(wi + o..wi + o + DW_GROUP),
-        );
-        if let (Some(xs), Some(ws)) = (xs, ws) {
-            for k in 0..DW_GROUP {
-                let xv = i32::from(xs[k] as i8) - zp;
-                acc[k] = acc[k].wrapping_add(i32::from(ws[k] as i8) * xv);
-            }
-        }
-    }
-    acc
 }
 
 /// Writes output pixel `(oy, ox)`'s receptive field as `x − zero_point`, `(ky, kx, c)` in the weights' order,

@@ -1,0 +1,384 @@
+//! The DSP instructions of the Cortex-M4/M7 (ARMv7E-M) the integer kernels are written with: inline assembly on
+//! cores that have them, the same arithmetic in plain Rust elsewhere, so that the host's tests run the very
+//! algorithms the device runs against their plain references. On x86-64, `x86` holds the dense
+//! FULLY_CONNECTED's AVX2 kernel with its CPUID detection. The only `unsafe` of the crate besides the C API.
+
+/// The DSP instructions as inline assembly, on the cores that have them.
+#[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+#[allow(unsafe_code)]
+mod imp {
+    // Audited module: the only `unsafe` outside the C API. Each block is one register-to-register DSP
+    // instruction of the target (ARMv7E-M): no memory, no stack, no flags read or written that Rust relies on
+    // (SMLAD may set the sticky Q flag, which nothing reads).
+    use core::arch::asm;
+
+    /// SXTB16: bytes 0 and 2 of `v`, sign-extended into the two 16-bit lanes.
+    #[inline(always)]
+    pub(crate) fn sxtb16(v: u32) -> u32 {
+        let r: u32;
+        // SAFETY: one register-to-register instruction (see the module's notes).
+        unsafe {
+            asm!("sxtb16 {0}, {1}", out(reg) r, in(reg) v, options(pure, nomem, nostack, preserves_flags))
+        };
+        r
+    }
+
+    /// SXTB16 with ROR #8: bytes 1 and 3 of `v`, sign-extended into the two 16-bit lanes.
+    #[inline(always)]
+    pub(crate) fn sxtb16_ror8(v: u32) -> u32 {
+        let r: u32;
+        // SAFETY: one register-to-register instruction (see the module's notes).
+        unsafe {
+            asm!("sxtb16 {0}, {1}, ror #8", out(reg) r, in(reg) v, options(pure, nomem, nostack, preserves_flags))
+        };
+        r
+    }
+
+    /// SXTAB16: `a` plus bytes 0 and 2 of `v` sign-extended, lane by lane (wrapping).
+    #[inline(always)]
+    pub(crate) fn sxtab16(a: u32, v: u32) -> u32 {
+        let r: u32;
+        // SAFETY: one register-to-register instruction (see the module's notes).
+        unsafe {
+            asm!("sxtab16 {0}, {1}, {2}", out(reg) r, in(reg) a, in(reg) v, options(pure, nomem, nostack, preserves_flags))
+        };
+        r
+    }
+
+    /// SXTAB16 with ROR #8: `a` plus bytes 1 and 3 of `v` sign-extended, lane by lane (wrapping).
+    #[inline(always)]
+    pub(crate) fn sxtab16_ror8(a: u32, v: u32) -> u32 {
+        let r: u32;
+        // SAFETY: one register-to-register instruction (see the module's notes).
+        unsafe {
+            asm!("sxtab16 {0}, {1}, {2}, ror #8", out(reg) r, in(reg) a, in(reg) v,
+                 options(pure, nomem, nostack, preserves_flags))
+        };
+        r
+    }
+
+    /// SMLAD: `acc + a.lo·b.lo + a.hi·b.hi` (signed 16-bit lanes, wrapping).
+    #[inline(always)]
+    pub(crate) fn smlad(a: u32, b: u32, mut acc: i32) -> i32 {
+        // SAFETY: one register-to-register instruction (see the module's notes).
+        unsafe {
+            asm!("smlad {0}, {1}, {2}, {0}", inout(reg) acc, in(reg) a, in(reg) b,
+                 options(pure, nomem, nostack, preserves_flags))
+        };
+        acc
+    }
+}
+
+/// The dense kernels' inner loops as whole loops of assembly, on 32-bit Arm cores: LLVM's register allocation of
+/// the same loops in Rust spilled a row pointer or the trip count to the stack depending on the code around the
+/// call (measured on the Cortex-M3/M4: 14 instead of 11, 24 instead of 19 instructions per pass, see
+/// BENCHMARKS.md); here the loop is fixed, two instructions (the count and the branch) around the work. Each
+/// block only reads the memory of the slices its pointers come from, `count` passes of it, as its SAFETY comment
+/// argues; the callers' plain-Rust loops beside them are the reference the hosts' tests run.
+#[cfg(target_arch = "arm")]
+#[allow(unsafe_code)]
+pub(crate) mod loops {
+    use core::arch::asm;
+
+    /// `Σ rows[r][j] · col[j]` over the first `4 · (n / 4)` columns, for three rows of int8 weights against a
+    /// widened column in the DSP kernels' pair order (per four columns the words (c0, c2), (c1, c3)):
+    /// per four columns two word loads of the column and per row one word load, two SXTB16 and two SMLAD.
+    /// The rows are `block`'s three runs of `n` bytes (`[0; 3]` when `block` or `col` is shorter than that).
+    #[cfg(target_feature = "dsp")]
+    #[inline(always)]
+    pub(crate) fn dot3_wide(block: &[u8], n: usize, col: &[i16]) -> [i32; 3] {
+        let (mut a0, mut a1, mut a2) = (0i32, 0i32, 0i32);
+        let count = n / 4;
+        if count == 0 || block.len() / 3 < n || col.len() < n {
+            return [0; 3];
+        }
+        let rows = [0, n, 2 * n].map(|at| block.as_ptr().wrapping_add(at));
+        // SAFETY: the loop runs `count ≥ 1` times and reads, per pass, 8 bytes from `c` and 4 from each of `p0`,
+        // `p1`, `p2`, advancing them: 8 · count ≤ 2n bytes of the column (n ≤ col.len() values) and 4 · count ≤ n
+        // bytes from each of `block`'s offsets 0, n and 2n (3n ≤ block.len()), all inside the slices. Unaligned
+        // word loads are allowed on ARMv7-M (normal memory). It writes no memory and no stack; it clobbers the
+        // flags (SUBS), which `asm!` assumes unless told otherwise.
+        unsafe {
+            asm!(
+                "2:",
+                "ldr {x02}, [{c}], #4",
+                "ldr {x13}, [{c}], #4",
+                "ldr {w}, [{p0}], #4",
+                "sxtb16 {t}, {w}",
+                "smlad {a0}, {t}, {x02}, {a0}",
+                "sxtb16 {t}, {w}, ror #8",
+                "smlad {a0}, {t}, {x13}, {a0}",
+                "ldr {w}, [{p1}], #4",
+                "sxtb16 {t}, {w}",
+                "smlad {a1}, {t}, {x02}, {a1}",
+                "sxtb16 {t}, {w}, ror #8",
+                "smlad {a1}, {t}, {x13}, {a1}",
+                "ldr {w}, [{p2}], #4",
+                "sxtb16 {t}, {w}",
+                "smlad {a2}, {t}, {x02}, {a2}",
+                "sxtb16 {t}, {w}, ror #8",
+                "smlad {a2}, {t}, {x13}, {a2}",
+                "subs {n}, {n}, #1",
+                "bne 2b",
+                c = inout(reg) col.as_ptr() => _,
+                p0 = inout(reg) rows[0] => _,
+                p1 = inout(reg) rows[1] => _,
+                p2 = inout(reg) rows[2] => _,
+                n = inout(reg) count => _,
+                a0 = inout(reg) a0,
+                a1 = inout(reg) a1,
+                a2 = inout(reg) a2,
+                x02 = out(reg) _,
+                x13 = out(reg) _,
+                w = out(reg) _,
+                t = out(reg) _,
+                options(nostack, readonly),
+            );
+        }
+        [a0, a1, a2]
+    }
+
+    /// `acc[r] += Σ rows[r][j] · col[j]` over the first `count` columns, for four rows of int8 weights against a
+    /// widened column in order: per column one halfword load and per row one byte load and one MLA (the
+    /// Cortex-M3's kernel: no DSP instructions).
+    #[cfg(not(target_feature = "dsp"))]
+    #[inline(always)]
+    pub(crate) fn dot4_wide(rows: [&[u8]; 4], col: &[i16], acc: [i32; 4]) -> [i32; 4] {
+        let count = rows.iter().map(|r| r.len()).fold(col.len(), usize::min);
+        let [mut a0, mut a1, mut a2, mut a3] = acc;
+        if count == 0 {
+            return acc;
+        }
+        // SAFETY: the loop runs `count ≥ 1` times and reads, per pass, one halfword from `c` and one byte from each
+        // of `p0` .. `p3`, advancing them: `count` elements of each slice, all inside them. It writes no memory and
+        // no stack; it clobbers the flags (SUBS).
+        unsafe {
+            asm!(
+                "2:",
+                "ldrsh {x}, [{c}], #2",
+                "ldrsb {w}, [{p0}], #1",
+                "mla {a0}, {w}, {x}, {a0}",
+                "ldrsb {w}, [{p1}], #1",
+                "mla {a1}, {w}, {x}, {a1}",
+                "ldrsb {w}, [{p2}], #1",
+                "mla {a2}, {w}, {x}, {a2}",
+                "ldrsb {w}, [{p3}], #1",
+                "mla {a3}, {w}, {x}, {a3}",
+                "subs {n}, {n}, #1",
+                "bne 2b",
+                c = inout(reg) col.as_ptr() => _,
+                p0 = inout(reg) rows[0].as_ptr() => _,
+                p1 = inout(reg) rows[1].as_ptr() => _,
+                p2 = inout(reg) rows[2].as_ptr() => _,
+                p3 = inout(reg) rows[3].as_ptr() => _,
+                n = inout(reg) count => _,
+                a0 = inout(reg) a0,
+                a1 = inout(reg) a1,
+                a2 = inout(reg) a2,
+                a3 = inout(reg) a3,
+                x = out(reg) _,
+                w = out(reg) _,
+                options(nostack, readonly),
+            );
+        }
+        [a0, a1, a2, a3]
+    }
+}
+
+/// The DSP instructions in plain Rust: what the host's tests run.
+#[cfg(not(all(target_arch = "arm", target_feature = "dsp")))]
+#[allow(dead_code)]
+mod imp {
+    /// Lane `i` (0: bits 0–15) as a signed value.
+    fn lane(v: u32, i: u32) -> i32 {
+        i32::from((v >> (16 * i)) as u16 as i16)
+    }
+
+    /// Two signed 16-bit lanes packed into a word.
+    fn pack(lo: i32, hi: i32) -> u32 {
+        u32::from(lo as u16) | u32::from(hi as u16) << 16
+    }
+
+    /// Bytes 0 and 2 of `v`, sign-extended into the two 16-bit lanes.
+    pub(crate) fn sxtb16(v: u32) -> u32 {
+        pack(i32::from(v as u8 as i8), i32::from((v >> 16) as u8 as i8))
+    }
+
+    /// Bytes 1 and 3 of `v`, sign-extended into the two 16-bit lanes.
+    pub(crate) fn sxtb16_ror8(v: u32) -> u32 {
+        sxtb16(v.rotate_right(8))
+    }
+
+    /// `a` plus bytes 0 and 2 of `v` sign-extended, lane by lane (wrapping).
+    pub(crate) fn sxtab16(a: u32, v: u32) -> u32 {
+        let e = sxtb16(v);
+        pack(lane(a, 0) + lane(e, 0), lane(a, 1) + lane(e, 1))
+    }
+
+    /// `a` plus bytes 1 and 3 of `v` sign-extended, lane by lane (wrapping).
+    pub(crate) fn sxtab16_ror8(a: u32, v: u32) -> u32 {
+        sxtab16(a, v.rotate_right(8))
+    }
+
+    /// `acc + a.lo·b.lo + a.hi·b.hi` (signed 16-bit lanes, wrapping).
+    pub(crate) fn smlad(a: u32, b: u32, acc: i32) -> i32 {
+        acc.wrapping_add(lane(a, 0) * lane(b, 0))
+            .wrapping_add(lane(a, 1) * lane(b, 1))
+    }
+
+    /// The host's dense kernel compiled for AVX2, for x86-64 CPUs that have it (detected once with CPUID, as
+    /// `std::is_x86_feature_detected!` does, which a `no_std` crate cannot call).
+    #[cfg(target_arch = "x86_64")]
+    #[allow(unsafe_code)]
+    pub(crate) mod x86 {
+        // Audited: CPUID and XGETBV only read processor state; the AVX2 function is called only once both said
+        // the CPU and the operating system support AVX2 (the function itself is the safe plain-Rust kernel).
+        use core::arch::x86_64::{__cpuid, __cpuid_count, _xgetbv};
+        use core::sync::atomic::{AtomicU8, Ordering};
+
+        /// 0: not yet detected; 1: no AVX2; 2: AVX2.
+        static AVX2: AtomicU8 = AtomicU8::new(0);
+
+        /// Whether the CPU and the operating system support AVX2 (detected once).
+        pub(in crate::ops) fn avx2() -> bool {
+            match AVX2.load(Ordering::Relaxed) {
+                0 => {
+                    let yes = detect();
+                    AVX2.store(1 + u8::from(yes), Ordering::Relaxed);
+                    yes
+                }
+                v => v == 2,
+            }
+        }
+
+        // CPUID is a safe function in newer Rust than the runtime's minimum (1.85), where it is not.
+        #[allow(unused_unsafe)]
+        fn detect() -> bool {
+            // SAFETY: CPUID exists on every x86-64 processor and only reads processor state.
+            let (max, l1) = unsafe { (__cpuid(0).eax, __cpuid(1)) };
+            // AVX and OSXSAVE: the OS saves the wide registers and allows XGETBV.
+            if max < 7 || l1.ecx & (1 << 27) == 0 || l1.ecx & (1 << 28) == 0 {
+                return false;
+            }
+            // SAFETY: OSXSAVE is set, so XGETBV is enabled; it only reads XCR0.
+            let xcr0 = unsafe { xgetbv0() };
+            // SAFETY: as above; leaf 7 exists (max ≥ 7).
+            let l7 = unsafe { __cpuid_count(7, 0) };
+            xcr0 & 0b110 == 0b110 && l7.ebx & (1 << 5) != 0
+        }
+
+        #[target_feature(enable = "xsave")]
+        unsafe fn xgetbv0() -> u64 {
+            _xgetbv(0)
+        }
+
+        /// Runs [`crate::ops::dot::rows_wide_plain`] compiled for AVX2 and returns `None`, or gives `f` back when the
+        /// CPU lacks AVX2.
+        #[inline(always)]
+        pub(in crate::ops) fn rows_wide<F: Fn(i32, usize) -> u8>(
+            ws: &[u8],
+            c: &[i16],
+            y: &mut [u8],
+            f: F,
+        ) -> Option<F> {
+            if !avx2() {
+                return Some(f);
+            }
+            // SAFETY: `avx2()` found AVX2 supported by the CPU and enabled by the OS.
+            unsafe { rows_avx2(ws, c, y, f) };
+            None
+        }
+
+        /// Rows per pass of [`rows_avx2`]: each 16 columns of the widened input are loaded once for four rows.
+        const ROWS: usize = 4;
+
+        /// [`crate::ops::dot::rows_wide_plain`] with AVX2: per 16 columns, one load of the widened input and per row
+        /// one VPMOVSXBW of 16 weights, one VPMADDWD and one VPADDD (the compiler's own vectorization of the
+        /// plain loop used 128-bit multiplies and reloaded the input for every row: 1.4× slower, BENCHMARKS.md).
+        /// The last `n % 16` columns and the last `rows % 4` rows run the plain arithmetic.
+        #[target_feature(enable = "avx2")]
+        unsafe fn rows_avx2<F: Fn(i32, usize) -> u8>(ws: &[u8], c: &[i16], y: &mut [u8], f: F) {
+            use core::arch::x86_64::{
+                __m256i, _mm256_add_epi32, _mm256_castsi256_si128, _mm256_cvtepi8_epi16,
+                _mm256_extracti128_si256, _mm256_loadu_si256, _mm256_madd_epi16,
+                _mm256_setzero_si256, _mm_add_epi32, _mm_cvtsi128_si32, _mm_loadu_si128,
+                _mm_shuffle_epi32,
+            };
+            let n = c.len();
+            if n == 0 {
+                return crate::ops::dot::rows_wide_plain(ws, c, y, f);
+            }
+            let whole = n - n % 16;
+            let tail = |row: &[u8], acc: i32| {
+                let (r, x) = (
+                    row.get(whole..n).unwrap_or(&[]),
+                    c.get(whole..n).unwrap_or(&[]),
+                );
+                r.iter().zip(x).fold(acc, |a, (&w, &v)| {
+                    a.wrapping_add(i32::from(w as i8) * i32::from(v))
+                })
+            };
+            let hsum = |v: __m256i| -> i32 {
+                let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+                let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+                _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s)))
+            };
+            let mut blocks = ws.chunks_exact(ROWS * n).zip(y.chunks_exact_mut(ROWS));
+            let mut o = 0;
+            for (block, ys) in &mut blocks {
+                // Indexed, not `get`: `block` is exactly ROWS · n bytes, and the loads below rely on every row
+                // being n long (a row cut short would be a panic, never a read past it).
+                let rows: [&[u8]; ROWS] = core::array::from_fn(|r| &block[r * n..(r + 1) * n]);
+                let mut acc = [_mm256_setzero_si256(); ROWS];
+                let mut j = 0;
+                while j < whole {
+                    // SAFETY: j + 16 ≤ whole ≤ n = c.len() = each row's length: the 32-byte load of `c` and the
+                    // 16-byte loads of the rows lie inside them (unaligned loads).
+                    unsafe {
+                        let x = _mm256_loadu_si256(c.as_ptr().add(j).cast());
+                        for (a, row) in acc.iter_mut().zip(rows) {
+                            let w =
+                                _mm256_cvtepi8_epi16(_mm_loadu_si128(row.as_ptr().add(j).cast()));
+                            *a = _mm256_add_epi32(*a, _mm256_madd_epi16(w, x));
+                        }
+                    }
+                    j += 16;
+                }
+                for (r, (d, a)) in ys.iter_mut().zip(acc).enumerate() {
+                    *d = f(tail(rows[r], hsum(a)), o + r);
+                }
+                o += ROWS;
+            }
+            let rest = ws.get(o * n..).unwrap_or(&[]);
+            for (k, (d, row)) in y.iter_mut().skip(o).zip(rest.chunks_exact(n)).enumerate() {
+                *d = f(tail(row, 0).wrapping_add(dot_whole(row, c, whole)), o + k);
+            }
+        }
+
+        /// Σ over the first `whole` columns, plainly (the rows left after the blocks of four).
+        fn dot_whole(row: &[u8], c: &[i16], whole: usize) -> i32 {
+            let (r, x) = (
+                row.get(..whole).unwrap_or(&[]),
+                c.get(..whole).unwrap_or(&[]),
+            );
+            r.iter().zip(x).fold(0i32, |a, (&w, &v)| {
+                a.wrapping_add(i32::from(w as i8) * i32::from(v))
+            })
+        }
+    }
+}
+
+pub(crate) use imp::*;
+
+/// SMLABB: `acc + a.lo · b.lo` (signed 16-bit lanes, wrapping; plain Rust: LLVM selects SMLABB for it on cores
+/// with DSP instructions).
+#[inline(always)]
+pub(crate) fn smlabb(a: u32, b: u32, acc: i32) -> i32 {
+    acc.wrapping_add(i32::from(a as u16 as i16) * i32::from(b as u16 as i16))
+}
+
+/// SMLATT: `acc + a.hi · b.hi` (signed 16-bit lanes, wrapping; plain Rust: LLVM selects SMLATT for it).
+#[inline(always)]
+pub(crate) fn smlatt(a: u32, b: u32, acc: i32) -> i32 {
+    acc.wrapping_add(((a as i32) >> 16) * ((b as i32) >> 16))
+}
