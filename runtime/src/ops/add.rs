@@ -7,6 +7,7 @@ use super::{Io, Op, Tensors};
 use crate::bytes::Reader;
 use crate::error::{Error, Result, Section};
 use crate::format::FLAG_INT;
+use crate::quant::{Channel, Output};
 
 /// The integer path's rescaling, as the record stores it (seven i32: multiplier and shift of input 1, of input 2,
 /// of the output, then the left shift).
@@ -82,11 +83,12 @@ pub(crate) fn run_int8(op: &Op, t: &Tensors, io: &mut Io) -> Result<()> {
         core::array::from_fn(|v| rq((i32::from(v as u8 as i8) - z) << p.left_shift, m, s))
     };
     let (t1, t2) = (table(z1, p.input1), table(z2, p.input2));
+    // The output's requantization decoded once (`quant::Channel`: the same value as `requantize`, zero point and
+    // clamp, in ~25 instructions instead of ~45 per element on the Cortex-M4).
+    let (channel, out) = (Channel::new(0, p.output), Output::new(zo, (lo, hi)));
     for ((y, &a), &b) in io.y.iter_mut().zip(io.x).zip(io.x2) {
         let sum = t1[usize::from(a)].wrapping_add(t2[usize::from(b)]);
-        *y = rq(sum, p.output.0, p.output.1)
-            .saturating_add(zo)
-            .clamp(lo, hi) as i8 as u8;
+        *y = channel.output(sum, &out);
     }
     Ok(())
 }

@@ -88,6 +88,33 @@ pub(crate) fn widen_pairs(column: &mut [i16]) {
     }
 }
 
+/// Writes `x − zp` of `src` into `dst` (the same length, a multiple of four) in [`widen_pairs`]' order directly:
+/// with [`PAIRED`], per four bytes one word load and two SXTAB16 (the offset added on the way), whose lanes are
+/// already columns (0, 2) and (1, 3); in order otherwise. For runs that start a group of four, as an im2col
+/// column's kernel rows do when the input has a multiple of four channels.
+#[inline(always)]
+pub(crate) fn widen_paired(dst: &mut [i16], src: &[u8], zp: i32) {
+    if PAIRED {
+        return widen_lanes(dst, src, zp);
+    }
+    let zp = zp as i16;
+    for (d, &s) in dst.iter_mut().zip(src) {
+        *d = i16::from(s as i8) - zp;
+    }
+}
+
+/// [`widen_paired`]'s DSP algorithm (what the host's tests run with the lanes in plain Rust).
+#[inline(always)]
+fn widen_lanes(dst: &mut [i16], src: &[u8], zp: i32) {
+    use super::lanes::{sxtab16, sxtab16_ror8};
+    let offset = (zp.wrapping_neg() as u16 as u32) * 0x0001_0001;
+    for (d, s) in dst.chunks_exact_mut(4).zip(src.chunks_exact(4)) {
+        let v = word(s);
+        let (lo, hi) = (sxtab16(offset, v), sxtab16_ror8(offset, v));
+        d.copy_from_slice(&[lo as i16, (lo >> 16) as i16, hi as i16, (hi >> 16) as i16]);
+    }
+}
+
 /// `acc[r] += Σ w[r][j]·c[j]` for [`ROWS`] rows over a widened column `c` (`x − zp` as i16, see [`PAIRED`]): the
 /// convolutions' im2col kernel, whose column is written once per output pixel, so that the inputs' offset and
 /// sign extension are paid once instead of once per group of rows (and free the registers they took).
@@ -103,6 +130,31 @@ pub(crate) fn dot_rows_wide(w: [&[u8]; ROWS], c: &[i16], acc: &mut [i32; ROWS]) 
 /// `Σ w[j]·c[j]` over a widened column (one row: the channels left over after the groups of [`ROWS`]).
 #[inline(always)]
 pub(crate) fn dot1_wide(w: &[u8], c: &[i16]) -> i32 {
+    #[cfg(target_arch = "arm")]
+    {
+        // The assembly loop, and with DSP the last `n % 4` columns (in order) in Rust.
+        let acc = super::lanes::loops::dot1_wide(w, c);
+        if !PAIRED {
+            return acc;
+        }
+        let n = w.len().min(c.len());
+        let whole = n / 4 * 4;
+        let (wt, ct) = (
+            w.get(whole..n).unwrap_or(&[]),
+            c.get(whole..n).unwrap_or(&[]),
+        );
+        wt.iter().zip(ct).fold(acc, |a, (&b, &v)| {
+            a.wrapping_add(i32::from(b as i8) * i32::from(v))
+        })
+    }
+    #[cfg(not(target_arch = "arm"))]
+    dot1_wide_plain(w, c)
+}
+
+/// [`dot1_wide`] in Rust: the reference of its assembly loops, and the kernel itself off Arm.
+#[cfg_attr(target_arch = "arm", allow(dead_code))]
+#[inline(always)]
+pub(crate) fn dot1_wide_plain(w: &[u8], c: &[i16]) -> i32 {
     if PAIRED {
         let mut acc = [0; 3];
         dot3_wide_lanes([w, &[], &[]], c, &mut acc);
@@ -127,20 +179,26 @@ pub(crate) fn wide_rows_to_i8(
     ys: &mut [u8],
     grouped: bool,
 ) {
-    let n = col.len().max(1);
-    let groups = if grouped { chans.len() / ROWS } else { 0 };
-    let blocks = ys
-        .chunks_exact_mut(ROWS)
-        .zip(chans.chunks_exact(ROWS))
-        .zip(ws.chunks_exact(ROWS * n));
-    for ((ds, cs), block) in blocks.take(groups) {
-        let acc = block_wide(block, n, col);
-        for ((d, a), c) in ds.iter_mut().zip(acc).zip(cs) {
-            *d = c.output(a, out);
+    let n = col.len();
+    let (mut ws, mut chans, mut ys) = (ws, chans, ys);
+    // Blocks of rows split off the front (no division, as `chunks_exact` of a run-time size would take).
+    if grouped {
+        while chans.len() >= ROWS {
+            let (Some((block, w)), (cs, c), Some((ds, y))) = (
+                ws.split_at_checked(ROWS * n),
+                chans.split_at(ROWS),
+                core::mem::take(&mut ys).split_at_mut_checked(ROWS),
+            ) else {
+                return;
+            };
+            for ((d, a), c) in ds.iter_mut().zip(block_wide(block, n, col)).zip(cs) {
+                *d = c.output(a, out);
+            }
+            (ws, chans, ys) = (w, c, y);
         }
     }
-    let rest = ys.iter_mut().zip(chans).zip(ws.chunks_exact(n));
-    for ((d, c), row) in rest.skip(groups * ROWS) {
+    for ((d, c), k) in ys.iter_mut().zip(chans).zip(0..) {
+        let row = ws.get(k * n..(k + 1) * n).unwrap_or(&[]);
         *d = c.output(dot1_wide(row, col), out);
     }
 }
@@ -423,6 +481,23 @@ pub(crate) mod tests {
                 0
             }
         })
+    }
+
+    #[test]
+    fn paired_widening_is_widening_then_pairing() {
+        let src: std::vec::Vec<u8> = (0..64u32).map(|i| (i * 37 + 11) as u8).collect();
+        for zp in [-128, -5, 0, 7, 127] {
+            let mut want: std::vec::Vec<i16> = src
+                .iter()
+                .map(|&b| i16::from(b as i8) - zp as i16)
+                .collect();
+            for g in want.chunks_exact_mut(4) {
+                g.swap(1, 2);
+            }
+            let mut got = std::vec![0i16; src.len()];
+            widen_lanes(&mut got, &src, zp);
+            assert_eq!(got, want, "zp {zp}");
+        }
     }
 
     #[test]

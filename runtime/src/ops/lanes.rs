@@ -93,14 +93,53 @@ pub(crate) mod loops {
             return [0; 3];
         }
         let rows = [0, n, 2 * n].map(|at| block.as_ptr().wrapping_add(at));
-        // SAFETY: the loop runs `count ≥ 1` times and reads, per pass, 8 bytes from `c` and 4 from each of `p0`,
-        // `p1`, `p2`, advancing them: 8 · count ≤ 2n bytes of the column (n ≤ col.len() values) and 4 · count ≤ n
-        // bytes from each of `block`'s offsets 0, n and 2n (3n ≤ block.len()), all inside the slices. Unaligned
-        // word loads are allowed on ARMv7-M (normal memory). It writes no memory and no stack; it clobbers the
-        // flags (SUBS), which `asm!` assumes unless told otherwise.
+        // SAFETY: the four-column body runs `count ≥ 1` times in all (once if `count` is odd, then twice per pass
+        // of the loop) and reads, each time, 8 bytes from `c` and 4 from each of `p0`, `p1`, `p2`, advancing them:
+        // 8 · count ≤ 2n bytes of the column (n ≤ col.len() values) and 4 · count ≤ n bytes from each of `block`'s
+        // offsets 0, n and 2n (3n ≤ block.len()), all inside the slices. Unaligned word loads are allowed on ARMv7-M
+        // (normal memory). The loads, SXTB16 and SMLAD leave the flags of LSRS for the BEQ (SMLAD sets only Q). It
+        // writes no memory and no stack; it clobbers the flags, which `asm!` assumes unless told otherwise.
         unsafe {
             asm!(
+                "lsrs {n}, {n}, #1",
+                "bcc 3f",
+                "ldr {x02}, [{c}], #4",
+                "ldr {x13}, [{c}], #4",
+                "ldr {w}, [{p0}], #4",
+                "sxtb16 {t}, {w}",
+                "smlad {a0}, {t}, {x02}, {a0}",
+                "sxtb16 {t}, {w}, ror #8",
+                "smlad {a0}, {t}, {x13}, {a0}",
+                "ldr {w}, [{p1}], #4",
+                "sxtb16 {t}, {w}",
+                "smlad {a1}, {t}, {x02}, {a1}",
+                "sxtb16 {t}, {w}, ror #8",
+                "smlad {a1}, {t}, {x13}, {a1}",
+                "ldr {w}, [{p2}], #4",
+                "sxtb16 {t}, {w}",
+                "smlad {a2}, {t}, {x02}, {a2}",
+                "sxtb16 {t}, {w}, ror #8",
+                "smlad {a2}, {t}, {x13}, {a2}",
+                "3:",
+                "beq 4f",
                 "2:",
+                "ldr {x02}, [{c}], #4",
+                "ldr {x13}, [{c}], #4",
+                "ldr {w}, [{p0}], #4",
+                "sxtb16 {t}, {w}",
+                "smlad {a0}, {t}, {x02}, {a0}",
+                "sxtb16 {t}, {w}, ror #8",
+                "smlad {a0}, {t}, {x13}, {a0}",
+                "ldr {w}, [{p1}], #4",
+                "sxtb16 {t}, {w}",
+                "smlad {a1}, {t}, {x02}, {a1}",
+                "sxtb16 {t}, {w}, ror #8",
+                "smlad {a1}, {t}, {x13}, {a1}",
+                "ldr {w}, [{p2}], #4",
+                "sxtb16 {t}, {w}",
+                "smlad {a2}, {t}, {x02}, {a2}",
+                "sxtb16 {t}, {w}, ror #8",
+                "smlad {a2}, {t}, {x13}, {a2}",
                 "ldr {x02}, [{c}], #4",
                 "ldr {x13}, [{c}], #4",
                 "ldr {w}, [{p0}], #4",
@@ -120,6 +159,7 @@ pub(crate) mod loops {
                 "smlad {a2}, {t}, {x13}, {a2}",
                 "subs {n}, {n}, #1",
                 "bne 2b",
+                "4:",
                 c = inout(reg) col.as_ptr() => _,
                 p0 = inout(reg) rows[0] => _,
                 p1 = inout(reg) rows[1] => _,
@@ -138,9 +178,115 @@ pub(crate) mod loops {
         [a0, a1, a2]
     }
 
+    /// `Σ row[j] · col[j]` over the first `4 · (n / 4)` columns of one row against a widened column in the DSP
+    /// kernels' pair order (`n` = the shorter length; the rows left over after the groups of three): per four
+    /// columns two word loads of the column, one of the row, two SXTB16 and two SMLAD, eight columns per pass.
+    #[cfg(target_feature = "dsp")]
+    #[inline(always)]
+    pub(crate) fn dot1_wide(row: &[u8], col: &[i16]) -> i32 {
+        let mut a = 0i32;
+        let count = row.len().min(col.len()) / 4;
+        if count == 0 {
+            return 0;
+        }
+        // SAFETY: the four-column body runs `count ≥ 1` times in all (once if `count` is odd, then twice per pass)
+        // and reads, each time, 8 bytes from `c` and 4 from `p`, advancing them: 4 · count ≤ len values of each
+        // slice. Unaligned word loads are allowed on ARMv7-M. The loads, SXTB16 and SMLAD leave the flags of LSRS
+        // for the BEQ. It writes no memory and no stack; it clobbers the flags.
+        unsafe {
+            asm!(
+                "lsrs {n}, {n}, #1",
+                "bcc 3f",
+                "ldr {x02}, [{c}], #4",
+                "ldr {x13}, [{c}], #4",
+                "ldr {w}, [{p}], #4",
+                "sxtb16 {t}, {w}",
+                "smlad {a}, {t}, {x02}, {a}",
+                "sxtb16 {t}, {w}, ror #8",
+                "smlad {a}, {t}, {x13}, {a}",
+                "3:",
+                "beq 4f",
+                "2:",
+                "ldr {x02}, [{c}], #4",
+                "ldr {x13}, [{c}], #4",
+                "ldr {w}, [{p}], #4",
+                "sxtb16 {t}, {w}",
+                "smlad {a}, {t}, {x02}, {a}",
+                "sxtb16 {t}, {w}, ror #8",
+                "smlad {a}, {t}, {x13}, {a}",
+                "ldr {x02}, [{c}], #4",
+                "ldr {x13}, [{c}], #4",
+                "ldr {w}, [{p}], #4",
+                "sxtb16 {t}, {w}",
+                "smlad {a}, {t}, {x02}, {a}",
+                "sxtb16 {t}, {w}, ror #8",
+                "smlad {a}, {t}, {x13}, {a}",
+                "subs {n}, {n}, #1",
+                "bne 2b",
+                "4:",
+                c = inout(reg) col.as_ptr() => _,
+                p = inout(reg) row.as_ptr() => _,
+                n = inout(reg) count => _,
+                a = inout(reg) a,
+                x02 = out(reg) _,
+                x13 = out(reg) _,
+                w = out(reg) _,
+                t = out(reg) _,
+                options(nostack, readonly),
+            );
+        }
+        a
+    }
+
+    /// `Σ row[j] · col[j]` over the common length of one row of int8 weights and a widened column in order (the
+    /// Cortex-M3's rows left over after the groups of four): per column a halfword load, a byte load and an MLA,
+    /// two columns per pass.
+    #[cfg(not(target_feature = "dsp"))]
+    #[inline(always)]
+    pub(crate) fn dot1_wide(row: &[u8], col: &[i16]) -> i32 {
+        let mut a = 0i32;
+        let count = row.len().min(col.len());
+        if count == 0 {
+            return 0;
+        }
+        // SAFETY: the column body runs `count ≥ 1` times in all (once if `count` is odd, then twice per pass) and
+        // reads, each time, one halfword from `c` and one byte from `p`, advancing them: `count` elements of each
+        // slice. The loads and MLAs leave the flags of LSRS for the BEQ. It writes no memory and no stack; it
+        // clobbers the flags.
+        unsafe {
+            asm!(
+                "lsrs {n}, {n}, #1",
+                "bcc 3f",
+                "ldrsh {x}, [{c}], #2",
+                "ldrsb {w}, [{p}], #1",
+                "mla {a}, {w}, {x}, {a}",
+                "3:",
+                "beq 4f",
+                "2:",
+                "ldrsh {x}, [{c}], #2",
+                "ldrsb {w}, [{p}], #1",
+                "mla {a}, {w}, {x}, {a}",
+                "ldrsh {x}, [{c}], #2",
+                "ldrsb {w}, [{p}], #1",
+                "mla {a}, {w}, {x}, {a}",
+                "subs {n}, {n}, #1",
+                "bne 2b",
+                "4:",
+                c = inout(reg) col.as_ptr() => _,
+                p = inout(reg) row.as_ptr() => _,
+                n = inout(reg) count => _,
+                a = inout(reg) a,
+                x = out(reg) _,
+                w = out(reg) _,
+                options(nostack, readonly),
+            );
+        }
+        a
+    }
+
     /// `acc[r] += Σ rows[r][j] · col[j]` over the first `count` columns, for four rows of int8 weights against a
     /// widened column in order: per column one halfword load and per row one byte load and one MLA (the
-    /// Cortex-M3's kernel: no DSP instructions).
+    /// Cortex-M3's kernel: no DSP instructions), two columns per pass of the loop.
     #[cfg(not(target_feature = "dsp"))]
     #[inline(always)]
     pub(crate) fn dot4_wide(rows: [&[u8]; 4], col: &[i16], acc: [i32; 4]) -> [i32; 4] {
@@ -149,12 +295,35 @@ pub(crate) mod loops {
         if count == 0 {
             return acc;
         }
-        // SAFETY: the loop runs `count ≥ 1` times and reads, per pass, one halfword from `c` and one byte from each
-        // of `p0` .. `p3`, advancing them: `count` elements of each slice, all inside them. It writes no memory and
-        // no stack; it clobbers the flags (SUBS).
+        // SAFETY: the column body runs `count ≥ 1` times in all (once if `count` is odd, then twice per pass of the
+        // loop, `count / 2` passes) and reads, each time, one halfword from `c` and one byte from each of `p0` ..
+        // `p3`, advancing them: `count` elements of each slice, all inside them. The loads and MLAs leave the flags
+        // of LSRS for the BEQ. It writes no memory and no stack; it clobbers the flags.
         unsafe {
             asm!(
+                "lsrs {n}, {n}, #1",
+                "bcc 3f",
+                "ldrsh {x}, [{c}], #2",
+                "ldrsb {w}, [{p0}], #1",
+                "mla {a0}, {w}, {x}, {a0}",
+                "ldrsb {w}, [{p1}], #1",
+                "mla {a1}, {w}, {x}, {a1}",
+                "ldrsb {w}, [{p2}], #1",
+                "mla {a2}, {w}, {x}, {a2}",
+                "ldrsb {w}, [{p3}], #1",
+                "mla {a3}, {w}, {x}, {a3}",
+                "3:",
+                "beq 4f",
                 "2:",
+                "ldrsh {x}, [{c}], #2",
+                "ldrsb {w}, [{p0}], #1",
+                "mla {a0}, {w}, {x}, {a0}",
+                "ldrsb {w}, [{p1}], #1",
+                "mla {a1}, {w}, {x}, {a1}",
+                "ldrsb {w}, [{p2}], #1",
+                "mla {a2}, {w}, {x}, {a2}",
+                "ldrsb {w}, [{p3}], #1",
+                "mla {a3}, {w}, {x}, {a3}",
                 "ldrsh {x}, [{c}], #2",
                 "ldrsb {w}, [{p0}], #1",
                 "mla {a0}, {w}, {x}, {a0}",
@@ -166,6 +335,7 @@ pub(crate) mod loops {
                 "mla {a3}, {w}, {x}, {a3}",
                 "subs {n}, {n}, #1",
                 "bne 2b",
+                "4:",
                 c = inout(reg) col.as_ptr() => _,
                 p0 = inout(reg) rows[0].as_ptr() => _,
                 p1 = inout(reg) rows[1].as_ptr() => _,

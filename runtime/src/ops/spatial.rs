@@ -5,7 +5,9 @@
 //! output. Activations are NHWC, so a tap's input pixels lie `stride · channels` apart.
 
 use super::depthwise_int8;
-use super::dot::{dot1, dot_rows, wide_rows_to_i8, widen_pairs, GROUPED, ROWS};
+use super::dot::{
+    dot1, dot_rows, wide_rows_to_i8, widen_paired, widen_pairs, GROUPED, PAIRED, ROWS,
+};
 use super::window::Geometry;
 use super::{prepared, Io, Needs, Op, Tensors};
 use crate::error::{Error, Result};
@@ -558,8 +560,12 @@ fn run_im2col_int8(
         let ws = weights.get(first * fan_in..).unwrap_or(&[]);
         for oy in 0..g.oh {
             for ox in 0..g.ow {
-                receptive_field(g, (oy, ox), x, zp_in, col);
-                widen_pairs(col);
+                // With four channels per cell every kernel row starts a group of four: written paired at once.
+                let paired = PAIRED && g.ic % 4 == 0;
+                receptive_field(g, (oy, ox), (x, zp_in), col, paired);
+                if !paired {
+                    widen_pairs(col);
+                }
                 let at = (oy * g.ow + ox) * g.oc + first;
                 let ys = y.get_mut(at..at + chans.len()).unwrap_or(&mut []);
                 wide_rows_to_i8(ws, col, (chans, &out), ys, grouped);
@@ -574,9 +580,9 @@ fn run_im2col_int8(
 fn receptive_field(
     g: &Geometry,
     (oy, ox): (usize, usize),
-    x: &[u8],
-    zero_point: i32,
+    (x, zero_point): (&[u8], i32),
     col: &mut [i16],
+    paired: bool,
 ) {
     let (y0, y1) = g.cells_y(oy);
     let (x0, x1) = g.cells_x(ox);
@@ -591,6 +597,10 @@ fn receptive_field(
         let from = ((oy * g.sh + ky - g.pt) * g.iw + ox * g.sw + x0 - g.pl) * g.ic;
         let to = ky * run + left;
         if let (Some(d), Some(s)) = (col.get_mut(to..to + inside), x.get(from..from + inside)) {
+            if paired {
+                widen_paired(d, s, zero_point);
+                continue;
+            }
             for (d, &s) in d.iter_mut().zip(s) {
                 *d = i16::from(s as i8) - zp;
             }
