@@ -90,15 +90,6 @@ pub(crate) fn f32_at(words: &[u8], i: usize) -> f32 {
     }
 }
 
-/// A little-endian `i32` from a chunk of four bytes (as `chunks_exact(4)` gives them; 0 from a shorter one).
-#[inline(always)]
-pub(crate) fn le_i32(b: &[u8]) -> i32 {
-    match b {
-        [a, b, c, d, ..] => i32::from_le_bytes([*a, *b, *c, *d]),
-        _ => 0,
-    }
-}
-
 /// The i-th little-endian `i32` of `words` (out of range reads give 0).
 #[inline(always)]
 pub(crate) fn i32_at(words: &[u8], i: usize) -> i32 {

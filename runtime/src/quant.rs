@@ -184,6 +184,36 @@ impl Channel {
     }
 }
 
+/// Where a kernel's block of output channels finds each channel's requantization: decoded once into a table
+/// (`&[Channel]`, for kernels that requantize a channel at every pixel) or read from the file at each output
+/// (`weights::Direct`, for FULLY_CONNECTED, which requantizes each channel once: a table's fill cost as much as
+/// it saved there).
+pub(crate) trait Channels: Sized {
+    /// How many channels.
+    fn count(&self) -> usize;
+    /// Channel `k` (`k < count()`; a zero channel past it).
+    fn channel(&self, k: usize) -> Channel;
+    /// The first `at` channels and the rest (`at ≤ count()`).
+    fn split(self, at: usize) -> (Self, Self);
+}
+
+impl Channels for &[Channel] {
+    #[inline(always)]
+    fn count(&self) -> usize {
+        self.len()
+    }
+
+    #[inline(always)]
+    fn channel(&self, k: usize) -> Channel {
+        self.get(k).copied().unwrap_or_default()
+    }
+
+    #[inline(always)]
+    fn split(self, at: usize) -> (Self, Self) {
+        self.split_at(at.min(self.len()))
+    }
+}
+
 /// Where a requantized value lands: the output's zero point and the fused activation's range `[lo, hi]`, both
 /// kept as `r` is clamped before the zero point's addition (`clamp(r + zp, lo, hi) = clamp(r, lo − zp, hi − zp) +
 /// zp` for int8 bounds and zero points, so the sum cannot overflow).

@@ -2,13 +2,13 @@
 //! f32, dense int8 or sparse shared weights whose streams run in place. [`parse`] validates a section once at load
 //! (decoding every sparse stream); at run time the operator re-reads it with the checks that cannot fail skipped.
 
-use crate::bytes::{i32_at, le_i32, Reader};
+use crate::bytes::{i32_at, Reader};
 use crate::error::{Error, Result, Section};
 use crate::format::{
     codebook, encoding, StreamCoding, FLAG_F32, FLAG_INT, MAX_ELEMENTS, MAX_STREAM_BYTES,
 };
 use crate::fused;
-use crate::quant::{Channel, BLOCK};
+use crate::quant::{Channel, Channels, BLOCK};
 #[cfg(feature = "arena-decoding")]
 use crate::stream::Decode;
 use crate::stream::{walk, Chunked, Chunks, Huffman, HuffmanCodes, Layout, Packed, Sink};
@@ -42,39 +42,56 @@ impl<'a> Quant<'a> {
     }
 
     /// The requantization of channels `first .. end` (at most [`BLOCK`] of them, fewer past the last), decoded
-    /// into `table`. Out of line: once per block, its loop is not worth a copy in every kernel.
-    #[inline(never)]
+    /// into `table`.
+    #[inline(always)]
     pub fn channels<'t>(
         &self,
         first: usize,
         end: usize,
         table: &'t mut [Channel; BLOCK],
     ) -> &'t mut [Channel] {
-        let n = end.saturating_sub(first).min(BLOCK);
-        let words = |b: &'a [u8]| {
-            b.get(4 * first..)
-                .unwrap_or(&[])
-                .chunks_exact(4)
-                .map(le_i32)
-        };
-        let slots = table.iter_mut().take(n);
-        let filled = if self.per_channel {
-            let params = words(self.multipliers).zip(words(self.shifts));
-            let channels = words(self.bias).zip(params);
-            slots
-                .zip(channels)
-                .map(|(c, (b, m))| *c = Channel::new(b, m))
-                .count()
-        } else {
-            // One requantization for the tensor: derived once, each channel only its bias.
-            let shared = Channel::new(0, self.channel(0));
-            let channels = words(self.bias);
-            slots
-                .zip(channels)
-                .map(|(c, b)| *c = shared.with_bias_added(b))
-                .count()
-        };
-        table.get_mut(..filled).unwrap_or(&mut [])
+        self.channels_every(first, 1, end.saturating_sub(first), table)
+    }
+
+    /// The requantization of `count` channels (at most [`BLOCK`]) from `first`, `step` apart, decoded into
+    /// `table` (fewer past the last channel). Out of line: once per block, its loop is not worth a copy in every
+    /// kernel.
+    #[inline(never)]
+    pub fn channels_every<'t>(
+        &self,
+        first: usize,
+        step: usize,
+        count: usize,
+        table: &'t mut [Channel; BLOCK],
+    ) -> &'t mut [Channel] {
+        // Channel `first + k · step` for k < n, n as many as the biases hold (`step_by` on chunks cost ~50
+        // instructions per channel on the Cortex-M4: it steps with `nth`).
+        let step = step.max(1);
+        let held = self.bias.len() / 4;
+        let n = count
+            .min(BLOCK)
+            .min(held.saturating_sub(first).div_ceil(step));
+        let table = table.get_mut(..n).unwrap_or(&mut []);
+        let shared = Channel::new(0, self.channel(0));
+        for (k, c) in table.iter_mut().enumerate() {
+            let o = first + k * step;
+            *c = if self.per_channel {
+                Channel::new(i32_at(self.bias, o), self.channel(o))
+            } else {
+                // One requantization for the tensor: derived once, each channel only its bias.
+                shared.with_bias_added(i32_at(self.bias, o))
+            };
+        }
+        table
+    }
+
+    /// Channels `first .. first + count` read from the file at each output ([`Direct`]).
+    pub fn direct(&self, first: usize, count: usize) -> Direct<'a> {
+        Direct {
+            q: *self,
+            first,
+            count,
+        }
     }
 
     /// The int8 output (as its byte) of channel `o` for the accumulator `acc` of its products: the bias added,
@@ -85,6 +102,39 @@ impl<'a> Quant<'a> {
         crate::quant::to_i8(acc, self.channel(o), zp_out, range) as u8
     }
 }
+/// A run of output channels whose requantization is read from the file at each output (see
+/// [`crate::quant::Channels`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Direct<'a> {
+    q: Quant<'a>,
+    first: usize,
+    count: usize,
+}
+
+impl Channels for Direct<'_> {
+    #[inline(always)]
+    fn count(&self) -> usize {
+        self.count
+    }
+
+    #[inline(always)]
+    fn channel(&self, k: usize) -> Channel {
+        let o = self.first + k;
+        Channel::new(i32_at(self.q.bias, o), self.q.channel(o))
+    }
+
+    #[inline(always)]
+    fn split(self, at: usize) -> (Self, Self) {
+        let at = at.min(self.count);
+        let rest = Direct {
+            first: self.first + at,
+            count: self.count - at,
+            ..self
+        };
+        (Direct { count: at, ..self }, rest)
+    }
+}
+
 /// A sparse operator's codebook.
 #[derive(Debug, Clone, Copy)]
 #[cfg_attr(feature = "integer-only", allow(dead_code))]

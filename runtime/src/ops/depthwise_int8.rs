@@ -1,4 +1,5 @@
-//! Dense DEPTHWISE_CONV_2D with a depth multiplier of 1 on the integer path (DS-CNN's and MobileNet's layers):
+//! Dense DEPTHWISE_CONV_2D on the integer path (DS-CNN's and MobileNet's layers; a depth multiplier `m` runs as
+//! `m` layers of multiplier 1, the k-th writing output channels `c · m + k`), windows of up to [`CELLS`] cells:
 //! one output pixel and [`GROUP`] channels at a time. NHWC puts a window cell's channels side by side, so with the
 //! filters transposed once per run to `[cell][channel]`, one word load gives four channels' inputs and another
 //! their weights. A cell outside the input (padding) reads a row of bytes equal to the input's zero point instead,
@@ -80,7 +81,9 @@ fn run_with(
     (zp_in, out): (i32, Output),
     (x, y): (&[u8], &mut [u8]),
 ) {
-    let c = g.oc;
+    // A depth multiplier `m` runs as `m` depthwise layers of multiplier 1 over the input's channels: the k-th
+    // takes output channels `c · m + k` (NHWC: `m` apart), written through a block-sized buffer when `m > 1`.
+    let (c, m) = (g.ic, (g.oc / g.ic.max(1)).max(1));
     // Channels per block: as many as the table holds (two bytes or one per cell and channel), a multiple of the
     // group, at most `BLOCK`.
     let bytes = match kernel {
@@ -91,16 +94,18 @@ fn run_with(
     let padding = [zp_in as u8; BLOCK];
     let (mut table, mut chans) = ([0u32; TABLE], [Channel::default(); BLOCK]);
     let mut window = [&[][..]; CELLS];
-    for first in (0..c).step_by(per_block.max(GROUP)) {
+    let mut spread = [0u8; BLOCK];
+    for (k, first) in (0..m).flat_map(|k| (0..c).step_by(per_block.max(GROUP)).map(move |f| (k, f)))
+    {
         let n = per_block.min(c - first);
-        let chans = q.channels(first, first + n, &mut chans);
-        let sums = fill(kernel, (filters, cells), (first, n), &mut table);
+        let chans = q.channels_every(first * m + k, m, n, &mut chans);
+        let sums = fill(kernel, (filters, cells), (first, n), (m, k), &mut table);
         for (ch, s) in chans.iter_mut().zip(sums.iter()) {
             *ch = ch.with_bias_added(s.wrapping_mul(zp_in).wrapping_neg());
         }
         let b = Block {
             kernel,
-            n,
+            n: chans.len(),
             cells,
             table: &table,
             chans,
@@ -108,27 +113,39 @@ fn run_with(
         let pad = padding.get(..n).unwrap_or(&[]);
         for oy in 0..g.oh {
             for ox in 0..g.ow {
-                let at = (oy * g.ow + ox) * c + first;
-                let Some(ys) = y.get_mut(at..at + n) else {
-                    continue;
-                };
+                let at = (oy * g.ow + ox) * g.oc + first * m + k;
                 cells_of(g, (oy, ox), (first, n), (x, pad), &mut window);
-                pixel(&b, window.get(..cells).unwrap_or(&[]), &out, ys);
+                let cells = window.get(..cells).unwrap_or(&[]);
+                if m == 1 {
+                    if let Some(ys) = y.get_mut(at..at + n) {
+                        pixel(&b, cells, &out, ys);
+                    }
+                    continue;
+                }
+                let ys = spread.get_mut(..n).unwrap_or(&mut []);
+                pixel(&b, cells, &out, ys);
+                let outs = y.get_mut(at..).unwrap_or(&mut []).iter_mut().step_by(m);
+                for (d, &v) in outs.zip(ys.iter()) {
+                    *d = v;
+                }
             }
         }
     }
 }
 
-/// Writes channels `first .. first + n` of the filters into `table` as `kernel` reads them, and returns each channel's `Σ w` (`[0; BLOCK]` past `n`).
+/// Writes the filters of input channels `first .. first + n` into `table` as `kernel` reads them (of a depth
+/// multiplier `m`, output channel `c · m + k` of each), and returns each channel's `Σ w` (`[0; BLOCK]` past `n`).
 fn fill(
     kernel: Kernel,
     (filters, cells): (&[u8], usize),
     (first, n): (usize, usize),
+    (m, k): (usize, usize),
     table: &mut [u32; TABLE],
 ) -> [i32; BLOCK] {
     table.fill(0);
     let mut sums = [0i32; BLOCK];
-    let channels = filters.chunks_exact(cells.max(1)).skip(first).take(n);
+    let rows = filters.chunks_exact(cells.max(1));
+    let channels = rows.skip(first * m + k).step_by(m.max(1)).take(n);
     for (o, (w, sum)) in channels.zip(sums.iter_mut()).enumerate() {
         for (k, &v) in w.iter().enumerate() {
             let v = i32::from(v as i8);
@@ -182,6 +199,9 @@ fn cells_of<'a>(
 #[inline(always)]
 fn pixel(b: &Block, cells: &[&[u8]], out: &Output, ys: &mut [u8]) {
     let whole = b.n / GROUP * GROUP;
+    // On the M4/M7 the assembly loop, its window's cells checked once per pixel.
+    #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+    let window = super::lanes::loops::Window::new(cells, b.n);
     for (j, (ds, cs)) in ys
         .chunks_exact_mut(GROUP)
         .zip(b.chans.chunks_exact(GROUP))
@@ -189,8 +209,18 @@ fn pixel(b: &Block, cells: &[&[u8]], out: &Output, ys: &mut [u8]) {
     {
         let acc = match b.kernel {
             Kernel::Halves => {
-                let ws = b.table.get(2 * j * b.cells..2 * (j + 1) * b.cells);
-                group_halves(cells, ws.unwrap_or(&[]), j * GROUP)
+                let ws = b
+                    .table
+                    .get(2 * j * b.cells..2 * (j + 1) * b.cells)
+                    .unwrap_or(&[]);
+                #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+                if let Some(w) = &window {
+                    super::lanes::loops::depthwise_halves(w, ws, j * GROUP)
+                } else {
+                    group_halves(cells, ws, j * GROUP)
+                }
+                #[cfg(not(all(target_arch = "arm", target_feature = "dsp")))]
+                group_halves(cells, ws, j * GROUP)
             }
             Kernel::Bytes => {
                 let ws = b.table.get(j * b.cells..(j + 1) * b.cells);
@@ -293,19 +323,24 @@ mod tests {
     #[test]
     fn both_kernels_give_the_direct_sum() {
         let shapes = [
-            // (h, w, c, kh, kw, stride, pad top/left/bottom/right)
-            (5, 4, 5, 3, 3, 1, [1, 1, 1, 1]),
-            (7, 6, 16, 3, 3, 2, [0, 0, 1, 1]),
-            (4, 3, 103, 3, 3, 1, [1, 1, 1, 1]),
-            (6, 5, 7, 4, 2, 1, [2, 0, 1, 1]),
-            (3, 3, 200, 2, 2, 1, [0, 0, 1, 1]),
+            // (h, w, c, depth multiplier, kh, kw, stride, pad top/left/bottom/right)
+            (5, 4, 5, 1, 3, 3, 1, [1, 1, 1, 1]),
+            (7, 6, 16, 1, 3, 3, 2, [0, 0, 1, 1]),
+            (4, 3, 103, 1, 3, 3, 1, [1, 1, 1, 1]),
+            (6, 5, 7, 1, 4, 2, 1, [2, 0, 1, 1]),
+            (3, 3, 200, 1, 2, 2, 1, [0, 0, 1, 1]),
+            (6, 5, 8, 2, 3, 3, 2, [1, 1, 1, 1]),
+            (4, 4, 5, 3, 3, 3, 1, [1, 1, 1, 1]),
+            (3, 4, 99, 2, 3, 3, 1, [1, 1, 1, 1]),
         ];
-        for (i, &(h, w, c, kh, kw, s, pad)) in shapes.iter().enumerate() {
-            let g = geometry(h, w, c, (kh, kw), s, pad);
+        for (i, &(h, w, c, m, kh, kw, s, pad)) in shapes.iter().enumerate() {
+            let g = geometry(h, w, (c, c * m), (kh, kw), s, pad);
             let cells = kh * kw;
-            let filters = bytes(c * cells, 7 + i as u64);
+            let filters = bytes(c * m * cells, 7 + i as u64);
             let x = bytes(h * w * c, 0x9E37 + i as u64);
-            let bias = le(&(0..c as i32).map(|o| o * 97 - 3000).collect::<Vec<_>>());
+            let bias = le(&(0..(c * m) as i32)
+                .map(|o| o * 97 - 3000)
+                .collect::<Vec<_>>());
             let mult = le(&[(1 << 30) + 12345]);
             let shift = le(&[-7]);
             let q = Quant {
@@ -317,7 +352,7 @@ mod tests {
             let (zp_in, zp_out, range) = (-5, 3, (-128, 127));
             let want = direct(&g, &filters, &q, (zp_in, zp_out), range, &x);
             for kernel in [Kernel::Halves, Kernel::Bytes] {
-                let mut y = std::vec![0u8; g.oh * g.ow * c];
+                let mut y = std::vec![0u8; g.oh * g.ow * c * m];
                 let out = Output::new(zp_out, range);
                 run_with(
                     kernel,
@@ -335,7 +370,7 @@ mod tests {
     fn geometry(
         h: usize,
         w: usize,
-        c: usize,
+        (c, oc): (usize, usize),
         k: (usize, usize),
         s: usize,
         pad: [usize; 4],
@@ -347,7 +382,7 @@ mod tests {
             ic: c,
             oh: out(h, k.0, pad[0], pad[2]),
             ow: out(w, k.1, pad[1], pad[3]),
-            oc: c,
+            oc,
             kh: k.0,
             kw: k.1,
             sh: s,
@@ -380,8 +415,9 @@ mod tests {
                             if iy < 0 || ix < 0 || iy >= g.ih as isize || ix >= g.iw as isize {
                                 continue;
                             }
+                            let ci = o / (g.oc / g.ic);
                             let xv =
-                                i32::from(x[(iy as usize * g.iw + ix as usize) * g.ic + o] as i8);
+                                i32::from(x[(iy as usize * g.iw + ix as usize) * g.ic + ci] as i8);
                             let wv = i32::from(f[o * g.kh * g.kw + ky * g.kw + kx] as i8);
                             acc += wv * (xv - zp.0);
                         }

@@ -16,7 +16,7 @@
 //!   hand-written kernel in `lanes::x86`, chosen at run time, the plain loop its reference).
 //! - [`wide_rows_to_i8`], [`rows_to_i8`]: blocks of rows with their requantization, the kernels' common pass.
 
-use crate::quant::{Channel, Output};
+use crate::quant::{Channels, Output};
 
 /// Rows [`dot_rows`] computes per pass over its input: four without DSP, three with it (four rows' pointers, sums
 /// and lanes need more registers than a Cortex-M has; measured in BENCHMARKS.md).
@@ -172,34 +172,32 @@ pub(crate) fn dot1_wide_plain(w: &[u8], c: &[i16]) -> i32 {
 /// registers to the dot products (measured on the Cortex-M4, DS-CNN: inlined, each pass's set-up reloaded them
 /// from the stack).
 #[inline(never)]
-pub(crate) fn wide_rows_to_i8(
+pub(crate) fn wide_rows_to_i8<C: Channels>(
     ws: &[u8],
     col: &[i16],
-    (chans, out): (&[Channel], &Output),
+    (chans, out): (C, &Output),
     ys: &mut [u8],
     grouped: bool,
 ) {
     let n = col.len();
     let (mut ws, mut chans, mut ys) = (ws, chans, ys);
     // Blocks of rows split off the front (no division, as `chunks_exact` of a run-time size would take).
-    if grouped {
-        while chans.len() >= ROWS {
-            let (Some((block, w)), (cs, c), Some((ds, y))) = (
-                ws.split_at_checked(ROWS * n),
-                chans.split_at(ROWS),
-                core::mem::take(&mut ys).split_at_mut_checked(ROWS),
-            ) else {
-                return;
-            };
-            for ((d, a), c) in ds.iter_mut().zip(block_wide(block, n, col)).zip(cs) {
-                *d = c.output(a, out);
-            }
-            (ws, chans, ys) = (w, c, y);
+    while grouped && chans.count() >= ROWS {
+        let (Some((block, w)), (cs, c), Some((ds, y))) = (
+            ws.split_at_checked(ROWS * n),
+            chans.split(ROWS),
+            core::mem::take(&mut ys).split_at_mut_checked(ROWS),
+        ) else {
+            return;
+        };
+        for (r, (d, a)) in ds.iter_mut().zip(block_wide(block, n, col)).enumerate() {
+            *d = cs.channel(r).output(a, out);
         }
+        (ws, chans, ys) = (w, c, y);
     }
-    for ((d, c), k) in ys.iter_mut().zip(chans).zip(0..) {
+    for (k, d) in ys.iter_mut().take(chans.count()).enumerate() {
         let row = ws.get(k * n..(k + 1) * n).unwrap_or(&[]);
-        *d = c.output(dot1_wide(row, col), out);
+        *d = chans.channel(k).output(dot1_wide(row, col), out);
     }
 }
 
@@ -233,28 +231,32 @@ fn block_wide(block: &[u8], n: usize, col: &[i16]) -> [i32; ROWS] {
 /// [`wide_rows_to_i8`] over the int8 input `x` offset by `zp` ([`dot_rows`] and [`dot1`]; the Cortex-M3's dense
 /// FULLY_CONNECTED).
 #[inline(never)]
-pub(crate) fn rows_to_i8(
+pub(crate) fn rows_to_i8<C: Channels>(
     ws: &[u8],
     (x, zp): (&[u8], i32),
-    (chans, out): (&[Channel], &Output),
+    (chans, out): (C, &Output),
     ys: &mut [u8],
 ) {
     let n = x.len().max(1);
-    let blocks = ys
-        .chunks_exact_mut(ROWS)
-        .zip(chans.chunks_exact(ROWS))
-        .zip(ws.chunks_exact(ROWS * n));
-    for ((ds, cs), block) in blocks {
+    let (mut ws, mut chans, mut ys) = (ws, chans, ys);
+    while chans.count() >= ROWS {
+        let (Some((block, w)), (cs, c), Some((ds, y))) = (
+            ws.split_at_checked(ROWS * n),
+            chans.split(ROWS),
+            core::mem::take(&mut ys).split_at_mut_checked(ROWS),
+        ) else {
+            return;
+        };
         let mut acc = [0i32; ROWS];
         dot_rows(rows_of(block, 0, n), x, zp, &mut acc);
-        for ((d, a), c) in ds.iter_mut().zip(acc).zip(cs) {
-            *d = c.output(a, out);
+        for (r, (d, a)) in ds.iter_mut().zip(acc).enumerate() {
+            *d = cs.channel(r).output(a, out);
         }
+        (ws, chans, ys) = (w, c, y);
     }
-    let whole = chans.len() / ROWS * ROWS;
-    let rest = ys.iter_mut().zip(chans).zip(ws.chunks_exact(n));
-    for ((d, c), row) in rest.skip(whole) {
-        *d = c.output(dot1(row, x, zp), out);
+    for (k, d) in ys.iter_mut().take(chans.count()).enumerate() {
+        let row = ws.get(k * n..(k + 1) * n).unwrap_or(&[]);
+        *d = chans.channel(k).output(dot1(row, x, zp), out);
     }
 }
 

@@ -7,9 +7,9 @@ use super::dot::{
 };
 use super::{prepared, Io, Needs, Op, Parts, Tensors};
 use crate::error::{Error, Result};
-use crate::quant::{Channel, Output, BLOCK};
+use crate::quant::{Channels, Output};
 use crate::stream::Sink;
-use crate::weights::{Codebook, Payload, Quant, Sparse, Weights};
+use crate::weights::{Codebook, Direct, Payload, Quant, Sparse, Weights};
 
 /// (outputs, fan-in): the output's and the input's element counts.
 fn dims(t: &Tensors) -> (usize, usize) {
@@ -128,15 +128,18 @@ fn dense_int8(
         }
         return wide(&mut [0; WIDE_COLUMNS][..n]);
     }
-    out.blocks(outputs, y, |first, chans, ys| {
-        let ws = ws.get(first * n..).unwrap_or(&[]);
-        if kernel == Dense::Groups {
-            return rows_to_i8(ws, (x, zp), chans, ys);
-        }
-        for ((d, c), row) in ys.iter_mut().zip(chans.0).zip(ws.chunks_exact(n)) {
-            *d = c.output(dot1(row, x, zp), chans.1);
-        }
-    });
+    let (chans, output) = out.channels(outputs);
+    if kernel == Dense::Groups {
+        return rows_to_i8(ws, (x, zp), (chans, &output), y);
+    }
+    for (k, (d, row)) in y
+        .iter_mut()
+        .zip(ws.chunks_exact(n))
+        .take(outputs)
+        .enumerate()
+    {
+        *d = chans.channel(k).output(dot1(row, x, zp), &output);
+    }
 }
 
 /// [`dense_int8`] over `x − zp` widened into `col` (`n` long): [`Dense::WideGroups`] or [`Dense::Rows`].
@@ -157,10 +160,8 @@ fn dense_wide(
     if kernel == Dense::WideGroups {
         // [`ROWS`] rows per pass over the column in [`widen_pairs`]' order, a block of channels at a time.
         widen_pairs(col);
-        return out.blocks(outputs, y, |first, chans, ys| {
-            let ws = ws.get(first * n..).unwrap_or(&[]);
-            wide_rows_to_i8(ws, col, chans, ys, true)
-        });
+        let (chans, output) = out.channels(outputs);
+        return wide_rows_to_i8(ws, col, (chans, &output), y, true);
     }
     let ys = y.get_mut(..outputs).unwrap_or(&mut []);
     let ws = ws.get(..outputs * n).unwrap_or(&[]);
@@ -219,22 +220,14 @@ impl Out<'_> {
         self.q.output(acc, o, self.zp_out, self.range)
     }
 
-    /// Runs `f` over the outputs `0 .. outputs` of `y` a block of channels at a time, with the block's first
-    /// channel, its requantization decoded once ([`Quant::channels`]) and its bytes of `y`.
+    /// The requantization of outputs `0 .. outputs`, read from the file at each output (each channel is
+    /// requantized once, so a decoded table would cost what it saves), and where the outputs land.
     #[inline(always)]
-    fn blocks<F>(&self, outputs: usize, y: &mut [u8], mut f: F)
-    where
-        F: FnMut(usize, (&[Channel], &Output), &mut [u8]),
-    {
-        let output = Output::new(self.zp_out, self.range);
-        let mut table = [Channel::default(); BLOCK];
-        for first in (0..outputs).step_by(BLOCK) {
-            let chans: &[Channel] = self.q.channels(first, outputs, &mut table);
-            let Some(ys) = y.get_mut(first..first + chans.len()) else {
-                return;
-            };
-            f(first, (chans, &output), ys);
-        }
+    fn channels(&self, outputs: usize) -> (Direct<'_>, Output) {
+        (
+            self.q.direct(0, outputs),
+            Output::new(self.zp_out, self.range),
+        )
     }
 }
 

@@ -284,6 +284,91 @@ pub(crate) mod loops {
         a
     }
 
+    /// Window cells [`Window`] holds at most: the depthwise kernel's.
+    #[cfg(target_feature = "dsp")]
+    use crate::ops::depthwise_int8::CELLS as WINDOW_CELLS;
+
+    /// A pixel's window of input cells for the depthwise kernel ([`depthwise_halves`]): the cells' pointers, each
+    /// to at least `len` bytes of memory borrowed for `'a`, checked when the window is built, so that the assembly
+    /// loop may read four bytes at any offset `j` with `j + 4 ≤ len`.
+    #[cfg(target_feature = "dsp")]
+    pub(crate) struct Window<'a> {
+        cells: [*const u8; WINDOW_CELLS],
+        count: usize,
+        len: usize,
+        _borrow: core::marker::PhantomData<&'a [u8]>,
+    }
+
+    #[cfg(target_feature = "dsp")]
+    impl<'a> Window<'a> {
+        /// The window of `cells` (at most [`WINDOW_CELLS`]), each at least `len` bytes long; `None` otherwise.
+        #[inline(always)]
+        pub(crate) fn new(cells: &[&'a [u8]], len: usize) -> Option<Self> {
+            if cells.len() > WINDOW_CELLS || cells.iter().any(|c| c.len() < len) {
+                return None;
+            }
+            let mut ptrs = [core::ptr::null(); WINDOW_CELLS];
+            for (p, c) in ptrs.iter_mut().zip(cells) {
+                *p = c.as_ptr();
+            }
+            Some(Window {
+                cells: ptrs,
+                count: cells.len(),
+                len,
+                _borrow: core::marker::PhantomData,
+            })
+        }
+    }
+
+    /// `Σ w · x` of channels `j .. j + 4` over the window's cells against their weights `ws` (per cell two words:
+    /// the four weights as 16-bit lanes (j, j + 2), (j + 1, j + 3)): per cell a pointer load, a word of inputs,
+    /// a pair of weight words, two SXTB16 and four 16-bit multiply-adds (SMLABB/SMLATT). `[0; 4]` unless
+    /// `j + 4 ≤` the window's length and `ws` holds two words per cell.
+    #[cfg(target_feature = "dsp")]
+    #[inline(always)]
+    pub(crate) fn depthwise_halves(window: &Window, ws: &[u32], j: usize) -> [i32; 4] {
+        let (mut a0, mut a1, mut a2, mut a3) = (0i32, 0i32, 0i32, 0i32);
+        let count = window.count;
+        if count == 0 || j + 4 > window.len || ws.len() < 2 * count {
+            return [0; 4];
+        }
+        // SAFETY: the loop runs `count ≥ 1` times; pass `i` loads `window.cells[i]` (i < count ≤ WINDOW_CELLS, the
+        // array's length), reads four bytes at offset `j` of that cell (a cell has at least `len ≥ j + 4` bytes,
+        // borrowed for the window's lifetime, checked by `Window::new`) and two words of `ws` (2 · count ≤ its
+        // length; `ws` is a `u32` slice, so LDRD's word alignment holds). Unaligned word loads of inputs are allowed
+        // on ARMv7-M. It writes no memory and no stack; it clobbers the flags.
+        unsafe {
+            asm!(
+                "2:",
+                "ldr {x}, [{cp}], #4",
+                "ldr {x}, [{x}, {j}]",
+                "ldrd {w0}, {w1}, [{wp}], #8",
+                "sxtb16 {t}, {x}",
+                "smlabb {a0}, {t}, {w0}, {a0}",
+                "smlatt {a2}, {t}, {w0}, {a2}",
+                "sxtb16 {t}, {x}, ror #8",
+                "smlabb {a1}, {t}, {w1}, {a1}",
+                "smlatt {a3}, {t}, {w1}, {a3}",
+                "subs {n}, {n}, #1",
+                "bne 2b",
+                cp = inout(reg) window.cells.as_ptr() => _,
+                wp = inout(reg) ws.as_ptr() => _,
+                j = in(reg) j,
+                n = inout(reg) count => _,
+                a0 = inout(reg) a0,
+                a1 = inout(reg) a1,
+                a2 = inout(reg) a2,
+                a3 = inout(reg) a3,
+                x = out(reg) _,
+                w0 = out(reg) _,
+                w1 = out(reg) _,
+                t = out(reg) _,
+                options(nostack, readonly),
+            );
+        }
+        [a0, a1, a2, a3]
+    }
+
     /// `acc[r] += Σ rows[r][j] · col[j]` over the first `count` columns, for four rows of int8 weights against a
     /// widened column in order: per column one halfword load and per row one byte load and one MLA (the
     /// Cortex-M3's kernel: no DSP instructions), two columns per pass of the loop.

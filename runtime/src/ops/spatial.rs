@@ -469,7 +469,9 @@ pub(crate) fn run_dense_int8(
         Cells::Conv if fan_in <= IM2COL => {
             return run_im2col_int8(g, wq, q, (zp_in, zp_out), range, (x, y), grouped);
         }
-        Cells::Depthwise(1) if fan_in <= depthwise_int8::CELLS && g.ic == g.oc => {
+        Cells::Depthwise(m)
+            if fan_in <= depthwise_int8::CELLS && g.ic.checked_mul(m) == Some(g.oc) =>
+        {
             return depthwise_int8::run(g, wq, q, (zp_in, zp_out), range, (x, y));
         }
         _ => {}
