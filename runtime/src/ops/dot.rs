@@ -1,20 +1,23 @@
 //! The dense int8 dot products the dense kernels of FULLY_CONNECTED and CONV_2D are built on:
 //! `Σ w[j]·(x[j] − zp)` over int8 weights and activations.
 //!
+//! - [`wide_rows_to_i8`]: the Cortex-M kernels' common pass. A block of rows against a column of `x − zp`
+//!   widened once to 16 bits (the convolutions' im2col pixel, the FULLY_CONNECTED's input), [`ROWS`] rows per
+//!   pass, each sum requantized by its channel (`quant::Channels`). The passes' inner loops are whole loops of
+//!   assembly in `lanes::loops` (LLVM spilled a row pointer or the trip count of the same loops in Rust, depending
+//!   on the code around them): on the Cortex-M3 four rows of LDRSB/MLA against one halfword per column (2.5
+//!   instructions per multiply-add), on the M4/M7 three rows of SXTB16/SMLAD against the column in
+//!   [`widen_pairs`]' order (1.5), the rows left over one at a time. Their Rust forms ([`dot4_wide_plain`],
+//!   [`dot3_wide_lanes`], [`dot1_wide_plain`]) are the references the hosts' tests run.
 //! - [`dot1`]: one row, written so that the compiler vectorizes it (the host's kernel, and every tail).
-//! - [`dot_rows`]: [`ROWS`] rows against one input, so that each input value is loaded and offset once for
-//!   several multiply-adds. Without DSP (Cortex-M3), [`dot4_scalar`]: four rows, 3.25 instructions per
-//!   multiply-add where one row at a time took 6.7 (CMSIS-NN's plain-C kernel does three rows: 3.4).
-//! - With the DSP extension (Cortex-M4/M7, `target_feature = "dsp"`), [`dot3_lanes`]: three rows, reading four
-//!   weights and four inputs a word at a time, sign-extending them into pairs of 16-bit lanes (SXTB16 and SXTB16
-//!   with an 8-bit rotation: lanes 0, 2 and 1, 3; SXTAB16 adds −zp on the way) and multiplying-adding two lanes
-//!   per SMLAD. Three rows, not four: with the frame pointer reserved a Cortex-M has 13 registers for the loop,
-//!   which four rows' pointers, sums and lanes overflow. The DSP instructions come from [`super::lanes`], the only
-//!   inline assembly of the crate besides [`keep_rolled`]; everywhere else `lanes` is the same arithmetic in
-//!   plain Rust, so that the host's tests run the very algorithm the device runs against [`dot1`].
+//! - [`dot_rows`]: [`ROWS`] rows against the int8 input, each input value loaded and offset once for several
+//!   multiply-adds ([`dot4_scalar`] on the M3, [`dot3_lanes`] with DSP; SXTAB16 adds −zp on the way): inputs too
+//!   wide for the stack's column, and the general convolution kernel.
 //! - [`rows_wide`]: the dense FULLY_CONNECTED's rows against an input widened once (hosts; on x86-64 with AVX2 a
 //!   hand-written kernel in `lanes::x86`, chosen at run time, the plain loop its reference).
-//! - [`wide_rows_to_i8`], [`rows_to_i8`]: blocks of rows with their requantization, the kernels' common pass.
+//!
+//! The DSP instructions and assembly loops come from [`super::lanes`], the only inline assembly of the crate
+//! besides [`keep_rolled`]; everywhere else `lanes` is the same arithmetic in plain Rust.
 
 use crate::quant::{Channels, Output};
 
