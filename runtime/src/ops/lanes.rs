@@ -369,6 +369,85 @@ pub(crate) mod loops {
         [a0, a1, a2, a3]
     }
 
+    /// `acc[p] += Σ v · windows[p][at]` over a prepared run of `(at, v)` byte pairs (`entries`, whole pairs only)
+    /// for four pixels' 256-byte windows: per entry two byte loads of the entry and per pixel a byte load and an
+    /// MLA, two entries per pass of the loop (the prepared convolutions' weight loop; compiled from Rust it kept
+    /// three of the window pointers on the stack on the Cortex-M4, 15 instructions per entry).
+    #[cfg(target_feature = "dsp")]
+    #[inline(always)]
+    pub(crate) fn prepared_run4(
+        entries: &[u8],
+        windows: [&[u8; 256]; 4],
+        acc: [i32; 4],
+    ) -> [i32; 4] {
+        let count = entries.len() / 2;
+        let [mut a0, mut a1, mut a2, mut a3] = acc;
+        if count == 0 {
+            return acc;
+        }
+        // SAFETY: the entry body runs `count ≥ 1` times in all (once if `count` is odd, then twice per pass) and
+        // reads, each time, two bytes from `e` (advancing it by two: 2 · count ≤ entries.len() bytes) and one byte
+        // from each window at offset `at`, a byte read by LDRB (0 ..= 255) inside the 256-byte arrays. The loads and
+        // MLAs leave the flags of LSRS for the BEQ. It writes no memory and no stack; it clobbers the flags.
+        unsafe {
+            asm!(
+                "lsrs {n}, {n}, #1",
+                "bcc 3f",
+                "ldrsb {v}, [{e}, #1]",
+                "ldrb {at}, [{e}], #2",
+                "ldrsb {x}, [{w0}, {at}]",
+                "mla {a0}, {x}, {v}, {a0}",
+                "ldrsb {x}, [{w1}, {at}]",
+                "mla {a1}, {x}, {v}, {a1}",
+                "ldrsb {x}, [{w2}, {at}]",
+                "mla {a2}, {x}, {v}, {a2}",
+                "ldrsb {x}, [{w3}, {at}]",
+                "mla {a3}, {x}, {v}, {a3}",
+                "3:",
+                "beq 4f",
+                "2:",
+                "ldrsb {v}, [{e}, #1]",
+                "ldrb {at}, [{e}], #2",
+                "ldrsb {x}, [{w0}, {at}]",
+                "mla {a0}, {x}, {v}, {a0}",
+                "ldrsb {x}, [{w1}, {at}]",
+                "mla {a1}, {x}, {v}, {a1}",
+                "ldrsb {x}, [{w2}, {at}]",
+                "mla {a2}, {x}, {v}, {a2}",
+                "ldrsb {x}, [{w3}, {at}]",
+                "mla {a3}, {x}, {v}, {a3}",
+                "ldrsb {v}, [{e}, #1]",
+                "ldrb {at}, [{e}], #2",
+                "ldrsb {x}, [{w0}, {at}]",
+                "mla {a0}, {x}, {v}, {a0}",
+                "ldrsb {x}, [{w1}, {at}]",
+                "mla {a1}, {x}, {v}, {a1}",
+                "ldrsb {x}, [{w2}, {at}]",
+                "mla {a2}, {x}, {v}, {a2}",
+                "ldrsb {x}, [{w3}, {at}]",
+                "mla {a3}, {x}, {v}, {a3}",
+                "subs {n}, {n}, #1",
+                "bne 2b",
+                "4:",
+                e = inout(reg) entries.as_ptr() => _,
+                n = inout(reg) count => _,
+                w0 = in(reg) windows[0].as_ptr(),
+                w1 = in(reg) windows[1].as_ptr(),
+                w2 = in(reg) windows[2].as_ptr(),
+                w3 = in(reg) windows[3].as_ptr(),
+                a0 = inout(reg) a0,
+                a1 = inout(reg) a1,
+                a2 = inout(reg) a2,
+                a3 = inout(reg) a3,
+                v = out(reg) _,
+                at = out(reg) _,
+                x = out(reg) _,
+                options(nostack, readonly),
+            );
+        }
+        [a0, a1, a2, a3]
+    }
+
     /// `acc[r] += Σ rows[r][j] · col[j]` over the first `count` columns, for four rows of int8 weights against a
     /// widened column in order: per column one halfword load and per row one byte load and one MLA (the
     /// Cortex-M3's kernel: no DSP instructions), two columns per pass of the loop.
