@@ -172,9 +172,7 @@ impl Channel {
         // instructions per output.
         (r.max(out.lo).min(out.hi) + out.zero_point) as u8
     }
-}
 
-impl Channel {
     /// The general path: a left shift, or a multiplier below 0 (rare: out of line, so that the kernels' copies of
     /// [`Channel::output`] stay small).
     #[cold]

@@ -449,10 +449,13 @@ fn tap_f32(g: &Geometry, (ky, kx, c): (usize, usize, usize), v: f32, x: &[u8], p
     }
 }
 
-/// Integer path, dense int8 weights (`fan_in` per output channel): each output computed directly, as TFLite's reference kernels do, so no plane
-/// of accumulators (and no scratch) is needed. Per output pixel the window's valid cells are found once; a
-/// convolution then reads each cell's channels as one contiguous run of weights and inputs, a depthwise
-/// convolution walks its channels with a cell's weight and input a fixed stride apart.
+/// Integer path, dense int8 weights (`fan_in` per output channel): each output computed directly, as TFLite's
+/// reference kernels do, so no plane of accumulators (and no scratch) is needed. A convolution of up to
+/// [`IM2COL`] weights per channel runs [`run_im2col_int8`], a depthwise convolution of up to
+/// `depthwise_int8::CELLS` cells `depthwise_int8::run`; the general loop below takes the rest: per output pixel
+/// the window's valid cells are found once, a convolution then reads each cell's channels as one contiguous run
+/// of weights and inputs, a depthwise convolution walks its channels with a cell's weight and input a fixed
+/// stride apart.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn run_dense_int8(
     g: &Geometry,
@@ -537,11 +540,11 @@ struct Window {
 const IM2COL: usize = 1024;
 
 /// Dense CONV_2D, one output pixel at a time: its receptive field copied into one contiguous column of `x − zp`
-/// (cells outside the input hold 0, so they add nothing), widened to 16 bits once per pixel, then each group of
-/// `ROWS` channels is one dot product over the whole fan-in (`dot::dot_rows_wide`). CMSIS-NN's im2col: the dot
-/// products' set-up is paid once per pixel and group instead of once per kernel row (measured on the Cortex-M3:
-/// 105 instructions per call, LeNet-5's conv1 having five-byte rows), and the inputs' offset and sign extension
-/// once per pixel instead of once per group.
+/// (cells outside the input hold 0, so they add nothing), widened to 16 bits once per pixel, then the channels
+/// against it `ROWS` at a time (`dot::wide_rows_to_i8`), a block of [`BLOCK`] channels' requantization decoded
+/// once. CMSIS-NN's im2col: the dot products' set-up is paid once per pixel and group instead of once per kernel
+/// row (measured on the Cortex-M3: 105 instructions per call, LeNet-5's conv1 having five-byte rows), and the
+/// inputs' offset and sign extension once per pixel instead of once per group.
 fn run_im2col_int8(
     g: &Geometry,
     (weights, fan_in): (&[u8], usize),
