@@ -298,22 +298,31 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_int8_output_path_is_the_general_one() {
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = || {
+    /// A xorshift64 generator from `state`.
+    fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+        move || {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
             state
-        };
+        }
+    }
+
+    /// An accumulator for draw `i` of value `r`: any i32, a small one, or an edge.
+    fn accumulator(i: u32, r: u64) -> i32 {
+        match i % 3 {
+            0 => r as i32,
+            1 => (r as i32) >> (r % 31),
+            _ => [i32::MIN, i32::MAX, 0, -1, 1][(r % 5) as usize],
+        }
+    }
+
+    #[test]
+    fn the_int8_output_path_is_the_general_one() {
+        let mut next = xorshift(0x9E37_79B9_7F4A_7C15u64);
         for i in 0..300_000 {
             let r = next();
-            let acc = match i % 3 {
-                0 => r as i32,
-                1 => (r as i32) >> (r % 31),
-                _ => [i32::MIN, i32::MAX, 0, -1, 1][(r % 5) as usize],
-            };
+            let acc = accumulator(i, r);
             let m = ((r >> 32) as i32 & i32::MAX) >> ((r >> 40) % 8);
             let shift = -(((r >> 48) % 33) as i32) + if i % 10 == 0 { 3 } else { 0 };
             let zp = ((r >> 56) as u8 as i8) as i32;
@@ -333,20 +342,10 @@ mod tests {
 
     #[test]
     fn a_channel_table_gives_the_general_path() {
-        let mut state = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = xorshift(0x2545_F491_4F6C_DD1Du64);
         for i in 0..300_000 {
             let r = next();
-            let acc = match i % 3 {
-                0 => r as i32,
-                1 => (r as i32) >> (r % 31),
-                _ => [i32::MIN, i32::MAX, 0, -1, 1][(r % 5) as usize],
-            };
+            let acc = accumulator(i, r);
             let bias = [0, (r >> 8) as i32 >> 12, i32::MAX, i32::MIN][(r >> 4) as usize % 4];
             let m = match i % 7 {
                 0 => -(((r >> 32) as i32) & i32::MAX),
