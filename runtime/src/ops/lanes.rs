@@ -80,6 +80,118 @@ mod imp {
 pub(crate) mod loops {
     use core::arch::asm;
 
+    /// A loop body run `{n}` times in all: once first if `{n}` is odd (its low bit shifted into the carry by
+    /// LSRS), then twice per pass (`{n} / 2` passes; LSRS's zero flag skips the loop when that is 0). The bodies
+    /// must leave the flags alone.
+    macro_rules! twice_per_pass {
+        ($body:ident) => {
+            concat!(
+                "lsrs {n}, {n}, #1\n",
+                "bcc 3f\n",
+                $body!(),
+                "3:\n",
+                "beq 4f\n",
+                "2:\n",
+                $body!(),
+                $body!(),
+                "subs {n}, {n}, #1\n",
+                "bne 2b\n",
+                "4:\n"
+            )
+        };
+    }
+
+    /// One pass of the loop of `dot3_wide`.
+    #[cfg(target_feature = "dsp")]
+    macro_rules! dot3_wide_body {
+        () => {
+            concat!(
+                "ldr {x02}, [{c}], #4\n",
+                "ldr {x13}, [{c}], #4\n",
+                "ldr {w}, [{p0}], #4\n",
+                "sxtb16 {t}, {w}\n",
+                "smlad {a0}, {t}, {x02}, {a0}\n",
+                "sxtb16 {t}, {w}, ror #8\n",
+                "smlad {a0}, {t}, {x13}, {a0}\n",
+                "ldr {w}, [{p1}], #4\n",
+                "sxtb16 {t}, {w}\n",
+                "smlad {a1}, {t}, {x02}, {a1}\n",
+                "sxtb16 {t}, {w}, ror #8\n",
+                "smlad {a1}, {t}, {x13}, {a1}\n",
+                "ldr {w}, [{p2}], #4\n",
+                "sxtb16 {t}, {w}\n",
+                "smlad {a2}, {t}, {x02}, {a2}\n",
+                "sxtb16 {t}, {w}, ror #8\n",
+                "smlad {a2}, {t}, {x13}, {a2}\n",
+            )
+        };
+    }
+
+    /// One pass of the loop of `dot1_wide_dsp`.
+    #[cfg(target_feature = "dsp")]
+    macro_rules! dot1_wide_dsp_body {
+        () => {
+            concat!(
+                "ldr {x02}, [{c}], #4\n",
+                "ldr {x13}, [{c}], #4\n",
+                "ldr {w}, [{p}], #4\n",
+                "sxtb16 {t}, {w}\n",
+                "smlad {a}, {t}, {x02}, {a}\n",
+                "sxtb16 {t}, {w}, ror #8\n",
+                "smlad {a}, {t}, {x13}, {a}\n",
+            )
+        };
+    }
+
+    /// One pass of the loop of `dot1_wide`.
+    #[cfg(not(target_feature = "dsp"))]
+    macro_rules! dot1_wide_body {
+        () => {
+            concat!(
+                "ldrsh {x}, [{c}], #2\n",
+                "ldrsb {w}, [{p}], #1\n",
+                "mla {a}, {w}, {x}, {a}\n",
+            )
+        };
+    }
+
+    /// One pass of the loop of `prepared_run4`.
+    #[cfg(target_feature = "dsp")]
+    macro_rules! prepared_run4_body {
+        () => {
+            concat!(
+                "ldrsb {v}, [{e}, #1]\n",
+                "ldrb {at}, [{e}], #2\n",
+                "ldrsb {x}, [{w0}, {at}]\n",
+                "mla {a0}, {x}, {v}, {a0}\n",
+                "ldrsb {x}, [{w1}, {at}]\n",
+                "mla {a1}, {x}, {v}, {a1}\n",
+                "ldrsb {x}, [{w2}, {at}]\n",
+                "mla {a2}, {x}, {v}, {a2}\n",
+                "ldrsb {x}, [{w3}, {at}]\n",
+                "mla {a3}, {x}, {v}, {a3}\n",
+            )
+        };
+    }
+
+    /// One pass of the loop of `dot4_wide`.
+    #[cfg(not(target_feature = "dsp"))]
+    macro_rules! dot4_wide_body {
+        () => {
+            concat!(
+                "ldrsh {x}, [{c}], #2\n",
+                "ldrsb {w}, [{p0}], #1\n",
+                "mla {a0}, {w}, {x}, {a0}\n",
+                "ldrsb {w}, [{p1}], #1\n",
+                "mla {a1}, {w}, {x}, {a1}\n",
+                "ldrsb {w}, [{p2}], #1\n",
+                "mla {a2}, {w}, {x}, {a2}\n",
+                "ldrsb {w}, [{p3}], #1\n",
+                "mla {a3}, {w}, {x}, {a3}\n",
+            )
+        };
+    }
+
     /// `Σ rows[r][j] · col[j]` over the first `4 · (n / 4)` columns, for three rows of int8 weights against a
     /// widened column in the DSP kernels' pair order (per four columns the words (c0, c2), (c1, c3)):
     /// per four columns two word loads of the column and per row one word load, two SXTB16 and two SMLAD.
@@ -101,65 +213,7 @@ pub(crate) mod loops {
         // writes no memory and no stack; it clobbers the flags, which `asm!` assumes unless told otherwise.
         unsafe {
             asm!(
-                "lsrs {n}, {n}, #1",
-                "bcc 3f",
-                "ldr {x02}, [{c}], #4",
-                "ldr {x13}, [{c}], #4",
-                "ldr {w}, [{p0}], #4",
-                "sxtb16 {t}, {w}",
-                "smlad {a0}, {t}, {x02}, {a0}",
-                "sxtb16 {t}, {w}, ror #8",
-                "smlad {a0}, {t}, {x13}, {a0}",
-                "ldr {w}, [{p1}], #4",
-                "sxtb16 {t}, {w}",
-                "smlad {a1}, {t}, {x02}, {a1}",
-                "sxtb16 {t}, {w}, ror #8",
-                "smlad {a1}, {t}, {x13}, {a1}",
-                "ldr {w}, [{p2}], #4",
-                "sxtb16 {t}, {w}",
-                "smlad {a2}, {t}, {x02}, {a2}",
-                "sxtb16 {t}, {w}, ror #8",
-                "smlad {a2}, {t}, {x13}, {a2}",
-                "3:",
-                "beq 4f",
-                "2:",
-                "ldr {x02}, [{c}], #4",
-                "ldr {x13}, [{c}], #4",
-                "ldr {w}, [{p0}], #4",
-                "sxtb16 {t}, {w}",
-                "smlad {a0}, {t}, {x02}, {a0}",
-                "sxtb16 {t}, {w}, ror #8",
-                "smlad {a0}, {t}, {x13}, {a0}",
-                "ldr {w}, [{p1}], #4",
-                "sxtb16 {t}, {w}",
-                "smlad {a1}, {t}, {x02}, {a1}",
-                "sxtb16 {t}, {w}, ror #8",
-                "smlad {a1}, {t}, {x13}, {a1}",
-                "ldr {w}, [{p2}], #4",
-                "sxtb16 {t}, {w}",
-                "smlad {a2}, {t}, {x02}, {a2}",
-                "sxtb16 {t}, {w}, ror #8",
-                "smlad {a2}, {t}, {x13}, {a2}",
-                "ldr {x02}, [{c}], #4",
-                "ldr {x13}, [{c}], #4",
-                "ldr {w}, [{p0}], #4",
-                "sxtb16 {t}, {w}",
-                "smlad {a0}, {t}, {x02}, {a0}",
-                "sxtb16 {t}, {w}, ror #8",
-                "smlad {a0}, {t}, {x13}, {a0}",
-                "ldr {w}, [{p1}], #4",
-                "sxtb16 {t}, {w}",
-                "smlad {a1}, {t}, {x02}, {a1}",
-                "sxtb16 {t}, {w}, ror #8",
-                "smlad {a1}, {t}, {x13}, {a1}",
-                "ldr {w}, [{p2}], #4",
-                "sxtb16 {t}, {w}",
-                "smlad {a2}, {t}, {x02}, {a2}",
-                "sxtb16 {t}, {w}, ror #8",
-                "smlad {a2}, {t}, {x13}, {a2}",
-                "subs {n}, {n}, #1",
-                "bne 2b",
-                "4:",
+                twice_per_pass!(dot3_wide_body),
                 c = inout(reg) col.as_ptr() => _,
                 p0 = inout(reg) rows[0] => _,
                 p1 = inout(reg) rows[1] => _,
@@ -195,35 +249,7 @@ pub(crate) mod loops {
         // for the BEQ. It writes no memory and no stack; it clobbers the flags.
         unsafe {
             asm!(
-                "lsrs {n}, {n}, #1",
-                "bcc 3f",
-                "ldr {x02}, [{c}], #4",
-                "ldr {x13}, [{c}], #4",
-                "ldr {w}, [{p}], #4",
-                "sxtb16 {t}, {w}",
-                "smlad {a}, {t}, {x02}, {a}",
-                "sxtb16 {t}, {w}, ror #8",
-                "smlad {a}, {t}, {x13}, {a}",
-                "3:",
-                "beq 4f",
-                "2:",
-                "ldr {x02}, [{c}], #4",
-                "ldr {x13}, [{c}], #4",
-                "ldr {w}, [{p}], #4",
-                "sxtb16 {t}, {w}",
-                "smlad {a}, {t}, {x02}, {a}",
-                "sxtb16 {t}, {w}, ror #8",
-                "smlad {a}, {t}, {x13}, {a}",
-                "ldr {x02}, [{c}], #4",
-                "ldr {x13}, [{c}], #4",
-                "ldr {w}, [{p}], #4",
-                "sxtb16 {t}, {w}",
-                "smlad {a}, {t}, {x02}, {a}",
-                "sxtb16 {t}, {w}, ror #8",
-                "smlad {a}, {t}, {x13}, {a}",
-                "subs {n}, {n}, #1",
-                "bne 2b",
-                "4:",
+                twice_per_pass!(dot1_wide_dsp_body),
                 c = inout(reg) col.as_ptr() => _,
                 p = inout(reg) row.as_ptr() => _,
                 n = inout(reg) count => _,
@@ -255,23 +281,7 @@ pub(crate) mod loops {
         // clobbers the flags.
         unsafe {
             asm!(
-                "lsrs {n}, {n}, #1",
-                "bcc 3f",
-                "ldrsh {x}, [{c}], #2",
-                "ldrsb {w}, [{p}], #1",
-                "mla {a}, {w}, {x}, {a}",
-                "3:",
-                "beq 4f",
-                "2:",
-                "ldrsh {x}, [{c}], #2",
-                "ldrsb {w}, [{p}], #1",
-                "mla {a}, {w}, {x}, {a}",
-                "ldrsh {x}, [{c}], #2",
-                "ldrsb {w}, [{p}], #1",
-                "mla {a}, {w}, {x}, {a}",
-                "subs {n}, {n}, #1",
-                "bne 2b",
-                "4:",
+                twice_per_pass!(dot1_wide_body),
                 c = inout(reg) col.as_ptr() => _,
                 p = inout(reg) row.as_ptr() => _,
                 n = inout(reg) count => _,
@@ -391,44 +401,7 @@ pub(crate) mod loops {
         // MLAs leave the flags of LSRS for the BEQ. It writes no memory and no stack; it clobbers the flags.
         unsafe {
             asm!(
-                "lsrs {n}, {n}, #1",
-                "bcc 3f",
-                "ldrsb {v}, [{e}, #1]",
-                "ldrb {at}, [{e}], #2",
-                "ldrsb {x}, [{w0}, {at}]",
-                "mla {a0}, {x}, {v}, {a0}",
-                "ldrsb {x}, [{w1}, {at}]",
-                "mla {a1}, {x}, {v}, {a1}",
-                "ldrsb {x}, [{w2}, {at}]",
-                "mla {a2}, {x}, {v}, {a2}",
-                "ldrsb {x}, [{w3}, {at}]",
-                "mla {a3}, {x}, {v}, {a3}",
-                "3:",
-                "beq 4f",
-                "2:",
-                "ldrsb {v}, [{e}, #1]",
-                "ldrb {at}, [{e}], #2",
-                "ldrsb {x}, [{w0}, {at}]",
-                "mla {a0}, {x}, {v}, {a0}",
-                "ldrsb {x}, [{w1}, {at}]",
-                "mla {a1}, {x}, {v}, {a1}",
-                "ldrsb {x}, [{w2}, {at}]",
-                "mla {a2}, {x}, {v}, {a2}",
-                "ldrsb {x}, [{w3}, {at}]",
-                "mla {a3}, {x}, {v}, {a3}",
-                "ldrsb {v}, [{e}, #1]",
-                "ldrb {at}, [{e}], #2",
-                "ldrsb {x}, [{w0}, {at}]",
-                "mla {a0}, {x}, {v}, {a0}",
-                "ldrsb {x}, [{w1}, {at}]",
-                "mla {a1}, {x}, {v}, {a1}",
-                "ldrsb {x}, [{w2}, {at}]",
-                "mla {a2}, {x}, {v}, {a2}",
-                "ldrsb {x}, [{w3}, {at}]",
-                "mla {a3}, {x}, {v}, {a3}",
-                "subs {n}, {n}, #1",
-                "bne 2b",
-                "4:",
+                twice_per_pass!(prepared_run4_body),
                 e = inout(reg) entries.as_ptr() => _,
                 n = inout(reg) count => _,
                 w0 = in(reg) windows[0].as_ptr(),
@@ -465,41 +438,7 @@ pub(crate) mod loops {
         // of LSRS for the BEQ. It writes no memory and no stack; it clobbers the flags.
         unsafe {
             asm!(
-                "lsrs {n}, {n}, #1",
-                "bcc 3f",
-                "ldrsh {x}, [{c}], #2",
-                "ldrsb {w}, [{p0}], #1",
-                "mla {a0}, {w}, {x}, {a0}",
-                "ldrsb {w}, [{p1}], #1",
-                "mla {a1}, {w}, {x}, {a1}",
-                "ldrsb {w}, [{p2}], #1",
-                "mla {a2}, {w}, {x}, {a2}",
-                "ldrsb {w}, [{p3}], #1",
-                "mla {a3}, {w}, {x}, {a3}",
-                "3:",
-                "beq 4f",
-                "2:",
-                "ldrsh {x}, [{c}], #2",
-                "ldrsb {w}, [{p0}], #1",
-                "mla {a0}, {w}, {x}, {a0}",
-                "ldrsb {w}, [{p1}], #1",
-                "mla {a1}, {w}, {x}, {a1}",
-                "ldrsb {w}, [{p2}], #1",
-                "mla {a2}, {w}, {x}, {a2}",
-                "ldrsb {w}, [{p3}], #1",
-                "mla {a3}, {w}, {x}, {a3}",
-                "ldrsh {x}, [{c}], #2",
-                "ldrsb {w}, [{p0}], #1",
-                "mla {a0}, {w}, {x}, {a0}",
-                "ldrsb {w}, [{p1}], #1",
-                "mla {a1}, {w}, {x}, {a1}",
-                "ldrsb {w}, [{p2}], #1",
-                "mla {a2}, {w}, {x}, {a2}",
-                "ldrsb {w}, [{p3}], #1",
-                "mla {a3}, {w}, {x}, {a3}",
-                "subs {n}, {n}, #1",
-                "bne 2b",
-                "4:",
+                twice_per_pass!(dot4_wide_body),
                 c = inout(reg) col.as_ptr() => _,
                 p0 = inout(reg) rows[0].as_ptr() => _,
                 p1 = inout(reg) rows[1].as_ptr() => _,
