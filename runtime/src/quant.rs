@@ -115,34 +115,35 @@ pub(crate) const BLOCK: usize = 96;
 /// One output channel's requantization with its parameters read from the file once per run: the bias, the
 /// multiplier and, for the usual right shift by `e`, `e` and the remainder's mask `2^e − 1`, so that an output
 /// costs the high multiply, the rounding shift and the clamp (measured on the Cortex-M4, DS-CNN: reading and
-/// checking the three parameters and deriving the mask per output cost as much again as the arithmetic).
+/// checking the three parameters and deriving the mask per output cost as much again as the arithmetic). Four
+/// words, so that decoding a channel is three loads, a few instructions and two double-word stores.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Channel {
     bias: i32,
     multiplier: i32,
-    /// `2^right − 1`.
+    /// `2^e − 1` for the right shift by `e`; −1 marks the general path ([`requantize`]): a left shift, or a
+    /// multiplier below 0.
     mask: i32,
-    /// The right shift `e` (0 ..= 31).
-    right: u8,
-    /// The file's shift, for the general path ([`requantize`]): a left shift, or a multiplier below 0.
-    shift: i8,
-    general: bool,
+    /// `e` (0 ..= 31) for the right shift; the file's shift on the general path.
+    shift: i32,
 }
 
 impl Channel {
-    /// The channel of `bias` and a (multiplier, shift) pair; shifts outside −31 ..= 31 are clamped into it.
+    /// The channel of `bias` and a (multiplier, shift) pair.
     #[inline(always)]
     pub(crate) fn new(bias: i32, (multiplier, shift): (i32, i32)) -> Self {
-        let shift = shift.clamp(-31, 31);
         let general = shift > 0 || multiplier < 0;
-        let right = if general { 0 } else { shift.unsigned_abs() };
+        let right = shift.wrapping_neg().clamp(0, 31);
+        let (mask, shift) = if general {
+            (-1, shift)
+        } else {
+            (((1u32 << right) - 1) as i32, right)
+        };
         Channel {
             bias,
             multiplier,
-            mask: ((1u32 << right) - 1) as i32,
-            right: right as u8,
-            shift: shift as i8,
-            general,
+            mask,
+            shift,
         }
     }
 
@@ -160,13 +161,13 @@ impl Channel {
     #[inline(always)]
     pub(crate) fn output(&self, acc: i32, out: &Output) -> u8 {
         let acc = acc.wrapping_add(self.bias);
-        let r = if self.general {
+        let r = if self.mask < 0 {
             self.general(acc)
         } else {
             // A multiplier ≥ 0 cannot be i32::MIN, the one saturating case of the high multiply.
             let h = ((i64::from(acc) * i64::from(self.multiplier) + (1 << 30)) >> 31) as i32;
             let threshold = (self.mask >> 1) + i32::from(h < 0);
-            (h >> (self.right & 31)) + i32::from(h & self.mask > threshold)
+            (h >> (self.shift & 31)) + i32::from(h & self.mask > threshold)
         };
         // `max` then `min`, not `clamp`: loading checked lo ≤ hi, and `clamp`'s own check (a panic) costs two
         // instructions per output.
@@ -178,7 +179,7 @@ impl Channel {
     #[cold]
     #[inline(never)]
     fn general(&self, acc: i32) -> i32 {
-        requantize(acc, self.multiplier, i32::from(self.shift))
+        requantize(acc, self.multiplier, self.shift)
     }
 }
 

@@ -120,9 +120,14 @@ fn dense_int8(
         // `x − zp` widened once into 16 bits on the stack, then every row against it: the offset and the sign
         // extension of the input are paid once per layer instead of once per group of rows, and their registers
         // are free for the rows (Cortex-M4, LeNet-300-100: see BENCHMARKS.md). The column's array is the
-        // smallest that holds it: safe Rust zeroes the whole array first (2 KB cost the autoencoder's small
-        // layers a third more instructions on the M4).
+        // smallest of three that holds it: safe Rust zeroes the whole array first (2 KB cost the autoencoder's
+        // small layers a third more instructions on the M4; 64 elements instead of 256 saved it 1,254 more).
+        // `dense_wide` is out of line, so that the three sizes share one copy of the kernel (inlined twice it
+        // had cost 5.4 KB of code).
         let mut wide = |col: &mut [i16]| dense_wide(ws, (outputs, n), (x, zp), col, out, y, kernel);
+        if n <= 64 {
+            return wide(&mut [0; 64][..n]);
+        }
         if n <= 256 {
             return wide(&mut [0; 256][..n]);
         }
@@ -143,7 +148,7 @@ fn dense_int8(
 }
 
 /// [`dense_int8`] over `x − zp` widened into `col` (`n` long): [`Dense::WideGroups`] or [`Dense::Rows`].
-#[inline(always)]
+#[inline(never)]
 fn dense_wide(
     ws: &[u8],
     (outputs, n): (usize, usize),
