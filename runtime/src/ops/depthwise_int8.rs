@@ -181,8 +181,12 @@ fn cells_of<'a>(
     (x, pad): (&'a [u8], &'a [u8]),
     cells: &mut [&'a [u8]; CELLS],
 ) {
-    cells.fill(pad);
     let ((y0, y1), (x0, x1)) = (g.cells_y(oy), g.cells_x(ox));
+    if (y0, x0, y1, x1) != (0, 0, g.kh, g.kw) {
+        // An edge pixel: the cells outside the input read the zero point's row (an inner pixel's loop below
+        // writes every cell of its window).
+        cells.fill(pad);
+    }
     for ky in y0..y1 {
         // Cell (ky, x0) is inside the input: its row and column are not negative.
         let row = ((oy * g.sh + ky - g.pt) * g.iw + ox * g.sw + x0 - g.pl) * g.ic + first;
