@@ -303,7 +303,8 @@ pub(crate) mod loops {
     /// loop may read four bytes at any offset `j` with `j + 4 ≤ len`.
     #[cfg(target_feature = "dsp")]
     pub(crate) struct Window<'a> {
-        cells: [*const u8; WINDOW_CELLS],
+        /// The cells' pointers, then null (at least one: the end mark of [`depthwise_pixel`]'s loop).
+        cells: [*const u8; WINDOW_CELLS + 1],
         count: usize,
         len: usize,
         _borrow: core::marker::PhantomData<&'a [u8]>,
@@ -376,6 +377,83 @@ pub(crate) mod loops {
             );
         }
         [a0, a1, a2, a3]
+    }
+
+    /// [`depthwise_halves`] for channels `0 .. 4 · sums.len()` of the window, each group's four sums written to
+    /// `sums` (`ws` holds each group's two words per cell one group after the other): the loop over the groups in
+    /// the assembly too, so that the accumulators and pointers stay in registers from one group to the next
+    /// (from Rust, a call per group spilled and reloaded them: ~45 instructions per group on DS-CNN). Returns
+    /// `false`, writing nothing, unless the window has a cell, `4 · sums.len() ≤` its length and `ws` holds
+    /// `2 · cells · sums.len()` words.
+    #[cfg(target_feature = "dsp")]
+    #[inline(always)]
+    pub(crate) fn depthwise_pixel(window: &Window, ws: &[u32], sums: &mut [[i32; 4]]) -> bool {
+        let groups = sums.len();
+        let words = window
+            .count
+            .checked_mul(2)
+            .and_then(|w| w.checked_mul(groups));
+        if window.count == 0
+            || groups == 0
+            || 4 * groups > window.len
+            || words.is_none_or(|w| ws.len() < w)
+        {
+            return false;
+        }
+        // SAFETY: `window.cells` holds `count ≥ 1` pointers and then a null one (`Window::new`); for each of the
+        // `groups ≥ 1` groups the cell loop reads pointers from the array's start up to that null (inside the
+        // array), four bytes at offset `j = 4 · group` of each cell (`j + 4 ≤ 4 · groups ≤ len`, and each cell has
+        // `len` bytes borrowed for the window's lifetime) and two words of `ws` per cell (2 · count · groups words
+        // in all, within `ws`; word-aligned, a `u32` slice), then writes four words at `out`, which advances by 16
+        // bytes per group: `4 · groups` words, `sums`' length. Unaligned word loads of inputs are allowed on
+        // ARMv7-M. It uses no stack; it clobbers the flags.
+        unsafe {
+            asm!(
+                "1:",
+                "movs {a0}, #0",
+                "movs {a1}, #0",
+                "movs {a2}, #0",
+                "movs {a3}, #0",
+                "mov {cp}, {cb}",
+                "2:",
+                "ldr {x}, [{cp}], #4",
+                "cmp {x}, #0",
+                "beq 3f",
+                "ldr {x}, [{x}, {j}]",
+                "ldr {w}, [{wp}], #4",
+                "sxtb16 {t}, {x}",
+                "smlabb {a0}, {t}, {w}, {a0}",
+                "smlatt {a2}, {t}, {w}, {a2}",
+                "sxtb16 {x}, {x}, ror #8",
+                "ldr {w}, [{wp}], #4",
+                "smlabb {a1}, {x}, {w}, {a1}",
+                "smlatt {a3}, {x}, {w}, {a3}",
+                "b 2b",
+                "3:",
+                "str {a0}, [{out}], #4",
+                "str {a1}, [{out}], #4",
+                "str {a2}, [{out}], #4",
+                "str {a3}, [{out}], #4",
+                "adds {j}, {j}, #4",
+                "subs {g}, {g}, #1",
+                "bne 1b",
+                cb = in(reg) window.cells.as_ptr(),
+                cp = out(reg) _,
+                wp = inout(reg) ws.as_ptr() => _,
+                j = inout(reg) 0usize => _,
+                g = inout(reg) groups => _,
+                out = inout(reg) sums.as_mut_ptr() => _,
+                a0 = out(reg) _,
+                a1 = out(reg) _,
+                a2 = out(reg) _,
+                a3 = out(reg) _,
+                x = out(reg) _,
+                w = out(reg) _,
+                t = out(reg) _,
+                options(nostack),
+            );
+        }
+        true
     }
 
     /// `acc[p] += Σ v · windows[p][at]` over a prepared run of `(at, v)` byte pairs (`entries`, whole pairs only)
