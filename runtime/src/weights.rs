@@ -8,7 +8,7 @@ use crate::format::{
     codebook, encoding, StreamCoding, FLAG_F32, FLAG_INT, MAX_ELEMENTS, MAX_STREAM_BYTES,
 };
 use crate::fused;
-use crate::quant::{Channel, Channels};
+use crate::quant::{Channel, Channels, Output};
 #[cfg(feature = "arena-decoding")]
 use crate::stream::Decode;
 use crate::stream::{walk, Chunked, Chunks, Huffman, HuffmanCodes, Layout, Packed, Sink};
@@ -108,6 +108,26 @@ impl<'a> Quant<'a> {
             }
         }
         table
+    }
+
+    /// The int8 outputs (as bytes) of channels `first ..` for the sums of their products `sums`, into `ys`: the
+    /// biases and parameters walked in order, each channel decoded once ([`Channel`]'s arithmetic).
+    #[inline(never)]
+    pub fn outputs(&self, first: usize, sums: &[i32], out: &Output, ys: &mut [u8]) {
+        let words = |b: &'a [u8], from: usize| b.get(4 * from..).unwrap_or(&[]).chunks_exact(4);
+        let word = |b: &[u8]| i32::from_le_bytes(b.try_into().unwrap_or([0; 4]));
+        let runs = ys.iter_mut().zip(sums).zip(words(self.bias, first));
+        if self.per_channel {
+            let m = words(self.multipliers, first).zip(words(self.shifts, first));
+            for (((d, &acc), b), (m, s)) in runs.zip(m) {
+                *d = Channel::new(word(b), (word(m), word(s))).output(acc, out);
+            }
+        } else {
+            let shared = Channel::new(0, self.channel(0));
+            for ((d, &acc), b) in runs {
+                *d = shared.with_bias_added(word(b)).output(acc, out);
+            }
+        }
     }
 
     /// Channels `first .. first + count` read from the file at each output ([`Direct`]).
@@ -848,6 +868,41 @@ impl Weights<'_> {
                 ..
             }) => c.get(i).map_or(0, |&q| i32::from(q as i8)),
             _ => 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use crate::ops::dot::tests::le_i32s;
+
+    /// `Quant::outputs` (the parameters walked in order) against `Quant::output` (each channel indexed): per
+    /// channel and per tensor, right shifts and a left shift, a ReLU-like range, from a channel past the first.
+    #[test]
+    fn outputs_in_order_are_each_channels_output() {
+        let bias = le_i32s(40, |o| o * 977 - 15_000);
+        let multipliers = le_i32s(40, |o| 1_073_741_824 + o * 11_111_111);
+        let shifts = le_i32s(40, |o| if o == 7 { 2 } else { -(o % 12) });
+        let sums: std::vec::Vec<i32> = (0..40).map(|o| o * o * 313 - 90_000).collect();
+        for per_channel in [true, false] {
+            let q = Quant {
+                per_channel,
+                multipliers: &multipliers,
+                shifts: &shifts,
+                bias: &bias,
+            };
+            for (zp, range) in [(-3, (-128, 127)), (5, (5, 127))] {
+                let out = Output::new(zp, range);
+                let first = 3;
+                let mut got = [0u8; 37];
+                q.outputs(first, &sums[first..], &out, &mut got);
+                for (k, &g) in got.iter().enumerate() {
+                    let want = q.output(sums[first + k], first + k, zp, range);
+                    assert_eq!(g, want, "channel {}, per channel {per_channel}", first + k);
+                }
+            }
         }
     }
 }

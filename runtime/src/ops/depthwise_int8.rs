@@ -118,17 +118,17 @@ fn run_with(
                 let at = (oy * g.ow + ox) * g.oc + first * m + k;
                 cells_of(g, (oy, ox), (first, n), (x, pad), &mut window);
                 let cells = window.get(..cells).unwrap_or(&[]);
-                if m == 1 {
-                    if let Some(ys) = y.get_mut(at..at + n) {
-                        pixel(&b, cells, &out, ys, &mut group_sums);
+                // One call site, so that the pixel's kernels are compiled once.
+                let ys = match m {
+                    1 => y.get_mut(at..at + n),
+                    _ => spread.get_mut(..n),
+                };
+                pixel(&b, cells, &out, ys.unwrap_or(&mut []), &mut group_sums);
+                if m > 1 {
+                    let outs = y.get_mut(at..).unwrap_or(&mut []).iter_mut().step_by(m);
+                    for (d, &v) in outs.zip(spread.iter().take(n)) {
+                        *d = v;
                     }
-                    continue;
-                }
-                let ys = spread.get_mut(..n).unwrap_or(&mut []);
-                pixel(&b, cells, &out, ys, &mut group_sums);
-                let outs = y.get_mut(at..).unwrap_or(&mut []).iter_mut().step_by(m);
-                for (d, &v) in outs.zip(ys.iter()) {
-                    *d = v;
                 }
             }
         }

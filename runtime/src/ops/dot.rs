@@ -204,6 +204,30 @@ pub(crate) fn wide_rows_to_i8<C: Channels>(
     }
 }
 
+/// The sums of the rows of `ws` (`sums.len()` of them, each `col.len()` long) against a widened column, into
+/// `sums`: [`ROWS`] rows per pass, the rest one at a time. The dense FULLY_CONNECTED's block of rows, whose
+/// requantization then walks the channels' parameters in order (`weights::Quant::outputs`): each channel is
+/// requantized once, so reading its parameters at each group of rows, with their offsets and bounds checks, had
+/// cost ~20 instructions more per output on the Cortex-M4.
+#[inline(never)]
+pub(crate) fn wide_rows_sums(ws: &[u8], col: &[i16], sums: &mut [i32]) {
+    let n = col.len();
+    let (mut ws, mut sums) = (ws, sums);
+    while sums.len() >= ROWS {
+        let (Some((block, w)), Some((ds, s))) = (
+            ws.split_at_checked(ROWS * n),
+            core::mem::take(&mut sums).split_at_mut_checked(ROWS),
+        ) else {
+            return;
+        };
+        ds.copy_from_slice(&block_wide(block, n, col));
+        (ws, sums) = (w, s);
+    }
+    for (k, d) in sums.iter_mut().enumerate() {
+        *d = dot1_wide(ws.get(k * n..(k + 1) * n).unwrap_or(&[]), col);
+    }
+}
+
 /// The [`ROWS`] rows of `block` (each `n` long) against a widened column of `n`: with DSP on Arm the assembly
 /// loop over whole groups of four columns and the last `n % 4` in Rust; elsewhere [`dot_rows_wide`].
 #[inline(always)]
@@ -619,6 +643,32 @@ pub(crate) mod tests {
                     want[0],
                     "1 wide row, {n} columns"
                 );
+            }
+        }
+    }
+
+    /// `wide_rows_sums` (blocks of [`ROWS`] rows, then one at a time) against [`dot1_wide`] row by row: row counts
+    /// around the group, several lengths.
+    #[test]
+    fn the_rows_sums_are_each_rows_dot_product() {
+        for n in [1, 4, 7, 16, 33] {
+            let x = bytes(n as u32 + 7, n);
+            let col: std::vec::Vec<i16> = x[..n].iter().map(|&b| i16::from(b as i8) + 3).collect();
+            let mut paired = col.clone();
+            widen_pairs(&mut paired);
+            for rows in 0..=9 {
+                let ws: std::vec::Vec<u8> = (0..rows)
+                    .flat_map(|r| bytes(300 + r as u32 * 5 + n as u32, n)[..n].to_vec())
+                    .collect();
+                let mut got = std::vec![0i32; rows];
+                wide_rows_sums(&ws, &paired, &mut got);
+                for (r, &g) in got.iter().enumerate() {
+                    assert_eq!(
+                        g,
+                        dot1_wide(&ws[r * n..(r + 1) * n], &col),
+                        "row {r} of {rows}, {n} columns"
+                    );
+                }
             }
         }
     }
