@@ -597,11 +597,14 @@ fn receptive_field(
         col.fill(0);
     }
     let zp = zero_point as i16;
-    for ky in y0..y1 {
-        // Cell (ky, x0) is inside the input: its row and column are not negative.
-        let from = ((oy * g.sh + ky - g.pt) * g.iw + ox * g.sw + x0 - g.pl) * g.ic;
-        let to = ky * run + left;
-        if let (Some(d), Some(s)) = (col.get_mut(to..to + inside), x.get(from..from + inside)) {
+    // Cell (y0, x0) is inside the input: its row and column are not negative. Each kernel row after it starts
+    // an input row later in `x` and a kernel row later in `col`.
+    let mut from = ((oy * g.sh + y0 - g.pt) * g.iw + ox * g.sw + x0 - g.pl) * g.ic;
+    let mut to = y0 * run + left;
+    for _ in y0..y1 {
+        let (f, t) = (from, to);
+        (from, to) = (from + g.iw * g.ic, to + run);
+        if let (Some(d), Some(s)) = (col.get_mut(t..t + inside), x.get(f..f + inside)) {
             if paired {
                 widen_paired(d, s, zero_point);
                 continue;
