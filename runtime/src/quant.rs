@@ -185,8 +185,9 @@ impl Channel {
 
 /// Where a kernel's block of output channels finds each channel's requantization: decoded once into a table
 /// (`&[Channel]`, for kernels that requantize a channel at every pixel) or read from the file at each output
-/// (`weights::Direct`, for FULLY_CONNECTED, which requantizes each channel once: a table's fill cost as much as
-/// it saved there).
+/// (`weights::Direct`, for the dense FULLY_CONNECTED over inputs too wide for the stack's column, which
+/// requantizes each channel once: a table's fill cost as much as it saved there; the widened FULLY_CONNECTED
+/// computes its sums first and walks the channels in order, `weights::Quant::outputs`).
 pub(crate) trait Channels: Sized {
     /// How many channels.
     fn count(&self) -> usize;

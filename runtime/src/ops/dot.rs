@@ -2,8 +2,9 @@
 //! `Σ w[j]·(x[j] − zp)` over int8 weights and activations.
 //!
 //! - [`wide_rows_to_i8`]: the Cortex-M kernels' common pass. A block of rows against a column of `x − zp`
-//!   widened once to 16 bits (the convolutions' im2col pixel, the FULLY_CONNECTED's input), [`ROWS`] rows per
-//!   pass, each sum requantized by its channel (`quant::Channels`). The passes' inner loops are whole loops of
+//!   widened once to 16 bits (the convolutions' im2col pixel), [`ROWS`] rows per pass, each sum requantized by
+//!   its channel (`quant::Channels`); [`wide_rows_sums`] the same passes into sums only (the FULLY_CONNECTED's
+//!   input, whose requantization then walks its channels in order). The passes' inner loops are whole loops of
 //!   assembly in `lanes::loops` (LLVM spilled a row pointer or the trip count of the same loops in Rust, depending
 //!   on the code around them): on the Cortex-M3 four rows of LDRSB/MLA against one halfword per column (2.5
 //!   instructions per multiply-add), on the M4/M7 three rows of SXTB16/SMLAD against the column in
