@@ -88,44 +88,46 @@ impl<'a> Quant<'a> {
         table
     }
 
-    /// [`Quant::channels_every`] for consecutive channels: the three arrays walked together (each channel's words
-    /// read once, no bounds check per channel: ~25 instructions per channel on the Cortex-M4, where indexing
-    /// each array took ~57).
+    /// [`Quant::channels_every`] for consecutive channels ([`Quant::decode_along`]: ~25 instructions per channel
+    /// on the Cortex-M4, where indexing each array took ~57).
     #[inline(always)]
     fn channels_from<'t>(&self, first: usize, table: &'t mut [Channel]) -> &'t mut [Channel] {
-        let words = |b: &'a [u8], from: usize| b.get(4 * from..).unwrap_or(&[]).chunks_exact(4);
-        let word = |b: &[u8]| i32::from_le_bytes(b.try_into().unwrap_or([0; 4]));
-        let bias = words(self.bias, first);
-        if self.per_channel {
-            let m = words(self.multipliers, first).zip(words(self.shifts, first));
-            for (c, (b, (m, s))) in table.iter_mut().zip(bias.zip(m)) {
-                *c = Channel::new(word(b), (word(m), word(s)));
-            }
-        } else {
-            let shared = Channel::new(0, self.channel(0));
-            for (c, b) in table.iter_mut().zip(bias) {
-                *c = shared.with_bias_added(word(b));
-            }
-        }
+        self.decode_along(first, table.iter_mut(), |c, channel| *c = channel);
         table
     }
 
     /// The int8 outputs (as bytes) of channels `first ..` for the sums of their products `sums`, into `ys`: the
-    /// biases and parameters walked in order, each channel decoded once ([`Channel`]'s arithmetic).
+    /// biases and parameters walked in order, each channel decoded once ([`Quant::decode_along`]).
     #[inline(never)]
     pub fn outputs(&self, first: usize, sums: &[i32], out: &Output, ys: &mut [u8]) {
-        let words = |b: &'a [u8], from: usize| b.get(4 * from..).unwrap_or(&[]).chunks_exact(4);
+        let items = ys.iter_mut().zip(sums);
+        self.decode_along(first, items, |(d, &acc), channel| {
+            *d = channel.output(acc, out)
+        });
+    }
+
+    /// Calls `f` on each of `items` with channel `first + k`'s requantization (k = 0, 1, …; as many as both
+    /// hold): the bias, multiplier and shift arrays walked together, each channel's words read once with no
+    /// bounds check per channel; a per-tensor requantization derived once, each channel adding its bias.
+    #[inline(always)]
+    fn decode_along<T>(
+        &self,
+        first: usize,
+        items: impl Iterator<Item = T>,
+        mut f: impl FnMut(T, Channel),
+    ) {
+        let words = |b: &'a [u8]| b.get(4 * first..).unwrap_or(&[]).chunks_exact(4);
         let word = |b: &[u8]| i32::from_le_bytes(b.try_into().unwrap_or([0; 4]));
-        let runs = ys.iter_mut().zip(sums).zip(words(self.bias, first));
+        let bias = words(self.bias);
         if self.per_channel {
-            let m = words(self.multipliers, first).zip(words(self.shifts, first));
-            for (((d, &acc), b), (m, s)) in runs.zip(m) {
-                *d = Channel::new(word(b), (word(m), word(s))).output(acc, out);
+            let params = bias.zip(words(self.multipliers).zip(words(self.shifts)));
+            for (t, (b, (m, s))) in items.zip(params) {
+                f(t, Channel::new(word(b), (word(m), word(s))));
             }
         } else {
             let shared = Channel::new(0, self.channel(0));
-            for ((d, &acc), b) in runs {
-                *d = shared.with_bias_added(word(b)).output(acc, out);
+            for (t, b) in items.zip(bias) {
+                f(t, shared.with_bias_added(word(b)));
             }
         }
     }

@@ -163,7 +163,6 @@ fn dense_wide(
         *c = i16::from(v as i8) - zp;
     }
     if kernel == Dense::WideGroups {
-        // [`ROWS`] rows per pass over the column in [`widen_pairs`]' order, a block of channels at a time.
         // [`ROWS`] rows per pass over the column in [`widen_pairs`]' order into a block of sums, then the block's
         // requantization.
         widen_pairs(col);
