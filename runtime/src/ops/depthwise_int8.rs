@@ -212,13 +212,16 @@ fn cells_of<'a>(
 )]
 fn pixel(b: &Block, cells: &[&[u8]], out: &Output, ys: &mut [u8], sums: &mut [[i32; GROUP]]) {
     let whole = b.n / GROUP * GROUP;
-    // On the M4/M7 every whole group of the pixel in one assembly loop, then their requantization.
+    // On the M4/M7 the assembly loops, the window's cells checked once per pixel: every whole group of the pixel
+    // in one loop, then their requantization (or, where that loop does not apply, a loop per group below).
     #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
-    if let (Kernel::Halves, Some(w)) = (b.kernel, super::lanes::loops::Window::new(cells, b.n)) {
+    let window = super::lanes::loops::Window::new(cells, b.n);
+    #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+    if let (Kernel::Halves, Some(w)) = (b.kernel, &window) {
         let groups = b.n / GROUP;
         let ws = b.table.get(..2 * groups * b.cells).unwrap_or(&[]);
         let sums = sums.get_mut(..groups).unwrap_or(&mut []);
-        if super::lanes::loops::depthwise_pixel(&w, ws, sums) {
+        if super::lanes::loops::depthwise_pixel(w, ws, sums) {
             let outs = ys.chunks_exact_mut(GROUP).zip(b.chans.chunks_exact(GROUP));
             for ((ds, cs), s) in outs.zip(sums.iter()) {
                 for ((d, c), &a) in ds.iter_mut().zip(cs).zip(s) {
@@ -231,9 +234,6 @@ fn pixel(b: &Block, cells: &[&[u8]], out: &Output, ys: &mut [u8], sums: &mut [[i
             return;
         }
     }
-    // On the M4/M7 the assembly loop, its window's cells checked once per pixel.
-    #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
-    let window = super::lanes::loops::Window::new(cells, b.n);
     for (j, (ds, cs)) in ys
         .chunks_exact_mut(GROUP)
         .zip(b.chans.chunks_exact(GROUP))
