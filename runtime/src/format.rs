@@ -38,6 +38,9 @@ pub const GRAPH_HEAD_BYTES: usize = 20;
 pub const TENSOR_BYTES: usize = 16;
 /// Bytes of an operator record's common head (before its parameters).
 pub const OP_HEAD_BYTES: usize = 12;
+/// Bytes of a weights section before its parameters: the encoding, coding and widths (one byte each, four in
+/// all), then the rows and the columns (u32 each).
+pub const WEIGHTS_HEAD_BYTES: usize = 12;
 /// The tensor id that marks an unused operator input.
 pub const NO_TENSOR: u16 = 0xFFFF;
 

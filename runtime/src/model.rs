@@ -278,16 +278,21 @@ impl<'a> Model<'a> {
     /// Tensor `id` of this model ([`Tensor::EMPTY`] past the model's tensors: a slot there may hold a tensor of
     /// a model loaded before).
     pub(crate) fn tensor(&self, id: u16) -> Tensor {
+        *self.tensor_ref(id)
+    }
+
+    /// [`Model::tensor`] by reference (an empty tensor for an unused id).
+    pub(crate) fn tensor_ref(&self, id: u16) -> &Tensor {
         let id = usize::from(id);
         match self.tensors.get(id) {
-            Some(t) if id < self.tensor_count => *t,
-            _ => Tensor::EMPTY,
+            Some(t) if id < self.tensor_count => t,
+            _ => &Tensor::EMPTY,
         }
     }
 
     /// The tensors of an operator (the first input twice when it has one).
-    pub(crate) fn op_tensors(&self, op: &Op) -> Tensors {
-        let get = |t: u16| self.tensor(t);
+    pub(crate) fn op_tensors(&self, op: &Op) -> Tensors<'_> {
+        let get = |t: u16| self.tensor_ref(t);
         let input = get(op.inputs[0]);
         Tensors {
             input,

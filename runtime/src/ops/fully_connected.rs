@@ -3,13 +3,13 @@
 //! dot products; sparse shared weights straight from their streams, a row at a time.
 
 use super::dot::{
-    dot1, rows_to_i8, rows_wide, wide_rows_sums, widen_pairs, GROUPED, PAIRED, WIDE_COLUMNS,
+    dot1, rows_to_i8, rows_wide, wide_rows_sums, widen_paired, GROUPED, PAIRED, WIDE_COLUMNS,
 };
 use super::{prepared, Io, Needs, Op, Parts, Tensors};
 use crate::error::{Error, Result};
 use crate::quant::{Channels, Output};
 use crate::stream::Sink;
-use crate::weights::{Codebook, Direct, Payload, Quant, Sparse, Weights};
+use crate::weights::{self, Codebook, Direct, Payload, Quant, Sparse, Weights};
 
 /// (outputs, fan-in): the output's and the input's element counts.
 fn dims(t: &Tensors) -> (usize, usize) {
@@ -48,23 +48,26 @@ pub(crate) fn fill_prepared(
     prepared::fill(&l, &w, index, zp, |_, col| (0, col), mem)
 }
 
-/// The integer kernel.
+/// The integer kernel. A dense int8 section is read straight into its kernel's arguments
+/// ([`weights::dense_i8`]); other sections through [`super::weights`].
 #[inline(never)]
 pub(crate) fn run_int8(op: &Op, index: u16, t: &Tensors, flags: u16, io: &mut Io) -> Result<()> {
-    let w = super::weights(op, index, t, flags, dims(t), false)?;
-    let q = w.quant.ok_or(Error::PathUnavailable)?;
-    let out = Out {
+    let zp_in = i32::from(t.input.zero_point);
+    let out = |q| Out {
         q,
         zp_out: i32::from(t.output.zero_point),
         range: super::clamp_range(op),
     };
-    let zp_in = i32::from(t.input.zero_point);
+    let expect = super::expect(index, t, flags, dims(t), false);
+    if let Some((q, ws)) = weights::dense_i8(op.weights, expect) {
+        let p = io.parts(0)?;
+        dense_int8(ws, dims(t), (p.x, zp_in), &out(q), p.y, KERNEL);
+        return Ok(());
+    }
+    let w = weights::parse(op.weights, expect)?;
+    let out = out(w.quant.ok_or(Error::PathUnavailable)?);
     let mem = io.prepared;
     match w.payload {
-        Payload::DenseI8(ws) => {
-            let p = io.parts(0)?;
-            dense_int8(ws, (w.outputs, w.fan_in), (p.x, zp_in), &out, p.y, KERNEL)
-        }
         Payload::Sparse(_) if prepared::PREPARE && !mem.is_empty() => {
             let l = prepared_shape(&w)?;
             let p = io.parts(l.scratch().ok_or(Error::Overflow)?)?;
@@ -78,7 +81,8 @@ pub(crate) fn run_int8(op: &Op, index: u16, t: &Tensors, flags: u16, io: &mut Io
             let p = io.parts(0)?;
             sparse_int8(&s, (w.fan_in, w.outputs), index, (p.x, zp_in), out, p)?
         }
-        Payload::DenseF32(_) => return Err(Error::PathUnavailable),
+        // Dense int8 sections took the path above; f32 weights have no integer kernel.
+        Payload::DenseI8(_) | Payload::DenseF32(_) => return Err(Error::PathUnavailable),
     }
     Ok(())
 }
@@ -124,14 +128,18 @@ fn dense_int8(
         // small layers a third more instructions on the M4; 64 elements instead of 256 saved it 1,254 more).
         // `dense_wide` is out of line, so that the three sizes share one copy of the kernel (inlined twice it
         // had cost 5.4 KB of code).
-        let mut wide = |col: &mut [i16]| dense_wide(ws, (outputs, n), (x, zp), col, out, y, kernel);
+        // The block of sums is sized with the column: a small layer's 96 sums zeroed had cost the autoencoder's
+        // six layers ~1,400 instructions on the M4.
+        let mut wide = |col: &mut [i16], sums: &mut [i32]| {
+            dense_wide(ws, (outputs, n), (x, zp), (col, sums), out, y, kernel)
+        };
         if n <= 64 {
-            return wide(&mut [0; 64][..n]);
+            return wide(&mut [0; 64][..n], &mut [0; SMALL_SUMS]);
         }
         if n <= 256 {
-            return wide(&mut [0; 256][..n]);
+            return wide(&mut [0; 256][..n], &mut [0; SUMS]);
         }
-        return wide(&mut [0; WIDE_COLUMNS][..n]);
+        return wide(&mut [0; WIDE_COLUMNS][..n], &mut [0; SUMS]);
     }
     let (chans, output) = out.channels(outputs);
     if kernel == Dense::Groups {
@@ -153,36 +161,50 @@ fn dense_wide(
     ws: &[u8],
     (outputs, n): (usize, usize),
     (x, zp): (&[u8], i32),
-    col: &mut [i16],
+    (col, sums): (&mut [i16], &mut [i32]),
     out: &Out,
     y: &mut [u8],
     kernel: Dense,
 ) {
-    let zp = zp as i16;
-    for (c, &v) in col.iter_mut().zip(x) {
-        *c = i16::from(v as i8) - zp;
-    }
     if kernel == Dense::WideGroups {
-        // [`ROWS`] rows per pass over the column in [`widen_pairs`]' order into a block of sums, then the block's
-        // requantization.
-        widen_pairs(col);
+        // The column in [`widen_pairs`]' order, whole groups of four written so at once (`widen_paired`: on the
+        // M4 a word load and two SXTAB16 per four values instead of twelve loads, subtractions and stores, then
+        // the swaps: ~700 instructions on the autoencoder's six layers), the last `n % 4` in order.
+        let whole = n / 4 * 4;
+        let (head, tail) = col.split_at_mut(whole.min(col.len()));
+        widen_paired(head, x.get(..whole).unwrap_or(&[]), zp);
+        widen_in_order(tail, x.get(whole..).unwrap_or(&[]), zp);
+        // [`ROWS`] rows per pass over the column into a block of sums, then the block's requantization.
         let output = Output::new(out.zp_out, out.range);
-        let mut sums = [0i32; SUMS];
+        let block = sums.len().max(1);
         let y = y.get_mut(..outputs).unwrap_or(&mut []);
-        for (k, (ys, ws)) in y.chunks_mut(SUMS).zip(ws.chunks(SUMS * n)).enumerate() {
+        for (k, (ys, ws)) in y.chunks_mut(block).zip(ws.chunks(block * n)).enumerate() {
             let sums = sums.get_mut(..ys.len()).unwrap_or(&mut []);
             wide_rows_sums(ws, col, sums);
-            out.q.outputs(k * SUMS, sums, &output, ys);
+            out.q.outputs(k * block, sums, &output, ys);
         }
         return;
     }
+    widen_in_order(col, x, zp);
     let ys = y.get_mut(..outputs).unwrap_or(&mut []);
     let ws = ws.get(..outputs * n).unwrap_or(&[]);
     rows_wide(ws, col, ys, |acc, o| out.value(acc, o));
 }
 
+/// `x − zp` of `src` into `dst`, in order.
+#[inline(always)]
+fn widen_in_order(dst: &mut [i16], src: &[u8], zp: i32) {
+    let zp = zp as i16;
+    for (d, &v) in dst.iter_mut().zip(src) {
+        *d = i16::from(v as i8) - zp;
+    }
+}
+
 /// Outputs whose sums the dense kernel holds at once (a multiple of both row groups; 384 bytes on the stack).
 const SUMS: usize = 96;
+
+/// [`SUMS`] for inputs of at most 64 values (also a multiple of both row groups).
+const SMALL_SUMS: usize = 36;
 
 /// The sparse integer kernel, out of line so that the dense kernel beside it does not change how it compiles
 /// (measured on the Cortex-M3: 0.7 % more instructions inlined).
