@@ -113,36 +113,58 @@ pub(crate) fn to_i8_right(
 pub(crate) const BLOCK: usize = 96;
 
 /// One output channel's requantization with its parameters read from the file once per run: the bias, the
-/// multiplier and, for the usual right shift by `e`, `e` and the remainder's mask `2^e − 1`, so that an output
-/// costs the high multiply, the rounding shift and the clamp (measured on the Cortex-M4, DS-CNN: reading and
-/// checking the three parameters and deriving the mask per output cost as much again as the arithmetic). Four
-/// words, so that decoding a channel is three loads, a few instructions and two double-word stores.
+/// multiplier and, for the usual right shift by `e ≥ 2`, `2^(e−2)` and `e − 1`, so that an output costs one 64-bit
+/// multiply-add, a shift and the clamp ([`round_shift`]; measured on the Cortex-M4: 27 instructions per output of
+/// the dense FULLY_CONNECTED, decoding included, where the high multiply, the remainder's mask and the rounding
+/// comparison had taken 41). Four words, so that decoding a channel is three loads, a few instructions and two
+/// double-word stores.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Channel {
     bias: i32,
     multiplier: i32,
-    /// `2^e − 1` for the right shift by `e`; −1 marks the general path ([`requantize`]): a left shift, or a
-    /// multiplier below 0.
-    mask: i32,
-    /// `e` (0 ..= 31) for the right shift; the file's shift on the general path.
+    /// `2^(e−2)` for the right shift by `e` (2 ..= 31); 0 marks the general path ([`requantize`]): a shift by 0 or
+    /// 1, a left shift, or a multiplier below 0.
+    half: i32,
+    /// `e − 1` on the fast path; the file's shift on the general path.
     shift: i32,
 }
 
+/// `RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(acc, m), e)` for `m ≥ 0` and `2 ≤ e ≤ 31` in one
+/// 64-bit multiply-add (SMLAL) and one shift, given `half = 2^(e−2)` and `e1 = e − 1`. With `h` the high
+/// multiply's result, TFLite's rounding shift is `⌊(h + 2^(e−1) − [h < 0]) / 2^e⌋` (for `e ≥ 1`: the remainder
+/// beats the threshold exactly when adding `2^(e−1) − [h < 0]` carries into the quotient), and
+/// `h = ⌊(acc·m + 2^30) / 2^31⌋`, so the nested floors are one: `⌊(acc·m + 2^30 + 2^(30+e) − [h < 0]·2^31) /
+/// 2^(31+e)⌋`, which is the high word of that 64-bit sum shifted right by `e − 1`. `[h < 0]` may be read as
+/// `[acc < 0]`: with `m ≥ 0`, `acc ≥ 0` gives `h ≥ 0`, and `acc < 0` gives `h ≤ 0`, where `h = 0` rounds to 0
+/// either way. The constant part is `2^(e−2)·2^32 + 2^30`, less `2^31` when `acc < 0`: high word
+/// `2^(e−2) − [acc < 0]`, low word `2^30 | (acc & 2^31)`. No overflow: `|acc·m| < 2^62`, and the added constant
+/// is below `2^62`.
+#[inline(always)]
+fn round_shift(acc: i32, multiplier: i32, (half, e1): (i32, i32)) -> i32 {
+    let lo = ((acc & i32::MIN) | (1 << 30)) as u32;
+    let hi = half.wrapping_add(acc >> 31);
+    let sum = ((i64::from(hi) << 32) | i64::from(lo))
+        .wrapping_add(i64::from(acc) * i64::from(multiplier));
+    ((sum >> 32) as i32) >> (e1 & 31)
+}
+
 impl Channel {
-    /// The channel of `bias` and a (multiplier, shift) pair.
+    /// The channel of `bias` and a (multiplier, shift) pair that [`check_multiplier`] accepts (every pair a
+    /// loaded model holds: `m ≥ 0`, `−31 ≤ shift ≤ 30`). Other pairs give some int8 value, never a panic: the fast
+    /// path tests only `shift ≤ −2` (one comparison per channel decoded, which the FULLY_CONNECTED pays per output).
     #[inline(always)]
     pub(crate) fn new(bias: i32, (multiplier, shift): (i32, i32)) -> Self {
-        let general = shift > 0 || multiplier < 0;
-        let right = shift.wrapping_neg().clamp(0, 31);
-        let (mask, shift) = if general {
-            (-1, shift)
+        let fast = shift <= -2;
+        let e = shift.wrapping_neg();
+        let (half, shift) = if fast {
+            (1 << ((e - 2) & 31), e - 1)
         } else {
-            (((1u32 << right) - 1) as i32, right)
+            (0, shift)
         };
         Channel {
             bias,
             multiplier,
-            mask,
+            half,
             shift,
         }
     }
@@ -161,21 +183,18 @@ impl Channel {
     #[inline(always)]
     pub(crate) fn output(&self, acc: i32, out: &Output) -> u8 {
         let acc = acc.wrapping_add(self.bias);
-        let r = if self.mask < 0 {
+        let r = if self.half == 0 {
             self.general(acc)
         } else {
-            // A multiplier ≥ 0 cannot be i32::MIN, the one saturating case of the high multiply.
-            let h = ((i64::from(acc) * i64::from(self.multiplier) + (1 << 30)) >> 31) as i32;
-            let threshold = (self.mask >> 1) + i32::from(h < 0);
-            (h >> (self.shift & 31)) + i32::from(h & self.mask > threshold)
+            round_shift(acc, self.multiplier, (self.half, self.shift))
         };
         // `max` then `min`, not `clamp`: loading checked lo ≤ hi, and `clamp`'s own check (a panic) costs two
         // instructions per output.
         (r.max(out.lo).min(out.hi) + out.zero_point) as u8
     }
 
-    /// The general path: a left shift, or a multiplier below 0 (rare: out of line, so that the kernels' copies of
-    /// [`Channel::output`] stay small).
+    /// The general path: a shift by 0 or 1, a left shift, or a multiplier below 0 (rare: out of line, so that
+    /// the kernels' copies of [`Channel::output`] stay small).
     #[cold]
     #[inline(never)]
     fn general(&self, acc: i32) -> i32 {
@@ -349,15 +368,16 @@ mod tests {
             let r = next();
             let acc = accumulator(i, r);
             let bias = [0, (r >> 8) as i32 >> 12, i32::MAX, i32::MIN][(r >> 4) as usize % 4];
+            // Pairs as loading accepts them (`check_multiplier`).
             let m = match i % 7 {
-                0 => -(((r >> 32) as i32) & i32::MAX),
+                0 => 0,
                 1 => i32::MAX,
                 _ => ((r >> 32) as i32 & i32::MAX) >> ((r >> 40) % 8),
             };
             let shift = match i % 11 {
-                0 => (r >> 48) as i32 % 40,
-                1 => -((r >> 48) as i32 % 40),
-                _ => -(((r >> 48) % 33) as i32),
+                0 => (r >> 48) as i32 % 31,
+                1 => -((r >> 48) as i32 % 3),
+                _ => -(((r >> 48) % 32) as i32),
             };
             let zp = ((r >> 56) as u8 as i8) as i32;
             let range = if i % 2 == 0 {
@@ -365,11 +385,48 @@ mod tests {
             } else {
                 (zp.max(-128), 127)
             };
-            let want = requantize(acc.wrapping_add(bias), m, shift.clamp(-31, 31))
+            let want = requantize(acc.wrapping_add(bias), m, shift)
                 .saturating_add(zp)
                 .clamp(range.0, range.1) as i8 as u8;
             let got = Channel::new(bias, (m, shift)).output(acc, &Output::new(zp, range));
             assert_eq!(got, want, "{acc} {bias} {m} {shift} {zp}");
+        }
+    }
+
+    #[test]
+    fn the_one_multiply_add_rounding_is_tflites_at_every_tie() {
+        // m = 2^30 makes the high multiply ⌊(acc + 1) / 2⌋, so acc = 2h reaches every h: the quotients and the
+        // ties of the rounding shift (h = k·2^e ± 2^(e−1) + d), both signs, every fast shift.
+        for e in 2..=31u32 {
+            for k in [-3i64, -2, -1, 0, 1, 2] {
+                for d in -2i64..=2 {
+                    for half in [-(1i64 << (e - 1)), 1i64 << (e - 1)] {
+                        let h = (k << e) + half + d;
+                        let Ok(acc) = i32::try_from(2 * h) else {
+                            continue;
+                        };
+                        let m = 1 << 30;
+                        let want = rounding_divide_by_pot(high_mul(acc, m), e);
+                        let got = round_shift(acc, m, (1 << (e - 2), e as i32 - 1));
+                        assert_eq!(got, want, "acc {acc} e {e}");
+                    }
+                }
+            }
+        }
+        for (acc, m) in [
+            (i32::MIN, i32::MAX),
+            (i32::MAX, i32::MAX),
+            (i32::MIN, 0),
+            (-1, 1),
+        ] {
+            for e in 2..=31u32 {
+                let want = rounding_divide_by_pot(high_mul(acc, m), e);
+                assert_eq!(
+                    round_shift(acc, m, (1 << (e - 2), e as i32 - 1)),
+                    want,
+                    "{acc} {m} {e}"
+                );
+            }
         }
     }
 
