@@ -251,10 +251,130 @@ impl Output {
             hi: hi - zero_point,
         }
     }
+
+    /// What [`requantize_run`] takes: `1 + 2·zp`, and the bounds (as stored, the zero point included) packed as
+    /// `hi · 2^16 + (lo mod 2^16)`.
+    pub(crate) fn packed(&self) -> (i32, i32) {
+        let zp = self.zero_point;
+        let (lo, hi) = (self.lo + zp, self.hi + zp);
+        (1 + 2 * zp, (hi << 16) | (lo & 0xffff))
+    }
+}
+
+/// A run of channels' requantization as a weighted section stores it, three arrays of little-endian words
+/// (channel `k` at byte `4k` of each): what [`outputs_in_order`] walks.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Words<'a> {
+    /// The int32 biases.
+    pub bias: &'a [u8],
+    /// The Q31 multipliers.
+    pub multipliers: &'a [u8],
+    /// The shifts (negative: right).
+    pub shifts: &'a [u8],
+}
+
+impl<'a> Words<'a> {
+    /// How many whole channels all three arrays hold.
+    fn len(&self) -> usize {
+        self.bias
+            .len()
+            .min(self.multipliers.len())
+            .min(self.shifts.len())
+            / 4
+    }
+
+    /// The channels from `k` on.
+    pub(crate) fn skip(self, k: usize) -> Words<'a> {
+        let tail = |b: &'a [u8]| b.get(4 * k..).unwrap_or(&[]);
+        Words {
+            bias: tail(self.bias),
+            multipliers: tail(self.multipliers),
+            shifts: tail(self.shifts),
+        }
+    }
+
+    /// Channel `k` (a zero channel past the end).
+    fn channel(&self, k: usize) -> Channel {
+        use crate::bytes::i32_at;
+        Channel::new(
+            i32_at(self.bias, k),
+            (i32_at(self.multipliers, k), i32_at(self.shifts, k)),
+        )
+    }
+}
+
+/// The int8 outputs (as bytes) of consecutive channels for the sums of their products, each channel's
+/// parameters read from `words` in order: [`requantize_run`] (a loop of assembly on Arm cores) over the channels
+/// whose shift it takes, [`Channel::output`] for any other. The same values as [`Channel::output`].
+#[inline(always)]
+pub(crate) fn outputs_in_order(sums: &[i32], words: Words, out: &Output, ys: &mut [u8]) {
+    let done = run(sums, words, out.packed(), ys);
+    if done < ys.len().min(sums.len()).min(words.len()) {
+        outputs_from(done, sums, words, out, ys);
+    }
+}
+
+/// [`outputs_in_order`] from channel `k`, whose shift [`requantize_run`] does not take, on: that channel by
+/// [`Channel::output`], the rest by the run again (rare: out of line).
+#[cold]
+#[inline(never)]
+fn outputs_from(mut k: usize, sums: &[i32], words: Words, out: &Output, ys: &mut [u8]) {
+    let n = ys.len().min(sums.len()).min(words.len());
+    while k < n {
+        if let (Some(&acc), Some(y)) = (sums.get(k), ys.get_mut(k)) {
+            *y = words.channel(k).output(acc, out);
+        }
+        k += 1;
+        let (Some(s), Some(y)) = (sums.get(k..n), ys.get_mut(k..n)) else {
+            return;
+        };
+        k += run(s, words.skip(k), out.packed(), y);
+    }
+}
+
+#[cfg(target_arch = "arm")]
+use crate::ops::lanes::loops::requantize_run as run;
+#[cfg(not(target_arch = "arm"))]
+use requantize_run as run;
+
+/// The requantization of consecutive channels while each one's right shift `e` is 2 ..= 24 (TFLite's double
+/// rounding, clamped to the output's bounds, the zero point added): returns how many it wrote, stopping at the
+/// first other shift or at the end of the shortest slice. [`round_shift`] with the zero point folded in:
+/// `⌊(acc·m + 2^30 − [acc < 0]·2^31 + (1 + 2·zp)·2^(e−2)·2^32) / 2^(31+e)⌋ = r + zp`, since `zp·2^(31+e)` is a
+/// multiple of the divisor; with `e ≤ 24` and `|zp| ≤ 128` the high word stays below `2^31` (`|acc·m| < 2^62`).
+/// `packed` is [`Output::packed`]. The plain Rust of `lanes::loops::requantize_run`, instruction for instruction:
+/// what the hosts run and test.
+#[cfg_attr(target_arch = "arm", allow(dead_code))]
+pub(crate) fn requantize_run(
+    sums: &[i32],
+    words: Words,
+    (c, bounds): (i32, i32),
+    ys: &mut [u8],
+) -> usize {
+    use crate::bytes::i32_at;
+    let (lo, hi) = (i32::from(bounds as i16), bounds >> 16);
+    let n = ys.len().min(sums.len()).min(words.len());
+    for (k, (y, &sum)) in ys.iter_mut().zip(sums).take(n).enumerate() {
+        let e1 = !i32_at(words.shifts, k);
+        let e2 = e1.wrapping_sub(1);
+        if e2 as u32 > 22 {
+            return k;
+        }
+        let acc = sum.wrapping_add(i32_at(words.bias, k));
+        let high = (c << e2).wrapping_add(acc >> 31);
+        let low = ((acc & i32::MIN) | (1 << 30)) as u32;
+        let m = i32_at(words.multipliers, k);
+        let total =
+            ((i64::from(high) << 32) | i64::from(low)).wrapping_add(i64::from(acc) * i64::from(m));
+        let r = ((total >> 32) as i32) >> e1;
+        *y = r.max(lo).min(hi) as u8;
+    }
+    n
 }
 
 #[cfg(test)]
 mod tests {
+    extern crate std;
     use super::*;
 
     #[test]
@@ -427,6 +547,79 @@ mod tests {
                 );
             }
         }
+    }
+
+    fn le_words(v: &[i32]) -> std::vec::Vec<u8> {
+        v.iter().flat_map(|w| w.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn the_run_with_its_zero_point_folded_in_is_tflites_at_every_tie() {
+        // As above, m = 2^30 reaches every tie of every shift the run takes (2 ..= 24), for extreme zero points
+        // and bounds, plus sums at the ends of the range; each output against TFLite's two steps, clamped.
+        for e in 2..=24i32 {
+            let mut sums = std::vec::Vec::new();
+            for k in [-3i64, -1, 0, 1, 3] {
+                for d in -2i64..=2 {
+                    for half in [-(1i64 << (e - 1)), 1i64 << (e - 1)] {
+                        if let Ok(acc) = i32::try_from(2 * ((k << e) + half + d)) {
+                            sums.push(acc);
+                        }
+                    }
+                }
+            }
+            sums.extend([i32::MIN, i32::MAX, -1, 0, 1]);
+            let n = sums.len();
+            for (zp, range) in [
+                (-128, (-128, 127)),
+                (127, (127, 127)),
+                (-5, (-5, 40)),
+                (0, (-128, 127)),
+            ] {
+                for m in [1 << 30, i32::MAX, 1_518_500_250] {
+                    let bias = le_words(&std::vec![7; n]);
+                    let words = Words {
+                        bias: &bias,
+                        multipliers: &le_words(&std::vec![m; n]),
+                        shifts: &le_words(&std::vec![-e; n]),
+                    };
+                    let out = Output::new(zp, range);
+                    let mut got = std::vec![0u8; n];
+                    assert_eq!(requantize_run(&sums, words, out.packed(), &mut got), n);
+                    for (&acc, &g) in sums.iter().zip(&got) {
+                        let want = to_i8(acc.wrapping_add(7), (m, -e), zp, range) as u8;
+                        assert_eq!(g, want, "acc {acc} m {m} e {e} zp {zp}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn outputs_in_order_take_every_shift() {
+        // Shifts the run does not take (0, −1, left shifts, −25 ..= −31) between ones it does: each channel's
+        // output as `Channel::output` gives it, and nothing written past the shortest input.
+        let shifts: std::vec::Vec<i32> = (0..40)
+            .map(|k| [-3, 0, -1, 4, -25, -31, -2, -24][k % 8])
+            .collect();
+        let multipliers: std::vec::Vec<i32> =
+            (0..40).map(|k| 1_100_000_000 + k * 19_000_000).collect();
+        let bias: std::vec::Vec<i32> = (0..40).map(|k| k * 1_001 - 20_000).collect();
+        let sums: std::vec::Vec<i32> = (0..40).map(|k| k * k * 7_919 - 3_000_000).collect();
+        let (b, m, s) = (le_words(&bias), le_words(&multipliers), le_words(&shifts));
+        let words = Words {
+            bias: &b,
+            multipliers: &m,
+            shifts: &s,
+        };
+        let out = Output::new(3, (3, 127));
+        let mut got = [0xAAu8; 42];
+        outputs_in_order(&sums, words, &out, &mut got);
+        for k in 0..40 {
+            let want = Channel::new(bias[k], (multipliers[k], shifts[k])).output(sums[k], &out);
+            assert_eq!(got[k], want, "channel {k}, shift {}", shifts[k]);
+        }
+        assert_eq!(got[40..], [0xAA, 0xAA]);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use crate::format::{
     WEIGHTS_HEAD_BYTES,
 };
 use crate::fused;
-use crate::quant::{Channel, Channels, Output};
+use crate::quant::{Channel, Channels, Output, Words};
 #[cfg(feature = "arena-decoding")]
 use crate::stream::Decode;
 use crate::stream::{walk, Chunked, Chunks, Huffman, HuffmanCodes, Layout, Packed, Sink};
@@ -101,6 +101,14 @@ impl<'a> Quant<'a> {
     /// biases and parameters walked in order, each channel decoded once ([`Quant::decode_along`]).
     #[inline(never)]
     pub fn outputs(&self, first: usize, sums: &[i32], out: &Output, ys: &mut [u8]) {
+        if self.per_channel {
+            let words = Words {
+                bias: self.bias,
+                multipliers: self.multipliers,
+                shifts: self.shifts,
+            };
+            return crate::quant::outputs_in_order(sums, words.skip(first), out, ys);
+        }
         let items = ys.iter_mut().zip(sums);
         self.decode_along(first, items, |(d, &acc), channel| {
             *d = channel.output(acc, out)

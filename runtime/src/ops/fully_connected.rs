@@ -133,8 +133,24 @@ fn dense_int8(
         let mut wide = |col: &mut [i16], sums: &mut [i32]| {
             dense_wide(ws, (outputs, n), (x, zp), (col, sums), out, y, kernel)
         };
+        // Small layers (the autoencoder's): the column in 16, 32 or 64 values, the sums in 12 or 36 (zeroing the
+        // arrays had been a quarter of such a layer's set-up).
+        let few = outputs <= TINY_SUMS;
+        let mut small = |col: &mut [i16]| {
+            if few {
+                wide(col, &mut [0; TINY_SUMS])
+            } else {
+                wide(col, &mut [0; SMALL_SUMS])
+            }
+        };
+        if n <= 16 {
+            return small(&mut [0; 16][..n]);
+        }
+        if n <= 32 {
+            return small(&mut [0; 32][..n]);
+        }
         if n <= 64 {
-            return wide(&mut [0; 64][..n], &mut [0; SMALL_SUMS]);
+            return small(&mut [0; 64][..n]);
         }
         if n <= 256 {
             return wide(&mut [0; 256][..n], &mut [0; SUMS]);
@@ -176,12 +192,15 @@ fn dense_wide(
         widen_in_order(tail, x.get(whole..).unwrap_or(&[]), zp);
         // [`ROWS`] rows per pass over the column into a block of sums, then the block's requantization.
         let output = Output::new(out.zp_out, out.range);
+        // Blocks walked by their first output (zipping two `chunks` had cost two divisions and their tests).
         let block = sums.len().max(1);
         let y = y.get_mut(..outputs).unwrap_or(&mut []);
-        for (k, (ys, ws)) in y.chunks_mut(block).zip(ws.chunks(block * n)).enumerate() {
+        let mut first = 0;
+        for ys in y.chunks_mut(block) {
             let sums = sums.get_mut(..ys.len()).unwrap_or(&mut []);
-            wide_rows_sums(ws, col, sums);
-            out.q.outputs(k * block, sums, &output, ys);
+            wide_rows_sums(ws.get(first * n..).unwrap_or(&[]), col, sums);
+            out.q.outputs(first, sums, &output, ys);
+            first += block;
         }
         return;
     }
@@ -205,6 +224,9 @@ const SUMS: usize = 96;
 
 /// [`SUMS`] for inputs of at most 64 values (also a multiple of both row groups).
 const SMALL_SUMS: usize = 36;
+
+/// [`SMALL_SUMS`] for layers of at most 12 outputs.
+const TINY_SUMS: usize = 12;
 
 /// The sparse integer kernel, out of line so that the dense kernel beside it does not change how it compiles
 /// (measured on the Cortex-M3: 0.7 % more instructions inlined).
