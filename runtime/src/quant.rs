@@ -116,8 +116,9 @@ pub(crate) const BLOCK: usize = 96;
 /// multiplier and, for the usual right shift by `e ≥ 2`, `2^(e−2)` and `e − 1`, so that an output costs one 64-bit
 /// multiply-add, a shift and the clamp ([`round_shift`]; measured on the Cortex-M4: DS-CNN −6.5 %, ResNet −4.3 %;
 /// the dense FULLY_CONNECTED's per-output loop, which also decodes each channel, stayed ~38 instructions). Four words, so that decoding a channel is three loads, a few instructions and two
-/// double-word stores.
+/// double-word stores; `repr(C)`, so that the assembly of [`table_run`] reads them as two double words.
 #[derive(Debug, Clone, Copy, Default)]
+#[repr(C)]
 pub(crate) struct Channel {
     bias: i32,
     multiplier: i32,
@@ -329,6 +330,63 @@ fn outputs_from(mut k: usize, sums: &[i32], words: Words, out: &Output, ys: &mut
             return;
         };
         k += run(s, words.skip(k), out.packed(), y);
+    }
+}
+
+/// The int8 outputs (as bytes) of channels decoded into a table, for the sums of their products:
+/// [`table_run`] (a loop of assembly on Arm cores) over the channels of the fast path, [`Channel::output`] for any
+/// other. The same values as [`Channel::output`].
+#[inline(always)]
+pub(crate) fn outputs_of_table(sums: &[i32], chans: &[Channel], out: &Output, ys: &mut [u8]) {
+    let done = table(sums, chans, out, ys);
+    if done < ys.len().min(sums.len()).min(chans.len()) {
+        table_from(done, sums, chans, out, ys);
+    }
+}
+
+/// [`outputs_of_table`] from channel `k`, which takes the general path, on (rare: out of line).
+#[cold]
+#[inline(never)]
+fn table_from(mut k: usize, sums: &[i32], chans: &[Channel], out: &Output, ys: &mut [u8]) {
+    let n = ys.len().min(sums.len()).min(chans.len());
+    while k < n {
+        if let (Some(&acc), Some(c), Some(y)) = (sums.get(k), chans.get(k), ys.get_mut(k)) {
+            *y = c.output(acc, out);
+        }
+        k += 1;
+        let (Some(s), Some(c), Some(y)) = (sums.get(k..n), chans.get(k..n), ys.get_mut(k..n))
+        else {
+            return;
+        };
+        k += table(s, c, out, y);
+    }
+}
+
+#[cfg(target_arch = "arm")]
+use crate::ops::lanes::loops::table_run as table;
+#[cfg(not(target_arch = "arm"))]
+use table_run as table;
+
+/// [`Channel::output`] of consecutive channels while each takes the fast path (`half ≠ 0`): returns how many it
+/// wrote, stopping at the first other channel or at the end of the shortest slice. The plain Rust of
+/// `lanes::loops::table_run`: what the hosts run and test.
+#[cfg_attr(target_arch = "arm", allow(dead_code))]
+pub(crate) fn table_run(sums: &[i32], chans: &[Channel], out: &Output, ys: &mut [u8]) -> usize {
+    for (k, ((y, &acc), c)) in ys.iter_mut().zip(sums).zip(chans).enumerate() {
+        if c.half == 0 {
+            return k;
+        }
+        *y = c.output(acc, out);
+    }
+    ys.len().min(sums.len()).min(chans.len())
+}
+
+/// The output's bounds less its zero point, and the zero point: what `lanes::loops::table_run` holds in
+/// registers.
+impl Output {
+    #[cfg_attr(not(target_arch = "arm"), allow(dead_code))]
+    pub(crate) fn parts(&self) -> (i32, i32, i32) {
+        (self.lo, self.hi, self.zero_point)
     }
 }
 

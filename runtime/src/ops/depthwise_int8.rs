@@ -94,6 +94,10 @@ fn run_with(
     let padding = [zp_in as u8; BLOCK];
     let (mut table, mut chans) = ([0u32; TABLE], [Channel::default(); BLOCK]);
     let mut window = [&[][..]; CELLS];
+    #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+    let mut rect = Rect::empty();
+    #[cfg(not(all(target_arch = "arm", target_feature = "dsp")))]
+    let mut rect = Rect::default();
     let mut spread = [0u8; BLOCK];
     // A pixel's sums, group by group (the M4/M7's whole-pixel loop; once per layer, not zeroed per pixel).
     let mut group_sums = [[0i32; GROUP]; BLOCK / GROUP];
@@ -116,14 +120,23 @@ fn run_with(
         for oy in 0..g.oh {
             for ox in 0..g.ow {
                 let at = (oy * g.ow + ox) * g.oc + first * m + k;
-                cells_of(g, (oy, ox), (first, n), (x, pad), &mut window);
-                let cells = window.get(..cells).unwrap_or(&[]);
-                // One call site, so that the pixel's kernels are compiled once.
                 let ys = match m {
                     1 => y.get_mut(at..at + n),
                     _ => spread.get_mut(..n),
+                }
+                .unwrap_or(&mut []);
+                let pix = Pixel {
+                    g,
+                    at: (oy, ox),
+                    channels: (first, n),
+                    x: (x, pad),
                 };
-                pixel(&b, cells, &out, ys.unwrap_or(&mut []), &mut group_sums);
+                // One call site each, so that the pixel's kernels are compiled once.
+                if !window_pixel(&b, &pix, &mut rect, &out, ys, &mut group_sums) {
+                    cells_of(g, (oy, ox), (first, n), (x, pad), &mut window);
+                    let cells = window.get(..cells).unwrap_or(&[]);
+                    pixel(&b, cells, &out, ys);
+                }
                 if m > 1 {
                     let outs = y.get_mut(at..).unwrap_or(&mut []).iter_mut().step_by(m);
                     for (d, &v) in outs.zip(spread.iter().take(n)) {
@@ -204,36 +217,84 @@ fn cells_of<'a>(
     }
 }
 
-/// One pixel's block of channels: [`GROUP`] at a time, the rest one by one (`sums`: room for the groups' sums).
+/// The window [`window_pixel`] refills at each pixel (the M4/M7's; nothing elsewhere).
+#[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+type Rect<'a> = super::lanes::loops::Window<'a>;
+#[cfg(not(all(target_arch = "arm", target_feature = "dsp")))]
+type Rect<'a> = core::marker::PhantomData<&'a [u8]>;
+
+/// Where a pixel's window lies: the geometry, the output pixel, the block's channels `(first, n)`, and the input
+/// with the zero point's row for padding.
+#[cfg_attr(
+    not(all(target_arch = "arm", target_feature = "dsp")),
+    allow(dead_code)
+)]
+struct Pixel<'g, 'a> {
+    g: &'g Geometry,
+    at: (usize, usize),
+    channels: (usize, usize),
+    x: (&'a [u8], &'a [u8]),
+}
+
+/// On the M4/M7, a pixel whose block is whole groups: its window's cell addresses stepped from the first valid
+/// cell's (`lanes::loops::Window::rect`, one bounds check), every group in one assembly loop
+/// (`lanes::loops::depthwise_pixel`), then the pixel's requantization in one loop over the table
+/// (`quant::outputs_of_table`). `false`, writing nothing, where it does not apply (then [`pixel`] runs).
 #[inline(always)]
 #[cfg_attr(
     not(all(target_arch = "arm", target_feature = "dsp")),
     allow(unused_variables)
 )]
-fn pixel(b: &Block, cells: &[&[u8]], out: &Output, ys: &mut [u8], sums: &mut [[i32; GROUP]]) {
-    let whole = b.n / GROUP * GROUP;
-    // On the M4/M7 the assembly loops, the window's cells checked once per pixel: every whole group of the pixel
-    // in one loop, then their requantization (or, where that loop does not apply, a loop per group below).
+fn window_pixel<'a>(
+    b: &Block,
+    p: &Pixel<'_, 'a>,
+    w: &mut Rect<'a>,
+    out: &Output,
+    ys: &mut [u8],
+    sums: &mut [[i32; GROUP]],
+) -> bool {
     #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
-    let window = super::lanes::loops::Window::new(cells, b.n);
-    #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
-    if let (Kernel::Halves, Some(w)) = (b.kernel, &window) {
+    {
+        use super::lanes::loops::depthwise_pixel;
+        let (g, (oy, ox), (first, n)) = (p.g, p.at, p.channels);
+        if b.kernel != Kernel::Halves || b.n % GROUP != 0 {
+            return false;
+        }
+        let ((y0, y1), (x0, x1)) = (g.cells_y(oy), g.cells_x(ox));
+        let ic = g.ic.max(1);
+        // The first valid cell's byte (wrapping: unused, and perhaps meaningless, when no cell is valid).
+        let (iy, ix) = (
+            (oy * g.sh + y0).wrapping_sub(g.pt),
+            (ox * g.sw + x0).wrapping_sub(g.pl),
+        );
+        let at = iy
+            .wrapping_mul(g.iw)
+            .wrapping_add(ix)
+            .wrapping_mul(ic)
+            .wrapping_add(first);
+        let rect = ((y0, y1), (x0, x1));
+        w.rect(p.x, (g.kh, g.kw), rect, at, (g.iw * ic, ic), n);
         let groups = b.n / GROUP;
         let ws = b.table.get(..2 * groups * b.cells).unwrap_or(&[]);
         let sums = sums.get_mut(..groups).unwrap_or(&mut []);
-        if super::lanes::loops::depthwise_pixel(w, ws, sums) {
-            let outs = ys.chunks_exact_mut(GROUP).zip(b.chans.chunks_exact(GROUP));
-            for ((ds, cs), s) in outs.zip(sums.iter()) {
-                for ((d, c), &a) in ds.iter_mut().zip(cs).zip(s) {
-                    *d = c.output(a, out);
-                }
-            }
-            for (o, (d, c)) in ys.iter_mut().zip(b.chans).enumerate().skip(whole) {
-                *d = c.output(single(b, cells, o), out);
-            }
-            return;
+        if !depthwise_pixel(w, ws, sums) {
+            return false;
         }
+        crate::quant::outputs_of_table(sums.as_flattened(), b.chans, out, ys);
+        true
     }
+    #[cfg(not(all(target_arch = "arm", target_feature = "dsp")))]
+    false
+}
+
+/// One pixel's block of channels from its window's cells: [`GROUP`] at a time, the rest one by one.
+#[inline(always)]
+fn pixel(b: &Block, cells: &[&[u8]], out: &Output, ys: &mut [u8]) {
+    let whole = b.n / GROUP * GROUP;
+    // On the M4/M7 (where [`window_pixel`] did not apply) the assembly loop per group, the window's cells
+    // checked once per pixel.
+    #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+    let window = super::lanes::loops::Window::new(cells, b.n);
     for (j, (ds, cs)) in ys
         .chunks_exact_mut(GROUP)
         .zip(b.chans.chunks_exact(GROUP))

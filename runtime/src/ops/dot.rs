@@ -20,7 +20,7 @@
 //! The DSP instructions and assembly loops come from [`super::lanes`], the only inline assembly of the crate
 //! besides [`keep_rolled`]; everywhere else `lanes` is the same arithmetic in plain Rust.
 
-use crate::quant::{Channels, Output};
+use crate::quant::{outputs_of_table, Channel, Channels, Output};
 
 /// Rows [`dot_rows`] computes per pass over its input: four without DSP, three with it (four rows' pointers, sums
 /// and lanes need more registers than a Cortex-M has; measured in BENCHMARKS.md).
@@ -212,6 +212,28 @@ pub(crate) fn wide_rows_to_i8<C: Channels>(
 /// cost ~20 instructions more per output on the Cortex-M4.
 #[inline(never)]
 pub(crate) fn wide_rows_sums(ws: &[u8], col: &[i16], sums: &mut [i32]) {
+    rows_sums(ws, col, sums)
+}
+
+/// [`wide_rows_sums`] into `sums` (as many as `chans`), then their requantization by the table in one loop
+/// (`quant::outputs_of_table`) into `ys`: the dense convolutions' im2col pixel on Cortex-M cores, in one call
+/// (two calls per pixel had cost LeNet-5's 640 pixels ~45 instructions each on the Cortex-M4).
+#[inline(never)]
+pub(crate) fn wide_rows_table(
+    ws: &[u8],
+    col: &[i16],
+    (chans, out): (&[Channel], &Output),
+    sums: &mut [i32],
+    ys: &mut [u8],
+) {
+    let sums = sums.get_mut(..chans.len()).unwrap_or(&mut []);
+    rows_sums(ws, col, sums);
+    outputs_of_table(sums, chans, out, ys);
+}
+
+/// The body of [`wide_rows_sums`].
+#[inline(always)]
+fn rows_sums(ws: &[u8], col: &[i16], sums: &mut [i32]) {
     let n = col.len();
     let (mut ws, mut sums) = (ws, sums);
     while sums.len() >= ROWS {

@@ -330,6 +330,97 @@ pub(crate) mod loops {
         }
     }
 
+    #[cfg(target_feature = "dsp")]
+    impl<'a> Window<'a> {
+        /// A window of no cells (which the loops refuse), to be refilled pixel by pixel ([`Window::rect`]).
+        #[inline(always)]
+        pub(crate) fn empty() -> Self {
+            Window {
+                cells: [core::ptr::null(); WINDOW_CELLS + 1],
+                count: 0,
+                len: 0,
+                _borrow: core::marker::PhantomData,
+            }
+        }
+
+        /// Refills the window for a pixel of a `kh × kw` kernel whose cells inside the input are the rectangle
+        /// `rows × cols` (kernel rows and columns, half-open): the rectangle's first cell at byte `at` of `x`, the
+        /// next cells `step` bytes across and `row` bytes down, every other cell `pad`; cells of `len` bytes.
+        /// Empty (no cells) unless the kernel has at most [`WINDOW_CELLS`] cells, `pad` holds `len` bytes and the
+        /// rectangle's last cell ends within `x`: one check for the window, where [`Window::new`] takes slices
+        /// checked cell by cell (~100 instructions per kernel row of DS-CNN's 3 × 3 windows on the Cortex-M4).
+        /// Refilled in place, not returned: a window moved out of a function had cost a 76-byte copy per pixel.
+        #[inline(always)]
+        pub(crate) fn rect(
+            &mut self,
+            (x, pad): (&'a [u8], &'a [u8]),
+            (kh, kw): (usize, usize),
+            (rows, cols): ((usize, usize), (usize, usize)),
+            at: usize,
+            (row, step): (usize, usize),
+            len: usize,
+        ) {
+            self.count = 0;
+            self.len = len;
+            if pad.len() < len {
+                return;
+            }
+            // A pixel at an edge: every cell the rectangle leaves reads the pad (an inner pixel's rectangle is
+            // the whole kernel, all of whose cells `fill` writes).
+            if (rows, cols) != ((0, kh), (0, kw)) {
+                self.cells.fill(pad.as_ptr());
+            }
+            if let Some(count) = self.fill(x, (kh, kw), (rows, cols), at, (row, step)) {
+                self.count = count;
+            }
+        }
+
+        /// [`Window::rect`]'s cells: the rectangle's pointers and the end mark; the cell count, or `None` where
+        /// the kernel or the rectangle does not fit.
+        #[inline(always)]
+        fn fill(
+            &mut self,
+            x: &'a [u8],
+            (kh, kw): (usize, usize),
+            (rows, cols): ((usize, usize), (usize, usize)),
+            at: usize,
+            (row, step): (usize, usize),
+        ) -> Option<usize> {
+            let count = kh.checked_mul(kw)?;
+            if count > WINDOW_CELLS || rows.1 > kh || cols.1 > kw {
+                return None;
+            }
+            if rows.0 < rows.1 && cols.0 < cols.1 {
+                // Every cell of the rectangle starts at most as far into `x` as its last cell, which ends in it.
+                let down = (rows.1 - rows.0 - 1).checked_mul(row)?;
+                let across = (cols.1 - cols.0 - 1).checked_mul(step)?;
+                let end = down
+                    .checked_add(across)?
+                    .checked_add(at)?
+                    .checked_add(self.len)?;
+                if end > x.len() {
+                    return None;
+                }
+                let mut first = x.as_ptr().wrapping_add(at);
+                for ky in rows.0..rows.1 {
+                    let mut cell = first;
+                    let from = ky * kw;
+                    for p in self
+                        .cells
+                        .get_mut(from + cols.0..from + cols.1)
+                        .unwrap_or(&mut [])
+                    {
+                        *p = cell;
+                        cell = cell.wrapping_add(step);
+                    }
+                    first = first.wrapping_add(row);
+                }
+            }
+            *self.cells.get_mut(count)? = core::ptr::null();
+            Some(count)
+        }
+    }
+
     /// `Σ w · x` of channels `j .. j + 4` over the window's cells against their weights `ws` (per cell two words:
     /// the four weights as 16-bit lanes (j, j + 2), (j + 1, j + 3)): per cell a pointer load, a word of inputs,
     /// a pair of weight words, two SXTB16 and four 16-bit multiply-adds (SMLABB/SMLATT). `[0; 4]` unless
@@ -570,6 +661,73 @@ pub(crate) mod loops {
                 t = out(reg) _,
                 h = out(reg) _,
                 lo = out(reg) _,
+                options(nostack),
+            );
+        }
+        (stop as usize).wrapping_sub(start as usize)
+    }
+
+    /// [`crate::quant::table_run`] as one loop: per output the sum and two double-word loads of its channel
+    /// (`Channel` is `repr(C)`: bias, multiplier, `2^(e−2)`, `e − 1`), the SMLAL of [`crate::quant`]'s
+    /// `round_shift`, the clamp and the zero point in registers: 21 instructions.
+    #[inline(always)]
+    pub(crate) fn table_run(
+        sums: &[i32],
+        chans: &[crate::quant::Channel],
+        out: &crate::quant::Output,
+        ys: &mut [u8],
+    ) -> usize {
+        let n = ys.len().min(sums.len()).min(chans.len());
+        if n == 0 {
+            return 0;
+        }
+        let (lo, hi, zp) = out.parts();
+        let start = ys.as_mut_ptr();
+        let end = start.wrapping_add(n);
+        let stop: *mut u8;
+        // SAFETY: each pass reads one word at `s` and 16 bytes (one `Channel`, four words, `repr(C)`) at `c`, and
+        // writes one byte at `y`, advancing them; the loop ends when `y` reaches `end`, `n ≥ 1` passes after
+        // `start`: at most `n` elements of each slice, `n` no more than any holds. The second LDRD reads the pass's
+        // own channel (`[c, #-8]` after the post-increment). A pass may leave before its store (a channel of the
+        // general path, `half = 0`), having written less. No other memory is written, no stack used; the flags
+        // are clobbered.
+        unsafe {
+            asm!(
+                "2:",
+                "ldr {a}, [{s}], #4",
+                "ldrd {b}, {m}, [{c}], #16",
+                "ldrd {h}, {e}, [{c}, #-8]",
+                "cmp {h}, #0",
+                "beq 3f",
+                "add {a}, {a}, {b}",
+                "add {h}, {h}, {a}, asr #31",
+                "and {b}, {a}, #0x80000000",
+                "orr {b}, {b}, #0x40000000",
+                "smlal {b}, {h}, {a}, {m}",
+                "asr {h}, {h}, {e}",
+                "cmp {h}, {lo}",
+                "it lt",
+                "movlt {h}, {lo}",
+                "cmp {h}, {hi}",
+                "it gt",
+                "movgt {h}, {hi}",
+                "add {h}, {h}, {zp}",
+                "strb {h}, [{y}], #1",
+                "cmp {y}, {end}",
+                "bne 2b",
+                "3:",
+                s = inout(reg) sums.as_ptr() => _,
+                c = inout(reg) chans.as_ptr() => _,
+                y = inout(reg) start => stop,
+                end = in(reg) end,
+                lo = in(reg) lo,
+                hi = in(reg) hi,
+                zp = in(reg) zp,
+                a = out(reg) _,
+                b = out(reg) _,
+                m = out(reg) _,
+                h = out(reg) _,
+                e = out(reg) _,
                 options(nostack),
             );
         }
