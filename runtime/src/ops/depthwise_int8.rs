@@ -37,8 +37,11 @@ enum Kernel {
     /// `[group of four channels][cell]`, two words per cell: the four weights as 16-bit lanes (j, j + 2) and
     /// (j + 1, j + 3).
     Halves,
-    /// `[group of four channels][cell]`, a word per cell: the four weights as bytes.
-    Bytes,
+    /// `[group of four channels][cell][channel]`, a word per weight, sign-extended: the Cortex-M3's kernel
+    /// multiplies them as they are (`lanes::loops::depthwise_words`: per cell a word of inputs, two double-word
+    /// loads of weights, and per channel an extraction and an MLA; with four weights per word, unpacking them had
+    /// cost ~31 instructions per cell instead of 14).
+    Words,
 }
 
 /// One block of channels: the filters as `kernel` reads them, and the requantization with `zp · Σ w` taken out.
@@ -60,7 +63,7 @@ pub(crate) fn run(
     range: (i32, i32),
     (x, y): (&[u8], &mut [u8]),
 ) {
-    let kernel = if DSP { Kernel::Halves } else { Kernel::Bytes };
+    let kernel = if DSP { Kernel::Halves } else { Kernel::Words };
     run_with(
         kernel,
         g,
@@ -88,15 +91,15 @@ fn run_with(
     // group, at most `BLOCK`.
     let bytes = match kernel {
         Kernel::Halves => 2,
-        Kernel::Bytes => 1,
+        Kernel::Words => 4,
     };
     let per_block = (4 * TABLE / (bytes * cells).max(1) / GROUP * GROUP).min(BLOCK);
     let padding = [zp_in as u8; BLOCK];
     let (mut table, mut chans) = ([0u32; TABLE], [Channel::default(); BLOCK]);
     let mut window = [&[][..]; CELLS];
-    #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+    #[cfg(target_arch = "arm")]
     let mut rect = Rect::empty();
-    #[cfg(not(all(target_arch = "arm", target_feature = "dsp")))]
+    #[cfg(not(target_arch = "arm"))]
     let mut rect = Rect::default();
     let mut spread = [0u8; BLOCK];
     // A pixel's sums, group by group (the M4/M7's whole-pixel loop; once per layer, not zeroed per pixel).
@@ -170,7 +173,7 @@ fn fill(
                     halves_slot(k, o, cells),
                     (v as u16 as u32) << (16 * (o % 4 / 2)),
                 ),
-                Kernel::Bytes => (o / GROUP * cells + k, (v as u8 as u32) << (8 * (o % GROUP))),
+                Kernel::Words => (words_slot(k, o, cells), v as u32),
             };
             if let Some(t) = table.get_mut(slot) {
                 *t |= bits;
@@ -178,6 +181,12 @@ fn fill(
         }
     }
     sums
+}
+
+/// The word of [`Kernel::Words`]' table that holds channel `o`'s weight of cell `k` of `cells`.
+#[inline(always)]
+fn words_slot(k: usize, o: usize, cells: usize) -> usize {
+    (o / GROUP * cells + k) * GROUP + o % GROUP
 }
 
 /// The word of [`Kernel::Halves`]' table that holds channel `o`'s weight of cell `k` of `cells`.
@@ -217,18 +226,15 @@ fn cells_of<'a>(
     }
 }
 
-/// The window [`window_pixel`] refills at each pixel (the M4/M7's; nothing elsewhere).
-#[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+/// The window [`window_pixel`] refills at each pixel (on Arm cores; nothing elsewhere).
+#[cfg(target_arch = "arm")]
 type Rect<'a> = super::lanes::loops::Window<'a>;
-#[cfg(not(all(target_arch = "arm", target_feature = "dsp")))]
+#[cfg(not(target_arch = "arm"))]
 type Rect<'a> = core::marker::PhantomData<&'a [u8]>;
 
 /// Where a pixel's window lies: the geometry, the output pixel, the block's channels `(first, n)`, and the input
 /// with the zero point's row for padding.
-#[cfg_attr(
-    not(all(target_arch = "arm", target_feature = "dsp")),
-    allow(dead_code)
-)]
+#[cfg_attr(not(target_arch = "arm"), allow(dead_code))]
 struct Pixel<'g, 'a> {
     g: &'g Geometry,
     at: (usize, usize),
@@ -236,15 +242,13 @@ struct Pixel<'g, 'a> {
     x: (&'a [u8], &'a [u8]),
 }
 
-/// On the M4/M7, a pixel whose block is whole groups: its window's cell addresses stepped from the first valid
-/// cell's (`lanes::loops::Window::rect`, one bounds check), every group in one assembly loop
-/// (`lanes::loops::depthwise_pixel`), then the pixel's requantization in one loop over the table
-/// (`quant::outputs_of_table`). `false`, writing nothing, where it does not apply (then [`pixel`] runs).
+/// On Arm cores, a pixel whose block is whole groups: its window's cell addresses stepped from the first valid
+/// cell's (`lanes::loops::Window::rect`, one bounds check), the groups' sums by the assembly loops (on the M4/M7
+/// every group in one, `lanes::loops::depthwise_pixel`; on the M3 one per group, `depthwise_words`), then the
+/// pixel's requantization in one loop over the table (`quant::outputs_of_table`). `false`, writing nothing, where
+/// it does not apply (then [`pixel`] runs).
 #[inline(always)]
-#[cfg_attr(
-    not(all(target_arch = "arm", target_feature = "dsp")),
-    allow(unused_variables)
-)]
+#[cfg_attr(not(target_arch = "arm"), allow(unused_variables))]
 fn window_pixel<'a>(
     b: &Block,
     p: &Pixel<'_, 'a>,
@@ -253,11 +257,10 @@ fn window_pixel<'a>(
     ys: &mut [u8],
     sums: &mut [[i32; GROUP]],
 ) -> bool {
-    #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+    #[cfg(target_arch = "arm")]
     {
-        use super::lanes::loops::depthwise_pixel;
         let (g, (oy, ox), (first, n)) = (p.g, p.at, p.channels);
-        if b.kernel != Kernel::Halves || b.n % GROUP != 0 {
+        if b.n % GROUP != 0 {
             return false;
         }
         let ((y0, y1), (x0, x1)) = (g.cells_y(oy), g.cells_x(ox));
@@ -275,16 +278,43 @@ fn window_pixel<'a>(
         let rect = ((y0, y1), (x0, x1));
         w.rect(p.x, (g.kh, g.kw), rect, at, (g.iw * ic, ic), n);
         let groups = b.n / GROUP;
-        let ws = b.table.get(..2 * groups * b.cells).unwrap_or(&[]);
         let sums = sums.get_mut(..groups).unwrap_or(&mut []);
-        if !depthwise_pixel(w, ws, sums) {
+        if !group_sums(b, w, sums) {
             return false;
         }
         crate::quant::outputs_of_table(sums.as_flattened(), b.chans, out, ys);
         true
     }
-    #[cfg(not(all(target_arch = "arm", target_feature = "dsp")))]
+    #[cfg(not(target_arch = "arm"))]
     false
+}
+
+/// The sums of the block's whole groups over the window into `sums`, by its target's assembly; `false` where
+/// the window or the table does not fit (the loops refuse it).
+#[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+#[inline(always)]
+fn group_sums(b: &Block, w: &Rect, sums: &mut [[i32; GROUP]]) -> bool {
+    let ws = b.table.get(..2 * sums.len() * b.cells).unwrap_or(&[]);
+    b.kernel == Kernel::Halves && super::lanes::loops::depthwise_pixel(w, ws, sums)
+}
+
+/// The sums of the block's whole groups over the window into `sums`, by its target's assembly; `false` where
+/// the window or the table does not fit (the loops refuse it).
+#[cfg(all(target_arch = "arm", not(target_feature = "dsp")))]
+#[inline(always)]
+fn group_sums(b: &Block, w: &Rect, sums: &mut [[i32; GROUP]]) -> bool {
+    if b.kernel != Kernel::Words || w.is_empty() {
+        return false;
+    }
+    let per_group = GROUP * b.cells;
+    for (j, s) in sums.iter_mut().enumerate() {
+        let ws = b
+            .table
+            .get(j * per_group..(j + 1) * per_group)
+            .unwrap_or(&[]);
+        *s = super::lanes::loops::depthwise_words(w, ws, j * GROUP);
+    }
+    true
 }
 
 /// One pixel's block of channels from its window's cells: [`GROUP`] at a time, the rest one by one.
@@ -315,9 +345,9 @@ fn pixel(b: &Block, cells: &[&[u8]], out: &Output, ys: &mut [u8]) {
                 #[cfg(not(all(target_arch = "arm", target_feature = "dsp")))]
                 group_halves(cells, ws, j * GROUP)
             }
-            Kernel::Bytes => {
-                let ws = b.table.get(j * b.cells..(j + 1) * b.cells);
-                group_bytes(cells, ws.unwrap_or(&[]), j * GROUP)
+            Kernel::Words => {
+                let ws = b.table.get(GROUP * j * b.cells..GROUP * (j + 1) * b.cells);
+                group_words(cells, ws.unwrap_or(&[]), j * GROUP)
             }
         };
         for ((d, a), c) in ds.iter_mut().zip(acc).zip(cs) {
@@ -355,16 +385,16 @@ fn group_halves(cells: &[&[u8]], ws: &[u32], j: usize) -> [i32; GROUP] {
     [a0, a1, a2, a3]
 }
 
-/// `Σ w·x` of channels `j .. j + 4` over the window's cells against their weights `ws` as [`Kernel::Bytes`] lays
-/// them out.
+/// `Σ w·x` of channels `j .. j + 4` over the window's cells against their weights `ws` as [`Kernel::Words`] lays
+/// them out (four words per cell); the plain Rust of `lanes::loops::depthwise_words`.
 #[inline(never)]
-fn group_bytes(cells: &[&[u8]], ws: &[u32], j: usize) -> [i32; GROUP] {
+fn group_words(cells: &[&[u8]], ws: &[u32], j: usize) -> [i32; GROUP] {
     let mut acc = [0i32; GROUP];
-    for (cell, &w) in cells.iter().zip(ws) {
+    for (cell, w) in cells.iter().zip(ws.chunks_exact(GROUP)) {
         let x = word(cell.get(j..j + 4));
-        for (k, a) in acc.iter_mut().enumerate() {
-            let (wv, xv) = ((w >> (8 * k)) as u8 as i8, (x >> (8 * k)) as u8 as i8);
-            *a = a.wrapping_add(i32::from(wv) * i32::from(xv));
+        for (k, (a, &w)) in acc.iter_mut().zip(w).enumerate() {
+            let xv = (x >> (8 * k)) as u8 as i8;
+            *a = a.wrapping_add((w as i32).wrapping_mul(i32::from(xv)));
         }
     }
     acc
@@ -377,12 +407,12 @@ fn single(b: &Block, cells: &[&[u8]], o: usize) -> i32 {
         let xv = cell.get(o).map_or(0, |&v| i32::from(v as i8));
         let (slot, shift) = match b.kernel {
             Kernel::Halves => (halves_slot(k, o, b.cells), 16 * (o % 4 / 2)),
-            Kernel::Bytes => (o / GROUP * b.cells + k, 8 * (o % GROUP)),
+            Kernel::Words => (words_slot(k, o, b.cells), 0),
         };
         let w = b.table.get(slot).map_or(0, |&t| t >> shift);
         let wv = match b.kernel {
             Kernel::Halves => i32::from(w as u16 as i16),
-            Kernel::Bytes => i32::from(w as u8 as i8),
+            Kernel::Words => w as i32,
         };
         acc = acc.wrapping_add(wv * xv);
     }
@@ -444,7 +474,7 @@ mod tests {
             };
             let (zp_in, zp_out, range) = (-5, 3, (-128, 127));
             let want = direct(&g, &filters, &q, (zp_in, zp_out), range, &x);
-            for kernel in [Kernel::Halves, Kernel::Bytes] {
+            for kernel in [Kernel::Halves, Kernel::Words] {
                 let mut y = std::vec![0u8; g.oh * g.ow * c * m];
                 let out = Output::new(zp_out, range);
                 run_with(

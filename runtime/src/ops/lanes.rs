@@ -295,13 +295,11 @@ pub(crate) mod loops {
     }
 
     /// Window cells [`Window`] holds at most: the depthwise kernel's.
-    #[cfg(target_feature = "dsp")]
     use crate::ops::depthwise_int8::CELLS as WINDOW_CELLS;
 
     /// A pixel's window of input cells for the depthwise kernel ([`depthwise_halves`]): the cells' pointers, each
     /// to at least `len` bytes of memory borrowed for `'a`, checked when the window is built, so that the assembly
     /// loop may read four bytes at any offset `j` with `j + 4 ≤ len`.
-    #[cfg(target_feature = "dsp")]
     pub(crate) struct Window<'a> {
         /// The cells' pointers, then null (at least one: the end mark of [`depthwise_pixel`]'s loop).
         cells: [*const u8; WINDOW_CELLS + 1],
@@ -310,9 +308,10 @@ pub(crate) mod loops {
         _borrow: core::marker::PhantomData<&'a [u8]>,
     }
 
-    #[cfg(target_feature = "dsp")]
     impl<'a> Window<'a> {
-        /// The window of `cells` (at most [`WINDOW_CELLS`]), each at least `len` bytes long; `None` otherwise.
+        /// The window of `cells` (at most [`WINDOW_CELLS`]), each at least `len` bytes long; `None` otherwise (the
+        /// M4/M7's pixels that [`Window::rect`] does not serve).
+        #[cfg(target_feature = "dsp")]
         #[inline(always)]
         pub(crate) fn new(cells: &[&'a [u8]], len: usize) -> Option<Self> {
             if cells.len() > WINDOW_CELLS || cells.iter().any(|c| c.len() < len) {
@@ -330,8 +329,13 @@ pub(crate) mod loops {
         }
     }
 
-    #[cfg(target_feature = "dsp")]
     impl<'a> Window<'a> {
+        /// Whether the window has no cells (the loops refuse it).
+        #[cfg_attr(target_feature = "dsp", allow(dead_code))]
+        pub(crate) fn is_empty(&self) -> bool {
+            self.count == 0
+        }
+
         /// A window of no cells (which the loops refuse), to be refilled pixel by pixel ([`Window::rect`]).
         #[inline(always)]
         pub(crate) fn empty() -> Self {
@@ -450,6 +454,59 @@ pub(crate) mod loops {
                 "sxtb16 {t}, {x}, ror #8",
                 "smlabb {a1}, {t}, {w1}, {a1}",
                 "smlatt {a3}, {t}, {w1}, {a3}",
+                "subs {n}, {n}, #1",
+                "bne 2b",
+                cp = inout(reg) window.cells.as_ptr() => _,
+                wp = inout(reg) ws.as_ptr() => _,
+                j = in(reg) j,
+                n = inout(reg) count => _,
+                a0 = inout(reg) a0,
+                a1 = inout(reg) a1,
+                a2 = inout(reg) a2,
+                a3 = inout(reg) a3,
+                x = out(reg) _,
+                w0 = out(reg) _,
+                w1 = out(reg) _,
+                t = out(reg) _,
+                options(nostack, readonly),
+            );
+        }
+        [a0, a1, a2, a3]
+    }
+
+    /// `Σ w · x` of channels `j .. j + 4` over the window's cells against their weights `ws` (per cell four words:
+    /// the four weights sign-extended, `depthwise_int8`'s `Kernel::Words`), the Cortex-M3's kernel: per cell a
+    /// pointer load, a word of inputs, two double-word loads of weights and per channel one extraction (SXTB,
+    /// SBFX, ASR) and one MLA, 14 instructions for four multiply-adds. `[0; 4]` unless `j + 4 ≤` the window's
+    /// length and `ws` holds four words per cell.
+    #[cfg(not(target_feature = "dsp"))]
+    #[inline(always)]
+    pub(crate) fn depthwise_words(window: &Window, ws: &[u32], j: usize) -> [i32; 4] {
+        let (mut a0, mut a1, mut a2, mut a3) = (0i32, 0i32, 0i32, 0i32);
+        let count = window.count;
+        if count == 0 || j + 4 > window.len || ws.len() / 4 < count {
+            return [0; 4];
+        }
+        // SAFETY: the loop runs `count ≥ 1` times; pass `i` loads `window.cells[i]` (i < count ≤ WINDOW_CELLS, the
+        // array's length), reads four bytes at offset `j` of that cell (a cell has at least `len ≥ j + 4` bytes,
+        // borrowed for the window's lifetime, checked where the window was built) and four words of `ws`
+        // (4 · count ≤ its length; a `u32` slice, so LDRD's word alignment holds). Unaligned word loads of inputs
+        // are allowed on ARMv7-M. It writes no memory and no stack; it clobbers the flags.
+        unsafe {
+            asm!(
+                "2:",
+                "ldr {x}, [{cp}], #4",
+                "ldr {x}, [{x}, {j}]",
+                "ldrd {w0}, {w1}, [{wp}], #16",
+                "sxtb {t}, {x}",
+                "mla {a0}, {t}, {w0}, {a0}",
+                "sbfx {t}, {x}, #8, #8",
+                "mla {a1}, {t}, {w1}, {a1}",
+                "ldrd {w0}, {w1}, [{wp}, #-8]",
+                "sbfx {t}, {x}, #16, #8",
+                "mla {a2}, {t}, {w0}, {a2}",
+                "asr {t}, {x}, #24",
+                "mla {a3}, {t}, {w1}, {a3}",
                 "subs {n}, {n}, #1",
                 "bne 2b",
                 cp = inout(reg) window.cells.as_ptr() => _,
