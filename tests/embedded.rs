@@ -221,13 +221,19 @@ fn npy_int8(path: &Path) -> Vec<i8> {
 }
 
 #[test]
-fn imported_tflite_models_run_on_the_cortex_m4f_as_on_the_host_and_in_tflm() {
+fn imported_tflite_models_run_on_the_cortex_m4f_and_m3_as_on_the_host_and_in_tflm() {
     if !toolchain_present() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let fixtures = root().join("compress/tests/fixtures/tflite");
-    for family in ["ds_cnn", "resnet"] {
+    // DS-CNN on both cores: each has its own assembly for the depthwise layers (the M3 without DSP).
+    let runs = [
+        ("ds_cnn", "mps2-an386"),
+        ("resnet", "mps2-an386"),
+        ("ds_cnn", "mps2-an385"),
+    ];
+    for (family, board) in runs {
         let slim = dir.path().join(format!("{family}.slim"));
         let tflite = fixtures.join(format!("{family}.int8.tflite"));
         let status = Command::new(env!("CARGO_BIN_EXE_slimnet"))
@@ -246,7 +252,7 @@ fn imported_tflite_models_run_on_the_cortex_m4f_as_on_the_host_and_in_tflm() {
         let s = |p: &Path| p.to_str().unwrap().to_string();
         let args = [
             "--board",
-            "mps2-an386",
+            board,
             "--integer",
             "--model",
             &s(&slim),
@@ -271,12 +277,12 @@ fn imported_tflite_models_run_on_the_cortex_m4f_as_on_the_host_and_in_tflm() {
         }
         assert_eq!(
             device, host,
-            "{family}: the Cortex-M4F differs from the host"
+            "{family}: {board} differs from the host"
         );
         let tflm = npy_int8(&fixtures.join(format!("{family}.int8.output.npy")));
         assert_eq!(
             device, tflm,
-            "{family}: the Cortex-M4F differs from TFLite Micro"
+            "{family}: {board} differs from TFLite Micro"
         );
     }
 }
