@@ -275,15 +275,9 @@ fn imported_tflite_models_run_on_the_cortex_m4f_and_m3_as_on_the_host_and_in_tfl
             m.run_int8(sample, &mut arena, &mut y).unwrap();
             host.extend(y);
         }
-        assert_eq!(
-            device, host,
-            "{family}: {board} differs from the host"
-        );
+        assert_eq!(device, host, "{family}: {board} differs from the host");
         let tflm = npy_int8(&fixtures.join(format!("{family}.int8.output.npy")));
-        assert_eq!(
-            device, tflm,
-            "{family}: {board} differs from TFLite Micro"
-        );
+        assert_eq!(device, tflm, "{family}: {board} differs from TFLite Micro");
     }
 }
 

@@ -89,10 +89,10 @@ pub(crate) fn to_i8(
         .clamp(lo, hi) as i8
 }
 
-/// [`to_i8`]'s path for a multiplier ≥ 0 and a right shift by `e` (at most 31), for kernels that checked both
-/// once per channel (the prepared sparse kernels).
+/// [`to_i8`]'s path for a multiplier ≥ 0 and a right shift by `e` (at most 31). (The kernels requantize with
+/// [`Channel`]'s one multiply-add; this is the reference it is tested against.)
 #[inline(always)]
-pub(crate) fn to_i8_right(
+fn to_i8_right(
     acc: i32,
     multiplier: i32,
     e: u32,

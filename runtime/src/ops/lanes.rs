@@ -155,25 +155,6 @@ pub(crate) mod loops {
         };
     }
 
-    /// One pass of the loop of `prepared_run4`.
-    #[cfg(target_feature = "dsp")]
-    macro_rules! prepared_run4_body {
-        () => {
-            concat!(
-                "ldrsb {v}, [{e}, #1]\n",
-                "ldrb {at}, [{e}], #2\n",
-                "ldrsb {x}, [{w0}, {at}]\n",
-                "mla {a0}, {x}, {v}, {a0}\n",
-                "ldrsb {x}, [{w1}, {at}]\n",
-                "mla {a1}, {x}, {v}, {a1}\n",
-                "ldrsb {x}, [{w2}, {at}]\n",
-                "mla {a2}, {x}, {v}, {a2}\n",
-                "ldrsb {x}, [{w3}, {at}]\n",
-                "mla {a3}, {x}, {v}, {a3}\n",
-            )
-        };
-    }
-
     /// One pass of the loop of `dot4_wide`.
     #[cfg(not(target_feature = "dsp"))]
     macro_rules! dot4_wide_body {
@@ -604,46 +585,246 @@ pub(crate) mod loops {
         true
     }
 
-    /// `acc[p] += Σ v · windows[p][at]` over a prepared run of `(at, v)` byte pairs (`entries`, whole pairs only)
-    /// for four pixels' 256-byte windows: per entry two byte loads of the entry and per pixel a byte load and an
-    /// MLA, two entries per pass of the loop (the prepared convolutions' weight loop; compiled from Rust it kept
-    /// three of the window pointers on the stack on the Cortex-M4, 15 instructions per entry).
-    #[cfg(target_feature = "dsp")]
+    /// One entry of `prepared_channel4`'s loop: the pair `(at, v)` and per pixel a byte load and an MLA.
+    macro_rules! prepared_entry {
+        () => {
+            concat!(
+                "ldrsb {v}, [{e}, #1]\n",
+                "ldrb {at}, [{e}], #2\n",
+                "ldrsb {x}, [{w0}, {at}]\n",
+                "mla {a0}, {x}, {v}, {a0}\n",
+                "ldrsb {x}, [{w1}, {at}]\n",
+                "mla {a1}, {x}, {v}, {a1}\n",
+                "ldrsb {x}, [{w2}, {at}]\n",
+                "mla {a2}, {x}, {v}, {a2}\n",
+                "ldrsb {x}, [{w3}, {at}]\n",
+                "mla {a3}, {x}, {v}, {a3}\n",
+            )
+        };
+    }
+
+    /// `acc[p] += Σ v · wins[g][p][at]` over a prepared channel's groups `g` (their entry counts in `counts`, two
+    /// bytes each, the `(at, v)` pairs one group after the other in `entries`) for four pixels' 256-byte windows,
+    /// with the loop over the groups in the assembly too: its four values (the counts' and the windows' places,
+    /// the groups left, the entries' end) live in memory, reached through a pointer pushed on the stack, so that
+    /// the entry loop keeps all thirteen registers (from Rust, a call per group spilled its set-up: ~47
+    /// instructions per group on LeNet-5). Each group's entries are checked against the end before they are read;
+    /// a group past it stops the walk (a corrupted prepared form: the sums are then of the groups before it).
+    /// Returns the sums and how many bytes of `entries` the groups took.
     #[inline(always)]
-    pub(crate) fn prepared_run4(
+    pub(crate) fn prepared_channel4(
+        counts: &[u8],
         entries: &[u8],
-        windows: [&[u8; 256]; 4],
+        wins: &[[&[u8; 256]; 4]],
         acc: [i32; 4],
-    ) -> [i32; 4] {
-        let count = entries.len() / 2;
-        let [mut a0, mut a1, mut a2, mut a3] = acc;
-        if count == 0 {
-            return acc;
+    ) -> ([i32; 4], usize) {
+        let groups = (counts.len() / 2).min(wins.len());
+        if groups == 0 {
+            return (acc, 0);
         }
-        // SAFETY: the entry body runs `count ≥ 1` times in all (once if `count` is odd, then twice per pass) and
-        // reads, each time, two bytes from `e` (advancing it by two: 2 · count ≤ entries.len() bytes) and one byte
-        // from each window at offset `at`, a byte read by LDRB (0 ..= 255) inside the 256-byte arrays. The loads and
-        // MLAs leave the flags of LSRS for the BEQ. It writes no memory and no stack; it clobbers the flags.
+        let [mut a0, mut a1, mut a2, mut a3] = acc;
+        let start = entries.as_ptr();
+        let limit = start.wrapping_add(entries.len());
+        let mut state = [
+            counts.as_ptr() as usize,
+            wins.as_ptr() as usize,
+            groups,
+            limit as usize,
+        ];
+        let end: *const u8;
+        // SAFETY: the group loop runs at most `groups ≥ 1` times: each pass reads one u16 count at the counts'
+        // place (`groups ≤ counts.len() / 2` of them) and four window pointers at the windows' place (16 bytes, one
+        // element of `wins`, `groups ≤ wins.len()`; pointers, so word-aligned for LDRD), advancing both in `state`,
+        // a local array of four words the pushed pointer reaches; it reads the group's `n` pairs from `e` only if
+        // `e + 2n` is at most the entries' end (else it leaves), and one byte from each window at offset `at`, a
+        // byte read by LDRB (0 ..= 255) inside the 256-byte arrays. The entry body runs `n` times in all (once if
+        // `n` is odd, then twice per pass; the loads and MLAs keep LSRS's flags). It writes only `state` and four
+        // bytes of stack below the stack pointer, which it restores; it clobbers the flags.
         unsafe {
             asm!(
-                twice_per_pass!(prepared_run4_body),
-                e = inout(reg) entries.as_ptr() => _,
-                n = inout(reg) count => _,
-                w0 = in(reg) windows[0].as_ptr(),
-                w1 = in(reg) windows[1].as_ptr(),
-                w2 = in(reg) windows[2].as_ptr(),
-                w3 = in(reg) windows[3].as_ptr(),
+                "push {{{x}}}",
+                "1:",
+                "ldr {x}, [sp]",
+                "ldr {v}, [{x}]",
+                "ldrh {n}, [{v}], #2",
+                "str {v}, [{x}]",
+                "ldr {v}, [{x}, #12]",
+                "add {at}, {e}, {n}, lsl #1",
+                "cmp {at}, {v}",
+                "bhi 5f",
+                "ldr {v}, [{x}, #4]",
+                "ldrd {w0}, {w1}, [{v}], #16",
+                "ldrd {w2}, {w3}, [{v}, #-8]",
+                "str {v}, [{x}, #4]",
+                "lsrs {n}, {n}, #1",
+                "bcc 3f",
+                prepared_entry!(),
+                "3:",
+                "beq 4f",
+                "2:",
+                prepared_entry!(),
+                prepared_entry!(),
+                "subs {n}, {n}, #1",
+                "bne 2b",
+                "4:",
+                "ldr {x}, [sp]",
+                "ldr {v}, [{x}, #8]",
+                "subs {v}, {v}, #1",
+                "str {v}, [{x}, #8]",
+                "bne 1b",
+                "5:",
+                "add sp, sp, #4",
+                x = inout(reg) state.as_mut_ptr() => _,
+                e = inout(reg) start => end,
+                n = out(reg) _,
+                v = out(reg) _,
+                at = out(reg) _,
+                w0 = out(reg) _,
+                w1 = out(reg) _,
+                w2 = out(reg) _,
+                w3 = out(reg) _,
                 a0 = inout(reg) a0,
                 a1 = inout(reg) a1,
                 a2 = inout(reg) a2,
                 a3 = inout(reg) a3,
-                v = out(reg) _,
-                at = out(reg) _,
-                x = out(reg) _,
-                options(nostack, readonly),
             );
         }
-        [a0, a1, a2, a3]
+        (
+            [a0, a1, a2, a3],
+            (end as usize).wrapping_sub(start as usize),
+        )
+    }
+
+    /// A pooled pixel's channels (`conv_pooled`'s four output pixels of one pooling window): for each of
+    /// `best.len()` channels, the sums from its record's first word (`records`: 16 bytes per channel) over its
+    /// groups' entries ([`prepared_channel4`]'s walk, `counts`: two bytes per group and channel), the largest of
+    /// the four written to `best`. The loops over channels and groups keep their values in memory, reached through
+    /// a pointer pushed on the stack, so that the entry loop keeps all thirteen registers and nothing is spilled
+    /// around it per channel (from Rust, ~94 instructions per channel on LeNet-5 around the group loop). A group
+    /// whose entries would pass the end stops the walk (a corrupted prepared form). Returns how many bytes of
+    /// `entries` the channels took.
+    #[inline(always)]
+    pub(crate) fn prepared_pooled4(
+        (records, counts): (&[u8], &[u8]),
+        entries: &[u8],
+        wins: &[[&[u8; 256]; 4]],
+        best: &mut [i32],
+    ) -> usize {
+        let groups = wins.len();
+        let channels = best
+            .len()
+            .min(records.len() / 16)
+            .min(counts.len() / 2 / groups.max(1));
+        if groups == 0 || channels == 0 {
+            return 0;
+        }
+        let start = entries.as_ptr();
+        let mut state = [
+            counts.as_ptr() as usize,
+            wins.as_ptr() as usize,
+            groups,
+            0,
+            start.wrapping_add(entries.len()) as usize,
+            records.as_ptr() as usize,
+            best.as_mut_ptr() as usize,
+            channels,
+            0,
+        ];
+        let end: *const u8;
+        // SAFETY: the channel loop runs at most `channels ≥ 1` times, each reading one word of `records` (16 bytes
+        // per channel, `channels ≤ records.len() / 16`) and writing one word of `best` (`channels ≤ best.len()`);
+        // per channel the group loop runs `groups ≥ 1` times, reading one u16 of `counts` (`groups · channels ≤
+        // counts.len() / 2` in all) and one element of `wins` (four word-aligned pointers, `groups = wins.len()`,
+        // restarted per channel); a group's `n` pairs are read from `e` only if `e + 2n` is at most the entries'
+        // end (else it leaves), and one byte from each window at offset `at`, a byte (0 ..= 255) inside the 256-byte
+        // arrays. The entry body runs `n` times in all (once if bit 0 of `n` is set, twice if bit 1 is, then four
+        // times per pass; the loads and MLAs keep LSRS's flags). It writes only `state` (a local array of nine words the pushed pointer reaches),
+        // `best`, and four bytes of stack below the stack pointer, which it restores; it clobbers the flags.
+        unsafe {
+            asm!(
+                "push {{{x}}}",
+                "6:",
+                "ldr {x}, [sp]",
+                "ldr {v}, [{x}, #20]",
+                "ldr {a0}, [{v}], #16",
+                "str {v}, [{x}, #20]",
+                "mov {a1}, {a0}",
+                "mov {a2}, {a0}",
+                "mov {a3}, {a0}",
+                "ldr {v}, [{x}, #4]",
+                "str {v}, [{x}, #32]",
+                "ldr {v}, [{x}, #8]",
+                "str {v}, [{x}, #12]",
+                "1:",
+                "ldr {x}, [sp]",
+                "ldr {v}, [{x}]",
+                "ldrh {n}, [{v}], #2",
+                "str {v}, [{x}]",
+                "ldr {v}, [{x}, #16]",
+                "add {at}, {e}, {n}, lsl #1",
+                "cmp {at}, {v}",
+                "bhi 5f",
+                "ldr {v}, [{x}, #32]",
+                "ldrd {w0}, {w1}, [{v}], #16",
+                "ldrd {w2}, {w3}, [{v}, #-8]",
+                "str {v}, [{x}, #32]",
+                "lsrs {n}, {n}, #1",
+                "bcc 3f",
+                prepared_entry!(),
+                "3:",
+                "lsrs {n}, {n}, #1",
+                "bcc 7f",
+                prepared_entry!(),
+                prepared_entry!(),
+                "7:",
+                "beq 4f",
+                "2:",
+                prepared_entry!(),
+                prepared_entry!(),
+                prepared_entry!(),
+                prepared_entry!(),
+                "subs {n}, {n}, #1",
+                "bne 2b",
+                "4:",
+                "ldr {x}, [sp]",
+                "ldr {v}, [{x}, #12]",
+                "subs {v}, {v}, #1",
+                "str {v}, [{x}, #12]",
+                "bne 1b",
+                "cmp {a0}, {a1}",
+                "it lt",
+                "movlt {a0}, {a1}",
+                "cmp {a0}, {a2}",
+                "it lt",
+                "movlt {a0}, {a2}",
+                "cmp {a0}, {a3}",
+                "it lt",
+                "movlt {a0}, {a3}",
+                "ldr {v}, [{x}, #24]",
+                "str {a0}, [{v}], #4",
+                "str {v}, [{x}, #24]",
+                "ldr {v}, [{x}, #28]",
+                "subs {v}, {v}, #1",
+                "str {v}, [{x}, #28]",
+                "bne 6b",
+                "5:",
+                "add sp, sp, #4",
+                x = inout(reg) state.as_mut_ptr() => _,
+                e = inout(reg) start => end,
+                n = out(reg) _,
+                v = out(reg) _,
+                at = out(reg) _,
+                w0 = out(reg) _,
+                w1 = out(reg) _,
+                w2 = out(reg) _,
+                w3 = out(reg) _,
+                a0 = out(reg) _,
+                a1 = out(reg) _,
+                a2 = out(reg) _,
+                a3 = out(reg) _,
+            );
+        }
+        (end as usize).wrapping_sub(start as usize)
     }
 
     /// [`crate::quant::requantize_run`] as one loop: per output four word loads (sum, bias, shift, multiplier),

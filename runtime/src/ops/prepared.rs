@@ -19,6 +19,7 @@
 
 use super::window::Geometry;
 use crate::error::{Error, Result};
+use crate::quant::{Channel, Output};
 use crate::taps::row_taps;
 use crate::weights::{Payload, Scratch, Weights};
 
@@ -322,17 +323,6 @@ fn channel_sums<const P: usize>(
         // the compiler keeps rolled (unrolled, it spilled them: 57 instructions per 4 weights of 4 pixels on the
         // Cortex-M3, 14 per weight rolled).
         let wins: [&[u8; WINDOW]; P] = *wins;
-        // Four pixels on the M4/M7: the loop in assembly (on the M3 the Rust loop's 14 per entry beat it: the
-        // assembly's 13 registers spill the runs' set-up around it, ~25 instructions per run).
-        #[cfg(all(target_arch = "arm", target_feature = "dsp"))]
-        if let (Ok(four), Ok(acc)) = (
-            <[&[u8; WINDOW]; 4]>::try_from(&wins[..]),
-            <[i32; 4]>::try_from(&s[..]),
-        ) {
-            let acc = super::lanes::loops::prepared_run4(run, four, acc);
-            s.iter_mut().zip(acc).for_each(|(s, a)| *s = a);
-            continue;
-        }
         for e in run.chunks_exact(2) {
             super::dot::keep_rolled();
             let (at, v) = (usize::from(e[0]), i32::from(e[1] as i8));
@@ -342,6 +332,26 @@ fn channel_sums<const P: usize>(
         }
     }
     s
+}
+
+/// [`channel_sums`] for [`PIXELS`] pixels: on Arm cores one assembly loop over the channel's groups and their
+/// entries (`lanes::loops::prepared_channel4`), the plain loop elsewhere.
+#[inline(always)]
+fn channel_sums4(
+    counts: &[u8],
+    entries: &mut &[u8],
+    wins: &[[&[u8; WINDOW]; PIXELS]],
+    adjust: i32,
+) -> [i32; PIXELS] {
+    #[cfg(target_arch = "arm")]
+    {
+        let (sums, used) =
+            super::lanes::loops::prepared_channel4(counts, entries, wins, [adjust; PIXELS]);
+        *entries = entries.get(used..).unwrap_or(&[]);
+        sums
+    }
+    #[cfg(not(target_arch = "arm"))]
+    channel_sums(counts, entries, wins, adjust)
 }
 
 /// Copies `x` into `padded` and zeroes the rest (the [`WINDOW`] bytes past the input that windows may reach).
@@ -370,10 +380,13 @@ pub(crate) struct Out {
 }
 
 impl Out {
-    /// The output byte of `acc` (bias included) requantized by `(multiplier, right shift)`.
+    /// The output byte of `acc` (bias included) requantized by `(multiplier, right shift)`: the one
+    /// multiply-add of `quant::Channel` (to_i8_right's two steps had cost ~15 instructions more per output on
+    /// the Cortex-M4).
     #[inline(always)]
     fn byte(self, acc: i32, (m, e): (i32, i32)) -> u8 {
-        crate::quant::to_i8_right(acc, m, e as u32, self.zero_point, self.range) as u8
+        let out = Output::new(self.zero_point, self.range);
+        Channel::new(0, (m, e.wrapping_neg())).output(acc, &out)
     }
 }
 
@@ -459,7 +472,7 @@ pub(crate) fn conv(
                 let wins = four.get(..groups).unwrap_or(&[]);
                 for (o, (r, c)) in channels.enumerate() {
                     let [adjust, _, m, shift] = record(r);
-                    let sums = channel_sums(c, &mut entries, wins, adjust);
+                    let sums = channel_sums4(c, &mut entries, wins, adjust);
                     for (k, s) in sums.into_iter().enumerate() {
                         if let Some(d) = ys.get_mut(k * oc + o) {
                             *d = out.byte(s, (m, shift));
@@ -548,6 +561,7 @@ pub(crate) fn conv_pooled(
     let oc = g.oc.max(1);
     let kw = pool.kw.max(1);
     let mut four: Windows<PIXELS> = [[&ZEROS; PIXELS]; MAX_GROUPS];
+    let mut best = [0i32; POOLED];
     for py in 0..pool.oh {
         for px in 0..pool.ow {
             let cells: [(usize, usize); PIXELS] =
@@ -564,17 +578,55 @@ pub(crate) fn conv_pooled(
             let bases = cells.map(|(oy, ox)| ((oy * g.sh - g.pt) * g.iw + ox * g.sw - g.pl) * g.ic);
             windows_at(&mut four, padded, &l.groups, bases);
             let wins = four.get(..l.groups.count).unwrap_or(&[]);
-            let mut entries = p.entries;
-            let channels = p
-                .records
+            pooled_pixel(&p, per_channel, wins, &mut best, out, ys);
+        }
+    }
+}
+
+/// Channels of a pooled pixel whose largest sums [`pooled_pixel`] holds at once.
+const POOLED: usize = 64;
+
+/// One interior pooling window of [`conv_pooled`]: every channel's largest sum over the window's four pixels,
+/// [`POOLED`] channels at a time into `best` (on Arm cores by one assembly loop over the channels, their groups and
+/// entries, `lanes::loops::prepared_pooled4`), then each requantized into `ys`.
+#[inline(always)]
+fn pooled_pixel(
+    p: &Parts,
+    per_channel: usize,
+    wins: &[[&[u8; WINDOW]; PIXELS]],
+    best: &mut [i32; POOLED],
+    out: Out,
+    ys: &mut [u8],
+) {
+    let mut entries = p.entries;
+    let records = p.records.chunks(RECORD * POOLED);
+    let counts = p.counts.chunks(per_channel.max(1) * POOLED);
+    for ((ys, records), counts) in ys.chunks_mut(POOLED).zip(records).zip(counts) {
+        let best = best.get_mut(..ys.len()).unwrap_or(&mut []);
+        #[cfg(target_arch = "arm")]
+        {
+            let used =
+                super::lanes::loops::prepared_pooled4((records, counts), entries, wins, best);
+            entries = entries.get(used..).unwrap_or(&[]);
+        }
+        #[cfg(not(target_arch = "arm"))]
+        {
+            let channels = records
                 .chunks_exact(RECORD)
-                .zip(p.counts.chunks_exact(per_channel));
-            for (d, (r, c)) in ys.iter_mut().zip(channels) {
-                let [adjust, _, m, shift] = record(r);
+                .zip(counts.chunks_exact(per_channel));
+            for (b, (r, c)) in best.iter_mut().zip(channels) {
+                let [adjust, ..] = record(r);
                 let sums = channel_sums(c, &mut entries, wins, adjust);
-                let best = sums.into_iter().max().unwrap_or(adjust);
-                *d = out.byte(best, (m, shift));
+                *b = sums.into_iter().max().unwrap_or(adjust);
             }
+        }
+        for ((d, r), &s) in ys
+            .iter_mut()
+            .zip(records.chunks_exact(RECORD))
+            .zip(best.iter())
+        {
+            let [_, _, m, shift] = record(r);
+            *d = out.byte(s, (m, shift));
         }
     }
 }
