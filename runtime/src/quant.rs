@@ -90,15 +90,9 @@ pub(crate) fn to_i8(
 }
 
 /// [`to_i8`]'s path for a multiplier ≥ 0 and a right shift by `e` (at most 31). (The kernels requantize with
-/// [`Channel`]'s one multiply-add; this is the reference it is tested against.)
+/// [`Channel`]'s one multiply-add; `to_i8` is the reference the tests hold it to.)
 #[inline(always)]
-fn to_i8_right(
-    acc: i32,
-    multiplier: i32,
-    e: u32,
-    zero_point: i32,
-    (lo, hi): (i32, i32),
-) -> i8 {
+fn to_i8_right(acc: i32, multiplier: i32, e: u32, zero_point: i32, (lo, hi): (i32, i32)) -> i8 {
     let h = ((i64::from(acc) * i64::from(multiplier) + (1 << 30)) >> 31) as i32;
     let e = e.min(31);
     let mask = ((1u32 << e) - 1) as i32;
