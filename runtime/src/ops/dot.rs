@@ -616,6 +616,49 @@ pub(crate) mod tests {
         }
     }
 
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_vnni_rows_agree_with_one_row_at_a_time() {
+        // Lengths around the 64-byte chunk (masked last chunks), LeNet-300-100's layers and the widest column,
+        // row counts around the block of four, every zero point's extremes. Where the CPU (or the compiler, see
+        // build.rs) has no AVX-512 VNNI the kernel must decline, computing nothing.
+        for n in [1usize, 2, 63, 64, 65, 100, 127, 128, 300, 784, 1024] {
+            for rows in [1usize, 3, 4, 5, 9] {
+                for zp in [-128i32, -3, 127] {
+                    let noise = |seed: u32, len: usize| -> std::vec::Vec<u8> {
+                        let mut s = seed;
+                        (0..len)
+                            .map(|_| {
+                                s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                                (s >> 24) as u8
+                            })
+                            .collect()
+                    };
+                    let ws = noise(500 + (rows * n) as u32, rows * n);
+                    let x = noise(11 * n as u32 + 1, n);
+                    let want: std::vec::Vec<i32> = (0..rows)
+                        .map(|r| dot1(&ws[r * n..(r + 1) * n], &x[..n], zp))
+                        .collect();
+                    let mut got = std::vec![0u8; rows];
+                    let sums = core::cell::RefCell::new(std::vec![0i32; rows]);
+                    let f = |acc: i32, o: usize| {
+                        sums.borrow_mut()[o] = acc;
+                        o as u8
+                    };
+                    let declined =
+                        super::super::lanes::x86::rows_int8(&ws, (&x[..n], zp), &mut got, f)
+                            .is_some();
+                    if declined {
+                        assert_eq!(*sums.borrow(), std::vec![0; rows]);
+                        continue;
+                    }
+                    assert_eq!(*sums.borrow(), want, "{n} columns, {rows} rows, zp {zp}");
+                    assert_eq!(got, (0..rows as u8).collect::<std::vec::Vec<_>>());
+                }
+            }
+        }
+    }
+
     /// `f(0), …, f(n − 1)` as little-endian i32 bytes (quantization parameters for other modules' tests).
     pub(crate) fn le_i32s(n: i32, f: impl Fn(i32) -> i32) -> std::vec::Vec<u8> {
         (0..n).flat_map(|o| f(o).to_le_bytes()).collect()

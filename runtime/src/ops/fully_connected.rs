@@ -204,10 +204,20 @@ fn dense_wide(
         }
         return;
     }
-    widen_in_order(col, x, zp);
     let ys = y.get_mut(..outputs).unwrap_or(&mut []);
     let ws = ws.get(..outputs * n).unwrap_or(&[]);
-    rows_wide(ws, col, ys, |acc, o| out.value(acc, o));
+    let value = |acc, o| out.value(acc, o);
+    // On x86-64 with AVX-512 VNNI, the int8 input as it is (no widened column).
+    #[cfg(target_arch = "x86_64")]
+    let value = match x.get(..n) {
+        Some(x) => match super::lanes::x86::rows_int8(ws, (x, zp), ys, value) {
+            None => return,
+            Some(f) => f,
+        },
+        None => value,
+    };
+    widen_in_order(col, x, zp);
+    rows_wide(ws, col, ys, value);
 }
 
 /// `x − zp` of `src` into `dst`, in order.
