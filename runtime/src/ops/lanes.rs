@@ -603,6 +603,54 @@ pub(crate) mod loops {
         };
     }
 
+    /// The loop over one prepared channel's groups shared by [`prepared_channel4`] and [`prepared_pooled4`]: its
+    /// values in the state array the pushed pointer reaches (words 0 the counts' place, 3 the groups left, 4 the
+    /// entries' end, 8 the windows' place); per group the count, the end check (past it: to `5f`, the end), the
+    /// four window pointers, then the entries (once if bit 0 of the count is set, twice if bit 1 is, then four times
+    /// per pass; the loads and MLAs keep LSRS's flags).
+    macro_rules! prepared_groups {
+        () => {
+            concat!(
+                "1:\n",
+                "ldr {x}, [sp]\n",
+                "ldr {v}, [{x}]\n",
+                "ldrh {n}, [{v}], #2\n",
+                "str {v}, [{x}]\n",
+                "ldr {v}, [{x}, #16]\n",
+                "add {at}, {e}, {n}, lsl #1\n",
+                "cmp {at}, {v}\n",
+                "bhi 5f\n",
+                "ldr {v}, [{x}, #32]\n",
+                "ldrd {w0}, {w1}, [{v}], #16\n",
+                "ldrd {w2}, {w3}, [{v}, #-8]\n",
+                "str {v}, [{x}, #32]\n",
+                "lsrs {n}, {n}, #1\n",
+                "bcc 3f\n",
+                prepared_entry!(),
+                "3:\n",
+                "lsrs {n}, {n}, #1\n",
+                "bcc 7f\n",
+                prepared_entry!(),
+                prepared_entry!(),
+                "7:\n",
+                "beq 4f\n",
+                "2:\n",
+                prepared_entry!(),
+                prepared_entry!(),
+                prepared_entry!(),
+                prepared_entry!(),
+                "subs {n}, {n}, #1\n",
+                "bne 2b\n",
+                "4:\n",
+                "ldr {x}, [sp]\n",
+                "ldr {v}, [{x}, #12]\n",
+                "subs {v}, {v}, #1\n",
+                "str {v}, [{x}, #12]\n",
+                "bne 1b\n",
+            )
+        };
+    }
+
     /// `acc[p] += Σ v · wins[g][p][at]` over a prepared channel's groups `g` (their entry counts in `counts`, two
     /// bytes each, the `(at, v)` pairs one group after the other in `entries`) for four pixels' 256-byte windows,
     /// with the loop over the groups in the assembly too: its four values (the counts' and the windows' places,
@@ -625,53 +673,30 @@ pub(crate) mod loops {
         let [mut a0, mut a1, mut a2, mut a3] = acc;
         let start = entries.as_ptr();
         let limit = start.wrapping_add(entries.len());
+        // The layout of [`prepared_pooled4`]'s state, whose group loop this is (words 5–7 unused here).
         let mut state = [
             counts.as_ptr() as usize,
             wins.as_ptr() as usize,
             groups,
+            groups,
             limit as usize,
+            0,
+            0,
+            0,
+            wins.as_ptr() as usize,
         ];
         let end: *const u8;
         // SAFETY: the group loop runs at most `groups ≥ 1` times: each pass reads one u16 count at the counts'
         // place (`groups ≤ counts.len() / 2` of them) and four window pointers at the windows' place (16 bytes, one
         // element of `wins`, `groups ≤ wins.len()`; pointers, so word-aligned for LDRD), advancing both in `state`,
-        // a local array of four words the pushed pointer reaches; it reads the group's `n` pairs from `e` only if
+        // a local array of nine words the pushed pointer reaches; it reads the group's `n` pairs from `e` only if
         // `e + 2n` is at most the entries' end (else it leaves), and one byte from each window at offset `at`, a
-        // byte read by LDRB (0 ..= 255) inside the 256-byte arrays. The entry body runs `n` times in all (once if
-        // `n` is odd, then twice per pass; the loads and MLAs keep LSRS's flags). It writes only `state` and four
-        // bytes of stack below the stack pointer, which it restores; it clobbers the flags.
+        // byte read by LDRB (0 ..= 255) inside the 256-byte arrays. It writes only `state` and four bytes of stack
+        // below the stack pointer, which it restores; it clobbers the flags.
         unsafe {
             asm!(
                 "push {{{x}}}",
-                "1:",
-                "ldr {x}, [sp]",
-                "ldr {v}, [{x}]",
-                "ldrh {n}, [{v}], #2",
-                "str {v}, [{x}]",
-                "ldr {v}, [{x}, #12]",
-                "add {at}, {e}, {n}, lsl #1",
-                "cmp {at}, {v}",
-                "bhi 5f",
-                "ldr {v}, [{x}, #4]",
-                "ldrd {w0}, {w1}, [{v}], #16",
-                "ldrd {w2}, {w3}, [{v}, #-8]",
-                "str {v}, [{x}, #4]",
-                "lsrs {n}, {n}, #1",
-                "bcc 3f",
-                prepared_entry!(),
-                "3:",
-                "beq 4f",
-                "2:",
-                prepared_entry!(),
-                prepared_entry!(),
-                "subs {n}, {n}, #1",
-                "bne 2b",
-                "4:",
-                "ldr {x}, [sp]",
-                "ldr {v}, [{x}, #8]",
-                "subs {v}, {v}, #1",
-                "str {v}, [{x}, #8]",
-                "bne 1b",
+                prepared_groups!(),
                 "5:",
                 "add sp, sp, #4",
                 x = inout(reg) state.as_mut_ptr() => _,
@@ -755,42 +780,7 @@ pub(crate) mod loops {
                 "str {v}, [{x}, #32]",
                 "ldr {v}, [{x}, #8]",
                 "str {v}, [{x}, #12]",
-                "1:",
-                "ldr {x}, [sp]",
-                "ldr {v}, [{x}]",
-                "ldrh {n}, [{v}], #2",
-                "str {v}, [{x}]",
-                "ldr {v}, [{x}, #16]",
-                "add {at}, {e}, {n}, lsl #1",
-                "cmp {at}, {v}",
-                "bhi 5f",
-                "ldr {v}, [{x}, #32]",
-                "ldrd {w0}, {w1}, [{v}], #16",
-                "ldrd {w2}, {w3}, [{v}, #-8]",
-                "str {v}, [{x}, #32]",
-                "lsrs {n}, {n}, #1",
-                "bcc 3f",
-                prepared_entry!(),
-                "3:",
-                "lsrs {n}, {n}, #1",
-                "bcc 7f",
-                prepared_entry!(),
-                prepared_entry!(),
-                "7:",
-                "beq 4f",
-                "2:",
-                prepared_entry!(),
-                prepared_entry!(),
-                prepared_entry!(),
-                prepared_entry!(),
-                "subs {n}, {n}, #1",
-                "bne 2b",
-                "4:",
-                "ldr {x}, [sp]",
-                "ldr {v}, [{x}, #12]",
-                "subs {v}, {v}, #1",
-                "str {v}, [{x}, #12]",
-                "bne 1b",
+                prepared_groups!(),
                 "cmp {a0}, {a1}",
                 "it lt",
                 "movlt {a0}, {a1}",
