@@ -1103,11 +1103,11 @@ mod imp {
             None
         }
 
-        /// 0: not yet detected; 1: no AVX-512 VNNI; 2: AVX-512 F, BW and VNNI.
+        /// 0: not yet detected; 1: no AVX-512 VNNI; 2: AVX-512 F, DQ, BW, VL and VNNI.
         #[cfg(slimnet_avx512)]
         static VNNI: AtomicU8 = AtomicU8::new(0);
 
-        /// Whether the CPU and the operating system support AVX-512 F, BW and VNNI (detected once).
+        /// Whether the CPU and the operating system support AVX-512 F, DQ, BW, VL and VNNI (detected once).
         #[cfg(slimnet_avx512)]
         fn vnni() -> bool {
             match VNNI.load(Ordering::Relaxed) {
@@ -1126,31 +1126,59 @@ mod imp {
             // SAFETY: `avx2()` found OSXSAVE and leaf 7; XGETBV and CPUID only read processor state.
             let (xcr0, l7) = unsafe { (xgetbv0(), __cpuid_count(7, 0)) };
             // XCR0: SSE, AVX, opmask, ZMM_Hi256 and Hi16_ZMM state enabled by the OS; leaf 7: AVX512F (EBX 16),
-            // AVX512BW (EBX 30), AVX512_VNNI (ECX 11).
-            xcr0 & 0xE6 == 0xE6
-                && l7.ebx & (1 << 16) != 0
-                && l7.ebx & (1 << 30) != 0
-                && l7.ecx & (1 << 11) != 0
+            // AVX512DQ (EBX 17), AVX512BW (EBX 30), AVX512VL (EBX 31), AVX512_VNNI (ECX 11).
+            let ebx = (1 << 16) | (1 << 17) | (1 << 30) | (1 << 31);
+            xcr0 & 0xE6 == 0xE6 && l7.ebx & ebx == ebx && l7.ecx & (1 << 11) != 0
         }
 
-        /// The dense rows against the int8 input `x` (zero point `zp`) with AVX-512 VNNI, each sum given to `f`
-        /// with its row; `Some(f)` back, computing nothing, when the CPU lacks it (or the compiler: before Rust
-        /// 1.89, see build.rs) or the input is empty.
+        /// The sums `Σ w · (x − zp)` of the dense rows of `ws` (`sums.len()` of them, each `x.len()` long) against
+        /// the int8 input `x` (zero point `zp`), with AVX-512 VNNI, into `sums`; `false`, computing nothing, when
+        /// the CPU lacks it (or the compiler: before Rust 1.89, see build.rs), the input is empty or `ws` is short.
         #[inline(always)]
-        pub(in crate::ops) fn rows_int8<F: Fn(i32, usize) -> u8>(
+        pub(in crate::ops) fn rows_int8(
             ws: &[u8],
             (x, zp): (&[u8], i32),
-            y: &mut [u8],
-            f: F,
-        ) -> Option<F> {
+            sums: &mut [i32],
+        ) -> bool {
             #[cfg(slimnet_avx512)]
-            if !x.is_empty() && vnni() {
-                // SAFETY: `vnni()` found AVX-512 F, BW and VNNI supported by the CPU and enabled by the OS.
-                unsafe { rows_vnni(ws, (x, zp), y, f) };
-                return None;
+            if !x.is_empty() && ws.len() / x.len() >= sums.len() && vnni() {
+                // SAFETY: `vnni()` found AVX-512 F, BW and VNNI supported by the CPU and enabled by the OS; `ws`
+                // holds `sums.len()` rows of `x.len()` bytes.
+                unsafe { rows_vnni(ws, (x, zp), sums) };
+                return true;
             }
-            let _ = (ws, x, zp, &y);
-            Some(f)
+            let _ = (ws, x, zp, &sums);
+            false
+        }
+
+        /// [`crate::quant::requantize_run`], compiled for AVX-512 where the CPU has it (the compiler then
+        /// vectorizes its 64-bit multiply-adds and variable shifts), as it is elsewhere.
+        #[inline(always)]
+        pub(crate) fn requantize_run(
+            sums: &[i32],
+            words: crate::quant::Words,
+            packed: (i32, i32),
+            ys: &mut [u8],
+        ) -> usize {
+            #[cfg(slimnet_avx512)]
+            if vnni() {
+                // SAFETY: `vnni()` found AVX-512 F, DQ, BW and VL supported by the CPU and enabled by the OS.
+                return unsafe { requantize_avx512(sums, words, packed, ys) };
+            }
+            crate::quant::requantize_run(sums, words, packed, ys)
+        }
+
+        /// [`requantize_run`]'s AVX-512 build.
+        #[cfg(slimnet_avx512)]
+        #[allow(clippy::incompatible_msrv)] // compiled only by Rust ≥ 1.89 (build.rs), where these are stable
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq")]
+        unsafe fn requantize_avx512(
+            sums: &[i32],
+            words: crate::quant::Words,
+            packed: (i32, i32),
+            ys: &mut [u8],
+        ) -> usize {
+            crate::quant::requantize_run(sums, words, packed, ys)
         }
 
         /// Rows per pass of [`rows_vnni`]: each 64 inputs are loaded once for four rows.
@@ -1163,15 +1191,15 @@ mod imp {
         /// input for four rows and, per row, one load and two VPDPBUSD (the AVX2 kernel takes, per 16 columns and
         /// row, a widening, a VPMADDWD and an add); the last `n % 64` columns by masked loads (zeros beyond).
         /// Sums wrap as the plain kernel's: at most 1,024 columns of products below 2^15 each stay far from it.
+        /// The caller requantizes the sums in order (`Quant::outputs`): a call per output from here had cost as much
+        /// as a fifth of the loop.
+        ///
+        /// # Safety
+        /// The CPU has AVX-512 F, BW and VNNI, and `ws` holds `sums.len()` rows of `x.len()` bytes.
         #[cfg(slimnet_avx512)]
         #[allow(clippy::incompatible_msrv)] // compiled only by Rust ≥ 1.89 (build.rs), where these are stable
         #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-        unsafe fn rows_vnni<F: Fn(i32, usize) -> u8>(
-            ws: &[u8],
-            (x, zp): (&[u8], i32),
-            y: &mut [u8],
-            f: F,
-        ) {
+        unsafe fn rows_vnni(ws: &[u8], (x, zp): (&[u8], i32), sums: &mut [i32]) {
             use core::arch::x86_64::{
                 __m512i, _mm512_dpbusd_epi32, _mm512_loadu_si512, _mm512_maskz_loadu_epi8,
                 _mm512_reduce_add_epi32, _mm512_set1_epi8, _mm512_setzero_si512, _mm512_xor_si512,
@@ -1181,61 +1209,47 @@ mod imp {
             let tail: u64 = (1u64 << left).wrapping_sub(1);
             let (flip, ones) = (_mm512_set1_epi8(i8::MIN), _mm512_set1_epi8(1));
             let correction = 128 + zp;
-            // Chunk `j` of `p` (64 bytes, or the masked last `left`): every caller's row is exactly `n` bytes.
-            // SAFETY (both): 64·j + 64 ≤ 64·whole ≤ n for a whole chunk; the masked chunk reads only bytes below n.
-            let chunk = |p: &[u8], j: usize| -> __m512i {
-                unsafe { _mm512_loadu_si512(p.as_ptr().add(64 * j).cast()) }
-            };
-            let last = |p: &[u8]| -> __m512i {
-                unsafe { _mm512_maskz_loadu_epi8(tail, p.as_ptr().add(64 * whole).cast()) }
-            };
+            let (xp, wp) = (x.as_ptr(), ws.as_ptr());
             let total = |a: __m512i, s: __m512i| {
                 _mm512_reduce_add_epi32(a)
                     .wrapping_sub(correction.wrapping_mul(_mm512_reduce_add_epi32(s)))
             };
             let mut o = 0;
-            let mut blocks = ws.chunks_exact(VNNI_ROWS * n);
-            for (block, ys) in (&mut blocks).zip(y.chunks_exact_mut(VNNI_ROWS)) {
-                let r: [&[u8]; VNNI_ROWS] = core::array::from_fn(|k| &block[k * n..(k + 1) * n]);
+            while o < sums.len() {
+                let rows = (sums.len() - o).min(VNNI_ROWS);
+                // SAFETY: row `o + k` (k < rows) starts at (o + k)·n and has n bytes inside `ws` (the caller's
+                // guarantee); row pointers past `rows` repeat the block's first row, whose sums are not stored.
+                let r: [*const u8; VNNI_ROWS] = core::array::from_fn(|k| unsafe {
+                    wp.add((o + if k < rows { k } else { 0 }) * n)
+                });
                 let mut a = [_mm512_setzero_si512(); VNNI_ROWS];
                 let mut s = [_mm512_setzero_si512(); VNNI_ROWS];
-                let mut step = |xu: __m512i, w: [__m512i; VNNI_ROWS]| {
-                    for k in 0..VNNI_ROWS {
-                        a[k] = _mm512_dpbusd_epi32(a[k], xu, w[k]);
-                        s[k] = _mm512_dpbusd_epi32(s[k], ones, w[k]);
-                    }
-                };
                 for j in 0..whole {
-                    step(_mm512_xor_si512(chunk(x, j), flip), r.map(|p| chunk(p, j)));
+                    // SAFETY: 64·j + 64 ≤ n: the loads lie inside `x` and each row.
+                    let xu = unsafe {
+                        _mm512_xor_si512(_mm512_loadu_si512(xp.add(64 * j).cast()), flip)
+                    };
+                    for k in 0..VNNI_ROWS {
+                        let w = unsafe { _mm512_loadu_si512(r[k].add(64 * j).cast()) };
+                        a[k] = _mm512_dpbusd_epi32(a[k], xu, w);
+                        s[k] = _mm512_dpbusd_epi32(s[k], ones, w);
+                    }
                 }
                 if left > 0 {
-                    step(_mm512_xor_si512(last(x), flip), r.map(last));
-                }
-                for (k, d) in ys.iter_mut().enumerate() {
-                    *d = f(total(a[k], s[k]), o + k);
-                }
-                o += VNNI_ROWS;
-            }
-            let rest = y.get_mut(o..).unwrap_or(&mut []);
-            for (k, (d, row)) in rest
-                .iter_mut()
-                .zip(blocks.remainder().chunks_exact(n))
-                .enumerate()
-            {
-                let (mut a, mut s) = (_mm512_setzero_si512(), _mm512_setzero_si512());
-                for j in 0..=whole {
-                    if j == whole && left == 0 {
-                        break;
+                    // SAFETY: the masked loads read only the last `left` bytes of `x` and of each row.
+                    let xv = unsafe { _mm512_maskz_loadu_epi8(tail, xp.add(64 * whole).cast()) };
+                    let xu = _mm512_xor_si512(xv, flip);
+                    for k in 0..VNNI_ROWS {
+                        let w =
+                            unsafe { _mm512_maskz_loadu_epi8(tail, r[k].add(64 * whole).cast()) };
+                        a[k] = _mm512_dpbusd_epi32(a[k], xu, w);
+                        s[k] = _mm512_dpbusd_epi32(s[k], ones, w);
                     }
-                    let (xv, w) = if j < whole {
-                        (chunk(x, j), chunk(row, j))
-                    } else {
-                        (last(x), last(row))
-                    };
-                    a = _mm512_dpbusd_epi32(a, _mm512_xor_si512(xv, flip), w);
-                    s = _mm512_dpbusd_epi32(s, ones, w);
                 }
-                *d = f(total(a, s), o + k);
+                for (k, d) in sums.iter_mut().skip(o).take(rows).enumerate() {
+                    *d = total(a[k], s[k]);
+                }
+                o += rows;
             }
         }
 
