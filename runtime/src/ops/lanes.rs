@@ -1107,6 +1107,14 @@ mod imp {
         #[cfg(slimnet_avx512)]
         static VNNI: AtomicU8 = AtomicU8::new(0);
 
+        /// Whether [`rows_int8`] runs (the CPU and the compiler have AVX-512 VNNI).
+        pub(in crate::ops) fn has_vnni() -> bool {
+            #[cfg(slimnet_avx512)]
+            return vnni();
+            #[cfg(not(slimnet_avx512))]
+            false
+        }
+
         /// Whether the CPU and the operating system support AVX-512 F, DQ, BW, VL and VNNI (detected once).
         #[cfg(slimnet_avx512)]
         fn vnni() -> bool {

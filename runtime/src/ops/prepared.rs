@@ -103,13 +103,16 @@ fn right_shift((m, shift): (i32, i32)) -> Option<i32> {
         .filter(|&e| (0..=31).contains(&e) && m >= 0)
 }
 
-/// A prepared operator's shape: channels, their groups, the kept weights and the input's bytes.
+/// A prepared operator's shape: channels, their groups, the kept weights and the input's bytes, and which form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Layout {
     pub channels: usize,
     pub groups: Groups,
     pub weights: usize,
     pub input: usize,
+    /// The kept weights decoded into a dense int8 matrix (`channels × input`, zeros elsewhere) for the host's
+    /// dense kernel ([`Layout::dense_rows`]), instead of the records, counts and entries of windows.
+    pub dense: bool,
 }
 
 /// Bytes of a channel's record: four i32.
@@ -157,11 +160,21 @@ impl Layout {
             groups: groups.filter(|g| g.count <= MAX_GROUPS)?,
             weights: s.weights as usize,
             input,
+            dense: false,
         })
+    }
+
+    /// The layout as a dense int8 matrix where `dense` (a FULLY_CONNECTED on an x86-64 host with AVX-512 VNNI,
+    /// whose dense kernel runs the matrix faster than the windows' runs, see BENCHMARKS.md), else as it is.
+    pub fn dense_rows(self, dense: bool) -> Layout {
+        Layout { dense, ..self }
     }
 
     /// Bytes of the prepared form.
     pub fn len(&self) -> Option<usize> {
+        if self.dense {
+            return self.channels.checked_mul(self.input);
+        }
         let per_channel = self.groups.count.checked_mul(2)?.checked_add(RECORD)?;
         self.channels
             .checked_mul(per_channel)?
@@ -206,6 +219,9 @@ pub(crate) fn fill(
     let len = l.len().ok_or(Error::Overflow)?;
     let mem = mem.get_mut(..len).ok_or(Error::Overflow)?;
     mem.fill(0);
+    if l.dense {
+        return fill_dense(l, w, op, mem);
+    }
     let (records, rest) = mem.split_at_mut(RECORD * l.channels);
     for (o, r) in records.chunks_exact_mut(RECORD).enumerate() {
         let bias = crate::bytes::i32_at(q.bias, o);
@@ -258,6 +274,39 @@ pub(crate) fn fill(
         },
     )?;
     if bad || at != entries.len() {
+        return Err(corrupt);
+    }
+    Ok(())
+}
+
+/// [`fill`] of a dense layout: each kept weight at (channel, column) of the zeroed `channels × input` matrix
+/// `mem`. Fails with [`Error::CorruptStream`] if a weight falls outside it, is not an int8 value, or the streams
+/// hold another count of weights than the layout was sized for.
+fn fill_dense(l: &Layout, w: &Weights, op: u16, mem: &mut [u8]) -> Result<()> {
+    let corrupt = Error::CorruptStream { op };
+    let n = l.input;
+    let (mut placed, mut bad) = (0usize, false);
+    row_taps(
+        w,
+        op,
+        &mut Scratch::none(),
+        |_| None,
+        |i| w.shared_i8(i),
+        |o, taps| {
+            for &(col, v) in taps {
+                let col = col as usize;
+                let at = o.checked_mul(n).and_then(|r| r.checked_add(col));
+                match (i8::try_from(v), at.and_then(|a| mem.get_mut(a))) {
+                    (Ok(v), Some(d)) if col < n => {
+                        *d = v as u8;
+                        placed += 1;
+                    }
+                    _ => bad = true,
+                }
+            }
+        },
+    )?;
+    if bad || placed != l.weights {
         return Err(corrupt);
     }
     Ok(())
