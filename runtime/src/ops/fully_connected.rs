@@ -208,43 +208,52 @@ fn dense_wide(
         widen_paired(head, x.get(..whole).unwrap_or(&[]), zp);
         widen_in_order(tail, x.get(whole..).unwrap_or(&[]), zp);
         // [`ROWS`] rows per pass over the column into a block of sums, then the block's requantization.
-        let output = Output::new(out.zp_out, out.range);
-        // Blocks walked by their first output (zipping two `chunks` had cost two divisions and their tests).
-        let block = sums.len().max(1);
         let y = y.get_mut(..outputs).unwrap_or(&mut []);
-        let mut first = 0;
-        for ys in y.chunks_mut(block) {
-            let sums = sums.get_mut(..ys.len()).unwrap_or(&mut []);
-            wide_rows_sums(ws.get(first * n..).unwrap_or(&[]), col, sums);
-            out.q.outputs(first, sums, &output, ys);
-            first += block;
-        }
+        in_blocks((ws, n), sums, out, y, |ws, sums| {
+            wide_rows_sums(ws, col, sums);
+            true
+        });
         return;
     }
     let ys = y.get_mut(..outputs).unwrap_or(&mut []);
     let ws = ws.get(..outputs * n).unwrap_or(&[]);
-    // On x86-64 with AVX-512 VNNI, the int8 input as it is (no widened column), a block of rows' sums at a time,
-    // then their requantization in order.
+    // On x86-64 with AVX-512 VNNI, the int8 input as it is (no widened column).
     #[cfg(target_arch = "x86_64")]
     if let Some(x) = x.get(..n) {
-        let output = Output::new(out.zp_out, out.range);
-        let block = sums.len().max(1);
-        let mut first = 0;
-        for ys in ys.chunks_mut(block) {
-            let sums = sums.get_mut(..ys.len()).unwrap_or(&mut []);
-            if !super::lanes::x86::rows_int8(ws.get(first * n..).unwrap_or(&[]), (x, zp), sums) {
-                break;
-            }
-            out.q.outputs(first, sums, &output, ys);
-            first += block;
-        }
-        if first >= outputs {
+        let rows = |ws: &[u8], sums: &mut [i32]| super::lanes::x86::rows_int8(ws, (x, zp), sums);
+        if in_blocks((ws, n), sums, out, ys, rows) >= outputs {
             return;
         }
     }
     let value = |acc, o| out.value(acc, o);
     widen_in_order(col, x, zp);
     rows_wide(ws, col, ys, value);
+}
+
+/// The dense kernel's blocks: `sums.len()` rows of `ws` (each `n` long) at a time summed by `rows` into `sums`, then
+/// requantized in order into `ys` (`Quant::outputs`); blocks walked by their first output (zipping two `chunks` had
+/// cost two divisions and their tests). Stops where `rows` declines (`false`, the block untouched); returns the
+/// outputs written.
+#[inline(always)]
+fn in_blocks(
+    (ws, n): (&[u8], usize),
+    sums: &mut [i32],
+    out: &Out,
+    ys: &mut [u8],
+    mut rows: impl FnMut(&[u8], &mut [i32]) -> bool,
+) -> usize {
+    let output = Output::new(out.zp_out, out.range);
+    let block = sums.len().max(1);
+    let mut first = 0;
+    for ys in ys.chunks_mut(block) {
+        let sums = sums.get_mut(..ys.len()).unwrap_or(&mut []);
+        if !rows(ws.get(first * n..).unwrap_or(&[]), sums) {
+            break;
+        }
+        out.q.outputs(first, sums, &output, ys);
+        first += ys.len();
+    }
+    first
 }
 
 /// `x − zp` of `src` into `dst`, in order.
