@@ -21,7 +21,7 @@ fn dims(t: &Tensors) -> (usize, usize) {
 pub(crate) fn prepare(op: &Op, index: u16, t: &Tensors, flags: u16) -> Result<Needs> {
     let w = super::weights(op, index, t, flags, dims(t), true)?;
     let layout = prepared::Layout::of(&w, flags, groups(&w), w.fan_in);
-    super::weighted(&w, [0, 0], layout.map(|l| l.dense_rows(dense_form())))
+    super::weighted(&w, [0, 0], layout.map(|l| l.in_columns(columns_form())))
 }
 
 /// The prepared form's windows: the columns in pieces of 256.
@@ -32,14 +32,14 @@ fn groups(w: &Weights) -> Option<prepared::Groups> {
 /// The prepared form's shape, for an operator that has one.
 fn prepared_shape(w: &Weights) -> Result<prepared::Layout> {
     let l = prepared::Layout::shape(w, groups(w), w.fan_in).ok_or(Error::PathUnavailable)?;
-    Ok(l.dense_rows(dense_form()))
+    Ok(l.in_columns(columns_form()))
 }
 
-/// Whether the prepared form is the dense matrix (x86-64 hosts with AVX-512 VNNI, whose dense kernel runs the
-/// matrix faster than the windows' runs) rather than the windows' runs (every other target: on Cortex-M cores the
-/// runs do ~23× fewer multiply-adds than the matrix; on AVX2 they measured as fast as it, for a sixth of the
-/// memory).
-fn dense_form() -> bool {
+/// Whether the prepared form is [`super::columns`]' matrix (x86-64 hosts with AVX-512 VNNI, whose kernel skips
+/// the input's groups at the zero point, faster than the windows' runs) rather than the windows' runs (every other
+/// target: on Cortex-M cores the runs do ~23× fewer multiply-adds than a matrix; on AVX2 a dense matrix measured as
+/// fast as them, for a sixth of the memory).
+fn columns_form() -> bool {
     #[cfg(target_arch = "x86_64")]
     return super::lanes::x86::has_vnni();
     #[cfg(not(target_arch = "x86_64"))]
@@ -83,9 +83,10 @@ pub(crate) fn run_int8(op: &Op, index: u16, t: &Tensors, flags: u16, io: &mut Io
         Payload::Sparse(_) if prepared::PREPARE && !mem.is_empty() => {
             let l = prepared_shape(&w)?;
             let p = io.parts(l.scratch().ok_or(Error::Overflow)?)?;
-            if l.dense {
-                let ws = mem.get(..l.len().ok_or(Error::Overflow)?).unwrap_or(&[]);
-                dense_int8(ws, dims(t), (p.x, zp_in), &out, p.y, KERNEL);
+            if l.columns {
+                let output = Output::new(out.zp_out, out.range);
+                let c = l.columns_shape();
+                super::columns::run(&c, mem, p.x, (&out.q, &output), p.y);
                 return Ok(());
             }
             let out = prepared::Out {

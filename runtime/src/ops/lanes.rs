@@ -1189,6 +1189,103 @@ mod imp {
             crate::quant::requantize_run(sums, words, packed, ys)
         }
 
+        /// [`crate::ops::columns::sums_plain`] with AVX-512 VNNI where the CPU has it (and the compiler: see
+        /// build.rs), returning `true`; `false`, computing nothing, otherwise, when `matrix` is shorter than the
+        /// input's groups' blocks or the tile reaches past a block, or `tile` is not a kernel's size.
+        #[inline(always)]
+        pub(in crate::ops) fn columns_int8(
+            (matrix, stride, chunk): (&[u8], usize, usize),
+            x: &[u8],
+            tile: usize,
+            sums: &mut [i32; crate::ops::columns::MAX_TILE * 16],
+        ) -> bool {
+            #[cfg(slimnet_avx512)]
+            if vnni() {
+                let blocks = x.len().div_ceil(4).checked_mul(stride);
+                let base = chunk * 64;
+                if blocks.is_none_or(|b| b > matrix.len()) || base + 64 * tile > stride {
+                    return false;
+                }
+                let at = (matrix, stride, base);
+                macro_rules! tiles {
+                    ($($t:literal)*) => {
+                        match tile {
+                            // SAFETY: `vnni()` found AVX-512 F, BW and VNNI supported by the CPU and enabled by
+                            // the OS; every group's block (⌈x.len() / 4⌉ of them, `stride` bytes apart) lies
+                            // inside `matrix` and the tile's `64 · tile` bytes from `base` inside a block (checked
+                            // above).
+                            $($t => unsafe { columns_vnni::<$t>(at, x, sums) },)*
+                            _ => return false,
+                        }
+                    };
+                }
+                tiles!(2 4 6 8 10 12 14 16 18 20 22 24);
+                return true;
+            }
+            let _ = (matrix, stride, chunk, x, tile, &sums);
+            false
+        }
+
+        /// `T` registers of sums over the input's active groups. Per 64 inputs: one masked load (−128 past the
+        /// input), made unsigned by an XOR, a test of its sixteen words against zero, the words stored once;
+        /// then per active group one broadcast of its word and `T` VPDPBUSD against its block (sixteen outputs'
+        /// four weights each). The sums stay in registers through the groups and are stored once.
+        ///
+        /// # Safety
+        /// The CPU has AVX-512 F, BW and VNNI; `matrix` holds `⌈x.len() / 4⌉` blocks `stride` bytes apart, and
+        /// `base + 64 · T ≤ stride`.
+        #[cfg(slimnet_avx512)]
+        #[allow(clippy::incompatible_msrv)] // compiled only by Rust ≥ 1.89 (build.rs), where these are stable
+        #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+        unsafe fn columns_vnni<const T: usize>(
+            (matrix, stride, base): (&[u8], usize, usize),
+            x: &[u8],
+            sums: &mut [i32; crate::ops::columns::MAX_TILE * 16],
+        ) {
+            use core::arch::x86_64::{
+                _mm512_dpbusd_epi32, _mm512_loadu_si512, _mm512_mask_loadu_epi8, _mm512_set1_epi32,
+                _mm512_set1_epi8, _mm512_setzero_si512, _mm512_storeu_si512,
+                _mm512_test_epi32_mask, _mm512_xor_si512,
+            };
+            let flip = _mm512_set1_epi8(i8::MIN);
+            let mut acc = [_mm512_setzero_si512(); T];
+            let mut words = [0u32; 16];
+            let (m, n) = (matrix.as_ptr(), x.len());
+            let mut first = 0;
+            while first < n {
+                let left = n - first;
+                let mask = if left >= 64 {
+                    u64::MAX
+                } else {
+                    (1u64 << left) - 1
+                };
+                // SAFETY: the masked load reads only x[first .. first + min(64, left)], inside `x`.
+                let xv =
+                    unsafe { _mm512_mask_loadu_epi8(flip, mask, x.as_ptr().add(first).cast()) };
+                let u = _mm512_xor_si512(xv, flip);
+                let mut live = _mm512_test_epi32_mask(u, u);
+                // SAFETY: `words` holds sixteen u32, 64 bytes.
+                unsafe { _mm512_storeu_si512(words.as_mut_ptr().cast(), u) };
+                while live != 0 {
+                    let lane = live.trailing_zeros() as usize;
+                    live &= live - 1;
+                    let b = _mm512_set1_epi32(words[lane] as i32);
+                    // SAFETY: a live lane's group g = first / 4 + lane holds an input byte, so g < ⌈n / 4⌉: its
+                    // block, and the tile's 64 · T bytes from `base` inside it, lie inside `matrix`.
+                    let p = unsafe { m.add((first / 4 + lane) * stride + base) };
+                    for (k, a) in acc.iter_mut().enumerate() {
+                        let w = unsafe { _mm512_loadu_si512(p.add(64 * k).cast()) };
+                        *a = _mm512_dpbusd_epi32(*a, b, w);
+                    }
+                }
+                first += 64;
+            }
+            for (k, a) in acc.into_iter().enumerate() {
+                // SAFETY: T ≤ MAX_TILE: the 16 sums of register k lie inside `sums`.
+                unsafe { _mm512_storeu_si512(sums.as_mut_ptr().add(16 * k).cast(), a) };
+            }
+        }
+
         /// Rows per pass of [`rows_vnni`]: each 64 inputs are loaded once for four rows.
         #[cfg(slimnet_avx512)]
         const VNNI_ROWS: usize = 4;

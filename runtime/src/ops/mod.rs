@@ -5,6 +5,7 @@
 
 pub(crate) mod add;
 pub(crate) mod average_pool_2d;
+pub(crate) mod columns;
 pub(crate) mod conv_2d;
 pub(crate) mod depthwise_conv_2d;
 pub(crate) mod depthwise_int8;

@@ -16,6 +16,9 @@
 //! pieces of one row): indexing a `[u8; WINDOW]` with a `u8` needs no bounds check, so the inner loop has none.
 //! The kernels read the input from a copy in the operator's scratch followed by [`WINDOW`] bytes of zeros, so
 //! that every window of an interior pixel lies inside it.
+//!
+//! On x86-64 hosts with AVX-512 VNNI a FULLY_CONNECTED is prepared in another form instead, [`super::columns`]'
+//! input-stationary matrix, whose kernel skips the inputs at the zero point ([`Layout::columns`]).
 
 use super::window::Geometry;
 use crate::error::{Error, Result};
@@ -110,9 +113,9 @@ pub(crate) struct Layout {
     pub groups: Groups,
     pub weights: usize,
     pub input: usize,
-    /// The kept weights decoded into a dense int8 matrix (`channels × input`, zeros elsewhere) for the host's
-    /// dense kernel ([`Layout::dense_rows`]), instead of the records, counts and entries of windows.
-    pub dense: bool,
+    /// The kept weights decoded into the input-stationary matrix of [`super::columns`] for the host's VNNI kernel
+    /// ([`Layout::in_columns`]), instead of the records, counts and entries of windows.
+    pub columns: bool,
 }
 
 /// Bytes of a channel's record: four i32.
@@ -160,20 +163,28 @@ impl Layout {
             groups: groups.filter(|g| g.count <= MAX_GROUPS)?,
             weights: s.weights as usize,
             input,
-            dense: false,
+            columns: false,
         })
     }
 
-    /// The layout as a dense int8 matrix where `dense` (a FULLY_CONNECTED on an x86-64 host with AVX-512 VNNI,
-    /// whose dense kernel runs the matrix faster than the windows' runs, see BENCHMARKS.md), else as it is.
-    pub fn dense_rows(self, dense: bool) -> Layout {
-        Layout { dense, ..self }
+    /// The layout in [`super::columns`]' form where `columns` (a FULLY_CONNECTED on an x86-64 host with AVX-512
+    /// VNNI, whose kernel skips the input's groups at the zero point, see BENCHMARKS.md), else as it is.
+    pub fn in_columns(self, columns: bool) -> Layout {
+        Layout { columns, ..self }
+    }
+
+    /// The shape of the columns form.
+    pub fn columns_shape(&self) -> super::columns::Columns {
+        super::columns::Columns {
+            outputs: self.channels,
+            input: self.input,
+        }
     }
 
     /// Bytes of the prepared form.
     pub fn len(&self) -> Option<usize> {
-        if self.dense {
-            return self.channels.checked_mul(self.input);
+        if self.columns {
+            return self.columns_shape().len();
         }
         let per_channel = self.groups.count.checked_mul(2)?.checked_add(RECORD)?;
         self.channels
@@ -219,8 +230,8 @@ pub(crate) fn fill(
     let len = l.len().ok_or(Error::Overflow)?;
     let mem = mem.get_mut(..len).ok_or(Error::Overflow)?;
     mem.fill(0);
-    if l.dense {
-        return fill_dense(l, w, op, mem);
+    if l.columns {
+        return super::columns::fill(&l.columns_shape(), w, op, zp, l.weights, mem);
     }
     let (records, rest) = mem.split_at_mut(RECORD * l.channels);
     for (o, r) in records.chunks_exact_mut(RECORD).enumerate() {
@@ -274,39 +285,6 @@ pub(crate) fn fill(
         },
     )?;
     if bad || at != entries.len() {
-        return Err(corrupt);
-    }
-    Ok(())
-}
-
-/// [`fill`] of a dense layout: each kept weight at (channel, column) of the zeroed `channels × input` matrix
-/// `mem`. Fails with [`Error::CorruptStream`] if a weight falls outside it, is not an int8 value, or the streams
-/// hold another count of weights than the layout was sized for.
-fn fill_dense(l: &Layout, w: &Weights, op: u16, mem: &mut [u8]) -> Result<()> {
-    let corrupt = Error::CorruptStream { op };
-    let n = l.input;
-    let (mut placed, mut bad) = (0usize, false);
-    row_taps(
-        w,
-        op,
-        &mut Scratch::none(),
-        |_| None,
-        |i| w.shared_i8(i),
-        |o, taps| {
-            for &(col, v) in taps {
-                let col = col as usize;
-                let at = o.checked_mul(n).and_then(|r| r.checked_add(col));
-                match (i8::try_from(v), at.and_then(|a| mem.get_mut(a))) {
-                    (Ok(v), Some(d)) if col < n => {
-                        *d = v as u8;
-                        placed += 1;
-                    }
-                    _ => bad = true,
-                }
-            }
-        },
-    )?;
-    if bad || placed != l.weights {
         return Err(corrupt);
     }
     Ok(())
