@@ -24,6 +24,8 @@ pub const ROUNDS: RangeInclusive<u64> = 1..=100;
 pub const RUNS: RangeInclusive<u64> = 1..=10_000_000;
 /// `--repeats` (bench, sensitivity draws).
 pub const REPEATS: RangeInclusive<u64> = 1..=1_000;
+/// `--images` of `slimnet bench` (at most the MNIST test split).
+pub const BENCH_IMAGES: RangeInclusive<u64> = 1..=10_000;
 /// `--hessian-iterations`.
 pub const ITERATIONS: RangeInclusive<u64> = 1..=10_000;
 /// `--nodes` of distributed training (threads or MPI ranks).

@@ -80,6 +80,7 @@ const CASES: &[(&str, &str, i32, &str)] = &[
     ("--consensus-step 2", "train --data {d} --model mlp:8 --val 80 --distributed decentralized --consensus-step 2 --out {out}", 2, "--consensus-step"),
     ("bench --runs 0", "bench {slim} --runs 0", 2, "--runs"),
     ("bench --repeats 0", "bench {slim} --repeats 0", 2, "--repeats"),
+    ("bench --images 0", "bench {slim} --images 0", 2, "--images"),
     ("export --calibration 0", "export {m} --data {d} --calibration 0 --out {out}", 2, "--calibration"),
     ("compress --sparsity 1.5", "compress {m} --data {d} --sparsity 1.5 --out {out}", 2, "--sparsity"),
     ("compress --bits 0", "compress {m} --data {d} --bits 0 --out {out}", 2, "--bits"),

@@ -1043,3 +1043,31 @@ fn compress_auto_respects_its_budget_on_a_small_model() {
         "{err}"
     );
 }
+
+/// `bench` times every path of the committed compressed LeNet-300-100, prepared too, on test images and on noise.
+#[test]
+fn bench_times_each_path_on_images_and_on_noise() {
+    let slim = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/runtime/embedded/models/lenet-300-100.slim"
+    );
+    for extra in [&["--images", "3"][..], &["--noise"][..]] {
+        let mut args = vec!["bench", slim, "--runs", "20", "--repeats", "1", "--json"];
+        args.extend_from_slice(extra);
+        let out: serde_json::Value = serde_json::from_str(ok(&args).trim()).unwrap();
+        let paths: Vec<&str> = out["paths"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                assert!(p["latency_us"].as_f64().unwrap() > 0.0, "{p}");
+                p["path"].as_str().unwrap()
+            })
+            .collect();
+        assert_eq!(
+            paths,
+            ["f32", "integer-only", "integer-only prepared"],
+            "{extra:?}"
+        );
+    }
+}
