@@ -230,7 +230,8 @@ pub(crate) fn fill(
     let len = l.len().ok_or(Error::Overflow)?;
     let mem = mem.get_mut(..len).ok_or(Error::Overflow)?;
     mem.fill(0);
-    if l.columns {
+    // Only x86-64 hosts prepare this form: other targets link none of it.
+    if cfg!(target_arch = "x86_64") && l.columns {
         return super::columns::fill(&l.columns_shape(), w, op, zp, l.weights, mem);
     }
     let (records, rest) = mem.split_at_mut(RECORD * l.channels);
