@@ -21,8 +21,7 @@
 
 use crate::error::{Error, Result};
 use crate::quant::Output;
-use crate::taps::row_taps;
-use crate::weights::{Quant, Scratch, Weights};
+use crate::weights::{Quant, Weights};
 
 /// Outputs per 512-bit register of sums.
 pub(crate) const LANES: usize = 16;
@@ -90,36 +89,31 @@ pub(crate) fn fill(
     let mem = mem.get_mut(..len).ok_or(Error::Overflow)?;
     let (corrections, matrix) = mem.split_at_mut(c.chunks() * LANES * 4);
     let (stride, mut placed, mut bad) = (c.stride(), 0usize, false);
-    row_taps(
-        w,
-        op,
-        &mut Scratch::none(),
-        |_| None,
-        |i| w.shared_i8(i),
-        |o, taps| {
-            let mut sum = 0i32;
-            for &(col, v) in taps {
-                let col = col as usize;
-                let at = (col / 4) * stride + o * 4 + col % 4;
-                match (i8::try_from(v), matrix.get_mut(at)) {
-                    (Ok(b), Some(d)) if col < c.input && o < c.outputs => {
-                        *d = b as u8;
-                        sum = sum.wrapping_add(v);
-                        placed += 1;
-                    }
-                    _ => bad = true,
+    super::prepared::kept_taps(w, op, |o, taps| {
+        let mut sum = 0i32;
+        for &(col, v) in taps {
+            let col = col as usize;
+            let at = (col / 4)
+                .checked_mul(stride)
+                .and_then(|a| a.checked_add(o.checked_mul(4)?.checked_add(col % 4)?));
+            match (i8::try_from(v), at.and_then(|a| matrix.get_mut(a))) {
+                (Ok(b), Some(d)) if col < c.input && o < c.outputs => {
+                    *d = b as u8;
+                    sum = sum.wrapping_add(v);
+                    placed += 1;
                 }
+                _ => bad = true,
             }
-            match corrections.get_mut(4 * o..4 * o + 4) {
-                Some(d) => {
-                    let old = i32::from_le_bytes([d[0], d[1], d[2], d[3]]);
-                    let add = (128 + zp).wrapping_mul(sum);
-                    d.copy_from_slice(&old.wrapping_add(add).to_le_bytes());
-                }
-                None => bad = true,
+        }
+        match corrections.get_mut(4 * o..4 * o + 4) {
+            Some(d) => {
+                let old = i32::from_le_bytes([d[0], d[1], d[2], d[3]]);
+                let add = (128 + zp).wrapping_mul(sum);
+                d.copy_from_slice(&old.wrapping_add(add).to_le_bytes());
             }
-        },
-    )?;
+            None => bad = true,
+        }
+    })?;
     if bad || placed != kept {
         return Err(corrupt);
     }

@@ -265,30 +265,29 @@ pub(crate) fn fill(
         at += 2;
         Some(v)
     };
-    row_taps(
-        w,
-        op,
-        &mut Scratch::none(),
-        |_| None,
-        |i| w.shared_i8(i),
-        |o, taps| {
-            let mut sum = 0i32;
-            for &(col, v) in taps {
-                match place(o, col as usize, v) {
-                    Some(v) => sum = sum.wrapping_add(v),
-                    None => bad = true,
-                }
+    kept_taps(w, op, |o, taps| {
+        let mut sum = 0i32;
+        for &(col, v) in taps {
+            match place(o, col as usize, v) {
+                Some(v) => sum = sum.wrapping_add(v),
+                None => bad = true,
             }
-            if let Some(a) = records.get_mut(RECORD * o..RECORD * o + 4) {
-                let old = i32::from_le_bytes([a[0], a[1], a[2], a[3]]);
-                a.copy_from_slice(&old.wrapping_sub(zp.wrapping_mul(sum)).to_le_bytes());
-            }
-        },
-    )?;
+        }
+        if let Some(a) = records.get_mut(RECORD * o..RECORD * o + 4) {
+            let old = i32::from_le_bytes([a[0], a[1], a[2], a[3]]);
+            a.copy_from_slice(&old.wrapping_sub(zp.wrapping_mul(sum)).to_le_bytes());
+        }
+    })?;
     if bad || at != entries.len() {
         return Err(corrupt);
     }
     Ok(())
+}
+
+/// Calls `f(o, taps)` with the kept weights of sparse weights `w` (operator `op`) as (column, int8 value of their
+/// codebook entry), channel by channel: what the prepared forms are filled from.
+pub(crate) fn kept_taps(w: &Weights, op: u16, f: impl FnMut(usize, &[(u32, i32)])) -> Result<()> {
+    row_taps(w, op, &mut Scratch::none(), |_| None, |i| w.shared_i8(i), f)
 }
 
 /// The window of [`WINDOW`] bytes at `at` of `x`.
